@@ -1,0 +1,49 @@
+# Two commands for a newcomer: `make demo` and `make test`. Each creates .venv when it is
+# absent and installs the project (with its test and optional extras) into it.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.musicrec-installed
+# The declared requirement is torch>=2.2; 2.13.0 is a CPU build, pre-installed first so that
+# resolving the project downloads no multi-GB CUDA build. Override for another platform.
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev
+SHARED ?= ../shared/datasets
+export OPENBLAS_NUM_THREADS := 1
+
+.PHONY: install test lint typecheck demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	@touch $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check musicrec data embedding recommender api tests benchmarks
+	$(MAKE) --no-print-directory typecheck
+
+# The packages live in top-level folders and install as musicrec.<name>; mypy sees that
+# layout through a tree of links.
+typecheck: $(STAMP)
+	@rm -rf build/typecheck && mkdir -p build/typecheck/musicrec
+	@for f in musicrec/*.py; do ln -s ../../../$$f build/typecheck/$$f; done
+	@for p in data embedding recommender api; do ln -s ../../../$$p build/typecheck/musicrec/$$p; done
+	MYPYPATH=build/typecheck $(BIN)/mypy -p musicrec
+
+test: lint
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	$(BIN)/musicrec train --interactions $(SHARED)/hetrec2011-lastfm-2k --out runs/hetrec-als
+	$(BIN)/musicrec recommend --model runs/hetrec-als --user 2 -n 10
+	$(BIN)/musicrec similar --model runs/hetrec-als --track 289 -n 10
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_cf.py --data $(SHARED)/hetrec2011-lastfm-2k
+
+clean:
+	rm -rf build runs .mypy_cache .ruff_cache .pytest_cache
