@@ -233,7 +233,7 @@ def read_log(
 
 
 def _parse_weights(values: pd.Series, column: str, fmt: str, path: Path | str) -> np.ndarray:
-    if values.dtype == object:
+    if values.dtype == object or pd.api.types.is_string_dtype(values):
         stripped = values.astype(str).str.strip()
         numbers = pd.to_numeric(stripped, errors="coerce")
         bad = numbers.isna() & (stripped != "") & (stripped.str.lower() != "nan")

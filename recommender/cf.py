@@ -180,10 +180,11 @@ class CFModel:
     def fold_in(self, track_idx: np.ndarray, plays: np.ndarray | None = None) -> np.ndarray:
         """A user vector for a listener who played ``track_idx`` (``plays`` times each).
 
-        It solves the ALS normal equations for one user against the fixed track vectors
-        (the same solve as ``implicit``'s ``recalculate_user``), with the model's
-        confidence weighting. For BPR vectors the same solve is a least-squares
-        approximation.
+        For ALS it solves the normal equations for one user against the fixed track
+        vectors (the same solve as ``implicit``'s ``recalculate_user``), with the model's
+        confidence weighting. BPR has no closed form: the vector is the weighted mean of
+        the played tracks' vectors, scaled to the median norm of the trained users'
+        vectors, with BPR's item-bias column set to 1 as in training.
         """
         self._check_fitted()
         track_idx = np.asarray(track_idx, dtype=np.int64)
@@ -196,12 +197,23 @@ class CFModel:
         row.sum_duplicates()
         weights = confidence_weights(row, self.confidence)
         items = weights.indices
+        if self.algorithm == "bpr":
+            return self._fold_in_bpr(items, weights.data)
         conf = self.alpha * weights.data.astype(np.float64)
         y = self.item_factors_.astype(np.float64)
         yo = y[items]
         a = y.T @ y + (yo.T * (conf - 1.0)) @ yo + self.regularization * np.eye(y.shape[1])
         b = yo.T @ conf
         return np.linalg.solve(a, b).astype(np.float32)
+
+    def _fold_in_bpr(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        factors = self.item_factors_[:, :-1].astype(np.float64)
+        mean = (weights[:, None] * factors[items]).sum(axis=0) / max(weights.sum(), 1e-12)
+        target = float(np.median(np.linalg.norm(self.user_factors_[:, :-1], axis=1)))
+        norm = float(np.linalg.norm(mean))
+        vector = np.ones(self.item_factors_.shape[1], dtype=np.float64)
+        vector[:-1] = mean * (target / norm if norm > 0 else 0.0)
+        return vector.astype(np.float32)
 
     # -- recommendations ---------------------------------------------------------------
     def played(self, user_id: str) -> np.ndarray:
