@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from musicrec import __version__
-from musicrec.errors import MusicrecError
+from musicrec.errors import MusicrecError, ParameterError
 
 log = logging.getLogger("musicrec")
 
@@ -114,21 +114,41 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from musicrec.recommender.pipeline import load_cf_model_dir
+    from musicrec.recommender.facade import Recommender
 
-    model, catalog, _ = load_cf_model_dir(args.model)
-    recs = model.recommend(args.user, n=args.n, exclude_played=not args.include_played)
-    print_recommendations(recs, catalog, args.json, f"Top {len(recs)} for user {args.user}:")
+    rec = Recommender(args.model)
+    recs = rec.recommend(args.user, n=args.n, exclude_played=not args.include_played,
+                         exclude=args.exclude or (), max_per_artist=args.max_per_artist)
+    print_recommendations(recs, rec.catalog, args.json, f"Top {len(recs)} for user {args.user}:")
     return 0
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    from musicrec.recommender.pipeline import load_cf_model_dir
+    from musicrec.recommender.facade import Recommender
 
-    model, catalog, _ = load_cf_model_dir(args.model)
-    recs = model.similar(args.track, n=args.n)
-    print_recommendations(recs, catalog, args.json,
-                          f"Tracks similar to {catalog.label(args.track)}:")
+    rec = Recommender(args.model)
+    if (args.track is None) == (args.audio is None):
+        raise ParameterError("give exactly one of --track ID and --audio CLIP")
+    if args.audio is not None:
+        result = rec.similar_to_audio(args.audio, n=args.n, max_per_artist=args.max_per_artist)
+        if args.json:
+            print_json({"match": result.match,
+                        "neighbours": [{**r.to_dict(), "title": rec.catalog.title(r.track_id)}
+                                       for r in result.neighbours]})
+            return 0
+        if result.match:
+            m = result.match
+            print(f"Identified: {rec.catalog.label(m['track_id'])} at {m['offset_s']:.1f} s "
+                  f"(confidence {m['confidence']:.2f})")
+        elif result.info.get("fingerprints"):
+            print("Identified: no match in the catalogue")
+        print_recommendations(result.neighbours, rec.catalog, False,
+                              f"Tracks that sound like {args.audio}:")
+        return 0
+    recs = rec.similar(args.track, n=args.n, alpha=args.alpha,
+                       max_per_artist=args.max_per_artist)
+    print_recommendations(recs, rec.catalog, args.json,
+                          f"Tracks similar to {rec.catalog.label(args.track)}:")
     return 0
 
 
@@ -167,12 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=_positive_int, default=10)
     p.add_argument("--include-played", action="store_true",
                    help="do not exclude tracks the user already played")
+    p.add_argument("--exclude", nargs="*", metavar="TRACK", help="track ids never to return")
+    p.add_argument("--max-per-artist", type=_positive_int, help="at most k tracks per artist")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_recommend)
 
-    p = sub.add_parser("similar", help="tracks similar to a seed track")
+    p = sub.add_parser("similar", help="tracks similar to a seed track, or to an audio clip")
     p.add_argument("--model", required=True, type=Path)
-    p.add_argument("--track", required=True)
+    p.add_argument("--track", help="seed track id")
+    p.add_argument("--audio", type=Path, help="an audio clip (query by example)")
+    p.add_argument("--alpha", type=float,
+                   help="1 = sounds like, 0 = listeners also played (default 0.5 on a hybrid)")
+    p.add_argument("--max-per-artist", type=_positive_int, help="at most k tracks per artist")
     p.add_argument("-n", type=_positive_int, default=10)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_similar)

@@ -1,14 +1,29 @@
-"""Training pipelines that turn data into a model directory."""
+"""Pipelines that turn logs, audio and content vectors into a model directory."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from musicrec.data.catalog import TrackCatalog
+import numpy as np
+import pandas as pd
+
+from musicrec.data._tables import read_table
+from musicrec.data.catalog import TrackCatalog, read_catalog
 from musicrec.data.logs import ListeningLog
+from musicrec.errors import DataFormatError, ParameterError
 from musicrec.recommender.cf import CFModel
-from musicrec.recommender.model_dir import read_manifest, write_model_dir
+from musicrec.recommender.facade import write_hybrid_model_dir
+from musicrec.recommender.hybrid import HybridModel
+
+log = logging.getLogger(__name__)
+
+
+def _log_manifest(log_: ListeningLog) -> dict[str, Any]:
+    return {"source": log_.report.source, "sha256": log_.fingerprint(),
+            "rows_read": log_.report.rows_read, "rows_skipped": log_.report.rows_skipped,
+            "duplicates_merged": log_.report.duplicates_merged}
 
 
 def train_cf_model_dir(
@@ -20,32 +35,131 @@ def train_cf_model_dir(
 ) -> Path:
     """Fit a :class:`CFModel` on ``log`` and write a CF-only model directory to ``out``."""
     model = (model or CFModel()).fit(log)
-    if catalog is None:
-        catalog = TrackCatalog.from_ids(log.tracks.ids)
-
-    def write(tmp: Path) -> dict[str, Any]:
-        model.save(tmp / "cf.npz")
-        catalog.save(tmp / "catalog.parquet")
-        return {
-            "kind": "cf",
-            "files": ["cf.npz", "catalog.parquet"],
-            "cf": {**model.get_params(), "seed": model.seed_},
-            "counts": {"users": log.n_users, "tracks": log.n_tracks, "interactions": len(log),
-                       "plays": float(log.plays.sum())},
-            "data": {"interactions": {"source": log.report.source,
-                                      "sha256": log.fingerprint(),
-                                      "rows_read": log.report.rows_read,
-                                      "rows_skipped": log.report.rows_skipped,
-                                      "duplicates_merged": log.report.duplicates_merged}},
-        }
-
-    return write_model_dir(out, write)
+    hybrid = HybridModel().fit(cf=model, content_ids=None, content=None)
+    return write_hybrid_model_dir(
+        out, hybrid=hybrid, catalog=catalog,
+        manifest={"data": {"interactions": _log_manifest(log)},
+                  "counts": {"plays": float(log.plays.sum())}})
 
 
-def load_cf_model_dir(model_dir: str | Path) -> tuple[CFModel, TrackCatalog, dict[str, Any]]:
-    """The CF model, catalogue and manifest of a model directory."""
-    model_dir = Path(model_dir)
-    manifest = read_manifest(model_dir)
-    model = CFModel.load(model_dir / "cf.npz")
-    catalog = TrackCatalog.load(model_dir / "catalog.parquet")
-    return model, catalog, manifest
+def read_content_vectors(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """Per-track content vectors from any source: a table with ``track_id`` and either a
+    list column ``vector`` or numeric columns (one per dimension)."""
+    frame = read_table(path)
+    if "track_id" not in frame.columns:
+        raise DataFormatError(path, f"no track_id column; found {list(frame.columns)}")
+    ids = frame["track_id"].astype(str).tolist()
+    try:
+        if "vector" in frame.columns:
+            vectors = np.stack([np.asarray(v, dtype=np.float32) for v in frame["vector"]])
+        else:
+            numeric = frame.drop(columns=["track_id"])
+            vectors = numeric.apply(pd.to_numeric, errors="raise").to_numpy(np.float32)
+    except (ValueError, TypeError) as exc:
+        raise DataFormatError(path, f"content vectors must be numbers ({exc})") from None
+    if vectors.ndim != 2 or vectors.shape[1] == 0:
+        raise DataFormatError(path, "content vectors must have at least one dimension")
+    if not np.isfinite(vectors).all():
+        row = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
+        raise DataFormatError(path, "content vector is not finite", line=row + 2)
+    return ids, vectors
+
+
+def build_model_dir(
+    out: str | Path,
+    *,
+    log: ListeningLog | None = None,
+    catalog: TrackCatalog | None = None,
+    content_ids: list[str] | None = None,
+    content: np.ndarray | None = None,
+    cf_model: CFModel | None = None,
+    hybrid: HybridModel | None = None,
+    embedder: dict[str, Any] | None = None,
+    content_source: dict[str, Any] | None = None,
+    extra_files: dict[str, Any] | None = None,
+    n_trees: int | None = None,
+    search_k_factor: int | None = None,
+) -> Path:
+    """Train CF (when logs are given), learn the content → CF mapping, blend, index, write.
+
+    Without ``log``, the model is content-only: similar-by-sound and query by example
+    work, user recommendations raise a clear error.
+    """
+    if log is None and content is None:
+        raise ParameterError("build needs listening logs, content vectors, or both")
+    cf = (cf_model or CFModel()).fit(log) if log is not None else None
+    model = (hybrid or HybridModel()).fit(cf=cf, content_ids=content_ids, content=content)
+    data: dict[str, Any] = {}
+    if log is not None:
+        data["interactions"] = _log_manifest(log)
+    if content_source is not None:
+        data["content"] = content_source
+    return write_hybrid_model_dir(
+        out, hybrid=model, catalog=catalog, n_trees=n_trees, search_k_factor=search_k_factor,
+        extra_files=extra_files,
+        manifest={"data": data, "embedder": embedder,
+                  "counts": {} if log is None else {"plays": float(log.plays.sum())}})
+
+
+def load_catalog_or_folder(source: str | Path) -> TrackCatalog | None:
+    """The catalogue of a table, or ``None`` for a folder (ids come from file names)."""
+    source = Path(source)
+    if source.is_dir():
+        return None
+    return read_catalog(source)
+
+
+def add_tracks(
+    model_dir: str | Path,
+    track_ids: list[str],
+    content: np.ndarray,
+    *,
+    catalog_rows: pd.DataFrame | None = None,
+) -> Path:
+    """Add tracks with content vectors to a model without retraining.
+
+    Their CF vectors are predicted from content by the model's mapping, every index is
+    rebuilt, and the new directory replaces the old one atomically.
+    """
+    from musicrec.recommender.facade import Recommender
+
+    rec = Recommender(model_dir)
+    old = rec.hybrid
+    if not rec.has_content.any():
+        raise ParameterError(f"{model_dir}: a model without content vectors cannot add tracks "
+                             "by audio")
+    if content.shape[1] != old.content_.shape[1]:
+        raise ParameterError(f"new vectors have dim {content.shape[1]}, the model's content "
+                             f"dim is {old.content_.shape[1]}")
+    known = [t for t in track_ids if t in rec.tracks]
+    if known:
+        raise ParameterError(f"track {known[0]!r} is already in the model")
+    from musicrec.recommender.index import normalize_rows
+
+    unit = normalize_rows(content)
+    model = HybridModel(**old.get_params())
+    model.tracks_ = rec.tracks.extend(track_ids)
+    model.cf_ = rec.cf
+    model.mapping_ = old.mapping_
+    model.content_ = np.vstack([np.asarray(old.content_), unit])
+    model.has_content_ = np.linalg.norm(model.content_, axis=1) > 0
+    model.evidence_ = np.concatenate([np.asarray(old.evidence_), np.zeros(len(track_ids),
+                                                                            np.float32)])
+    model.blend_weight_ = np.concatenate([np.asarray(old.blend_weight_),
+                                          np.zeros(len(track_ids), np.float32)])
+    if old.item_vectors_.shape[1]:
+        predicted = (model.predict_cf(unit) if model.mapping_ is not None
+                     else np.zeros((len(track_ids), old.item_vectors_.shape[1]), np.float32))
+        model.item_vectors_ = np.vstack([np.asarray(old.item_vectors_), predicted])
+    else:
+        model.item_vectors_ = np.zeros((len(model.tracks_), 0), dtype=np.float32)
+    rows = catalog_rows if catalog_rows is not None else pd.DataFrame({"track_id": track_ids})
+    catalog = TrackCatalog(pd.concat([rec.catalog.frame, rows], ignore_index=True))
+    manifest = {k: v for k, v in rec.manifest.items()
+                if k not in ("format", "format_version", "created", "versions", "files",
+                             "kind", "counts", "dims", "blend", "cf", "index")}
+    manifest["added_tracks"] = int(rec.manifest.get("added_tracks", 0)) + len(track_ids)
+    index = rec.manifest.get("index", {})
+    return write_hybrid_model_dir(model_dir, hybrid=model, catalog=catalog, manifest=manifest,
+                                  n_trees=index.get("n_trees"),
+                                  search_k_factor=index.get("search_k_factor"))

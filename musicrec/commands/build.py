@@ -1,0 +1,129 @@
+"""``musicrec build`` and ``musicrec add-tracks``: the hybrid model pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from musicrec.errors import ParameterError
+
+
+def _embed(source: Path, args: argparse.Namespace) -> tuple[Any, Any]:
+    from musicrec.embedding.base import get_embedder
+    from musicrec.embedding.batch import embed_catalog
+
+    embedder = get_embedder(args.embedder)
+    result = embed_catalog(source, embedder=embedder, cache_dir=args.cache_dir,
+                           show_progress=True)
+    print(f"embedded {source}: {result.summary()}", file=sys.stderr)
+    for failure in result.failures:
+        print(f"  failed: {failure.path}: {failure.kind}: {failure.reason}", file=sys.stderr)
+    if len(result.track_ids) == 0:
+        raise ParameterError(f"{source}: no audio file could be embedded")
+    info = {"spec": args.embedder, "id": embedder.id, "name": embedder.name,
+            "revision": embedder.revision, "dim": embedder.dim, "options": {}}
+    return result, info
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from musicrec.cli import load_interactions
+    from musicrec.recommender.cf import CFModel
+    from musicrec.recommender.hybrid import HybridModel
+    from musicrec.recommender.pipeline import (
+        build_model_dir,
+        load_catalog_or_folder,
+        read_content_vectors,
+    )
+
+    if args.catalog is None and args.content_vectors is None and args.interactions is None:
+        raise ParameterError("give --interactions, --catalog, --content-vectors, or several")
+    log_, catalog = (None, None)
+    if args.interactions is not None:
+        log_, catalog = load_interactions(args)
+        print(log_.report.summary(), file=sys.stderr)
+    content_ids = content = embedder = source = None
+    if args.content_vectors is not None:
+        content_ids, content = read_content_vectors(args.content_vectors)
+        source = {"vectors": str(args.content_vectors)}
+    elif args.catalog is not None:
+        result, embedder = _embed(args.catalog, args)
+        content_ids, content = result.track_ids, result.vectors
+        source = {"audio": str(args.catalog), "embedded": len(result.track_ids),
+                  "failed": len(result.failures)}
+    if args.catalog is not None and catalog is None:
+        catalog = load_catalog_or_folder(args.catalog)
+    cf = CFModel(factors=args.factors, regularization=args.regularization,
+                 iterations=args.iterations, alpha=args.alpha, confidence=args.confidence,
+                 random_state=args.seed, show_progress=True)
+    hybrid = HybridModel(shrinkage=args.shrinkage, content_weight=args.content_weight)
+    out = build_model_dir(args.out, log=log_, catalog=catalog, content_ids=content_ids,
+                          content=content, cf_model=cf, hybrid=hybrid, embedder=embedder,
+                          content_source=source, n_trees=args.n_trees)
+    from musicrec.recommender.model_dir import read_manifest
+
+    manifest = read_manifest(out)
+    print(f"built a {manifest['kind']} model of {manifest['counts']['tracks']} tracks "
+          f"in {out}")
+    return 0
+
+
+def cmd_add_tracks(args: argparse.Namespace) -> int:
+    from musicrec.embedding.base import get_embedder
+    from musicrec.embedding.batch import embed_paths
+    from musicrec.recommender.facade import Recommender
+    from musicrec.recommender.pipeline import add_tracks
+
+    rec = Recommender(args.model_dir)
+    spec = rec.manifest.get("embedder")
+    if not spec:
+        raise ParameterError(f"{args.model_dir}: the model was not built from audio")
+    embedder = get_embedder(spec["spec"], **spec.get("options", {}))
+    ids = [Path(p).stem for p in args.audio]
+    result = embed_paths(args.audio, embedder=embedder, track_ids=ids,
+                         cache_dir=args.cache_dir, show_progress=True)
+    for failure in result.failures:
+        print(f"  failed: {failure.path}: {failure.kind}: {failure.reason}", file=sys.stderr)
+    if not result.track_ids:
+        raise ParameterError("no audio file could be embedded")
+    del rec
+    add_tracks(args.model_dir, result.track_ids, result.vectors)
+    print(f"added {len(result.track_ids)} tracks to {args.model_dir} "
+          f"({len(result.failures)} failed)")
+    return 0
+
+
+def register(sub: Any) -> None:
+    from musicrec.cli import _add_log_options, _positive_int
+
+    p = sub.add_parser("build", help="build a hybrid model directory (embed, CF, blend, index)")
+    _add_log_options(p)
+    for action in p._actions:
+        if action.dest == "interactions":
+            action.required = False
+    p.add_argument("--catalog", type=Path,
+                   help="a folder of audio, or a catalogue table with track_id, audio_path")
+    p.add_argument("--content-vectors", type=Path,
+                   help="precomputed content vectors (table: track_id + vector or numbers)")
+    p.add_argument("--embedder", default="whisper-tiny", help="audio model (see `embed`)")
+    p.add_argument("--cache-dir", type=Path, help="embedding cache (default ~/.cache/musicrec)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--factors", type=_positive_int, default=64)
+    p.add_argument("--regularization", type=float, default=0.05)
+    p.add_argument("--iterations", type=_positive_int, default=20)
+    p.add_argument("--alpha", type=float, default=10.0, help="ALS confidence scale")
+    p.add_argument("--confidence", choices=["none", "log1p", "bm25"], default="log1p")
+    p.add_argument("--shrinkage", type=float, default=10.0,
+                   help="listeners at which own CF and content prediction weigh the same")
+    p.add_argument("--content-weight", type=float, default=0.5,
+                   help="weight of the user's content profile in user scores")
+    p.add_argument("--n-trees", type=_positive_int, help="Annoy trees")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=cmd_build)
+
+    p = sub.add_parser("add-tracks", help="add audio tracks to a model without retraining")
+    p.add_argument("model_dir", type=Path)
+    p.add_argument("audio", nargs="+", type=Path)
+    p.add_argument("--cache-dir", type=Path)
+    p.set_defaults(handler=cmd_add_tracks)

@@ -1,0 +1,462 @@
+"""The :class:`Recommender` facade over a model directory: what the CLI and the API use.
+
+A model directory (written by :func:`write_hybrid_model_dir`) holds::
+
+    manifest.json        format, versions, embedder, dimensions, blend, counts, fingerprints
+    catalog.parquet      track metadata
+    tracks.npy           raw track ids, in index order
+    content.npy          unit content vectors [n_tracks, d_content] (zero rows: no content)
+    items.npy            blended CF-space track vectors [n_tracks, d_cf]
+    evidence.npy         listeners per track; blend_weight.npy: w_i of the blend
+    mapping.npy          the content -> CF ridge matrix (when learned)
+    cf.npz               the CF model: user vectors, played tracks, id maps
+    index/content.*      Annoy (angular) over content vectors
+    index/cf.*           Annoy (angular) over unit blended vectors
+    index/user.*         Annoy (dot) over blended vectors, for user recommendations
+
+Arrays are loaded with ``mmap_mode="r"`` and Annoy files are mmap'd, so several server
+processes share one copy in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from musicrec.data.catalog import TrackCatalog
+from musicrec.data.idmap import IdMap
+from musicrec.errors import MusicrecError, ParameterError
+from musicrec.recommender.cf import CFModel
+from musicrec.recommender.hybrid import HybridModel
+from musicrec.recommender.index import Metric, VectorIndex
+from musicrec.recommender.model_dir import read_manifest, write_model_dir
+from musicrec.recommender.types import Recommendation
+
+log = logging.getLogger(__name__)
+
+#: Candidates fetched from each index per result, before exact re-scoring.
+CANDIDATES_PER_RESULT = 10
+MIN_CANDIDATES = 100
+
+
+class CapabilityError(MusicrecError, ValueError):
+    """The model cannot answer this kind of request (e.g. users on a content-only model)."""
+
+
+@dataclass
+class AudioQuery:
+    """The answer to a query by example."""
+
+    neighbours: list[Recommendation]
+    match: dict[str, Any] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def write_hybrid_model_dir(
+    out: str | Path,
+    *,
+    hybrid: HybridModel,
+    catalog: TrackCatalog | None = None,
+    manifest: dict[str, Any] | None = None,
+    n_trees: int | None = None,
+    search_k_factor: int | None = None,
+    extra_files: dict[str, Any] | None = None,
+) -> Path:
+    """Write a fitted :class:`HybridModel` (with its indexes) as a model directory."""
+    from musicrec.recommender.index import DEFAULT_N_TREES, DEFAULT_SEARCH_K_FACTOR
+
+    tracks = hybrid.tracks_
+    if catalog is None:
+        catalog = TrackCatalog.from_ids(tracks.ids)
+    missing = [t for t in tracks if t not in catalog]
+    if missing:
+        extra = TrackCatalog.from_ids(missing).frame
+        import pandas as pd
+
+        catalog = TrackCatalog(pd.concat([catalog.frame, extra], ignore_index=True))
+    index_opts: dict[str, Any] = {"n_trees": n_trees or DEFAULT_N_TREES,
+                                  "search_k_factor": search_k_factor or DEFAULT_SEARCH_K_FACTOR}
+
+    def write(tmp: Path) -> dict[str, Any]:
+        files = ["catalog.parquet", "tracks.npy", "content.npy", "items.npy", "evidence.npy",
+                 "blend_weight.npy"]
+        catalog.save(tmp / "catalog.parquet")
+        np.save(tmp / "tracks.npy", tracks.to_array(), allow_pickle=False)
+        np.save(tmp / "content.npy", hybrid.content_, allow_pickle=False)
+        np.save(tmp / "items.npy", hybrid.item_vectors_, allow_pickle=False)
+        np.save(tmp / "evidence.npy", hybrid.evidence_, allow_pickle=False)
+        np.save(tmp / "blend_weight.npy", hybrid.blend_weight_, allow_pickle=False)
+        if hybrid.mapping_ is not None:
+            np.save(tmp / "mapping.npy", hybrid.mapping_, allow_pickle=False)
+            files.append("mapping.npy")
+        if hybrid.cf_ is not None:
+            hybrid.cf_.save(tmp / "cf.npz")
+            files.append("cf.npz")
+        (tmp / "index").mkdir()
+        ids = tracks.ids
+        if hybrid.has_content:
+            rows = np.flatnonzero(hybrid.has_content_)
+            VectorIndex(hybrid.content_.shape[1], **index_opts).add_items(
+                hybrid.content_[rows], ids[rows]).save(tmp / "index" / "content")
+            files.append("index/content.ann")
+        if hybrid.has_cf:
+            VectorIndex(hybrid.item_vectors_.shape[1], **index_opts).add_items(
+                hybrid.unit_cf(), ids).save(tmp / "index" / "cf")
+            VectorIndex(hybrid.item_vectors_.shape[1], metric=Metric.DOT, **index_opts
+                        ).add_items(hybrid.item_vectors_, ids).save(tmp / "index" / "user")
+            files += ["index/cf.ann", "index/user.ann"]
+        for name, writer in (extra_files or {}).items():
+            writer(tmp / name)
+            files.append(name)
+        kind = "hybrid" if hybrid.has_cf and hybrid.has_content else (
+            "cf" if hybrid.has_cf else "content")
+        counts: dict[str, Any] = {"tracks": len(tracks),
+                                  "tracks_with_content": int(hybrid.has_content_.sum()),
+                                  "tracks_with_plays": int((hybrid.evidence_ > 0).sum())}
+        if hybrid.cf_ is not None:
+            counts["users"] = len(hybrid.cf_.users_)
+            counts["interactions"] = int(hybrid.cf_.user_items_.nnz)
+        return {
+            **(manifest or {}),
+            "kind": kind,
+            "files": files,
+            "counts": {**counts, **(manifest or {}).get("counts", {})},
+            "dims": {"content": int(hybrid.content_.shape[1]),
+                     "cf": int(hybrid.item_vectors_.shape[1])},
+            "blend": hybrid.get_params(),
+            "cf": None if hybrid.cf_ is None else {**hybrid.cf_.get_params(),
+                                                   "seed": hybrid.cf_.seed_},
+            "index": index_opts,
+        }
+
+    return write_model_dir(out, write)
+
+
+class Recommender:
+    """Recommendations, similar tracks and query by example from one model directory."""
+
+    def __init__(self, model_dir: str | Path) -> None:
+        self.model_dir = Path(model_dir)
+        self.manifest = read_manifest(self.model_dir)
+        d = self.model_dir
+        try:
+            self.catalog = TrackCatalog.load(d / "catalog.parquet")
+            self.tracks = IdMap.from_array(np.load(d / "tracks.npy", allow_pickle=False),
+                                           kind="track")
+            self.content = np.load(d / "content.npy", mmap_mode="r")
+            self.items = np.load(d / "items.npy", mmap_mode="r")
+            self.evidence = np.load(d / "evidence.npy", mmap_mode="r")
+            self.blend_weight = np.load(d / "blend_weight.npy", mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise ParameterError(f"{d}: model directory is incomplete or corrupt ({exc})"
+                                 ) from None
+        dims = self.manifest.get("dims", {})
+        if self.content.shape != (len(self.tracks), dims.get("content")) or \
+                self.items.shape != (len(self.tracks), dims.get("cf")):
+            from musicrec.errors import ModelFormatError
+
+            raise ModelFormatError(f"{d}: array shapes do not match the manifest's dims {dims}")
+        self.has_content = np.linalg.norm(self.content, axis=1) > 0
+        self.cf = CFModel.load(d / "cf.npz") if (d / "cf.npz").exists() else None
+        self.hybrid = self._hybrid()
+        self.unit_items = self.hybrid.unit_cf()
+        self.content_index = self._index("content", dims.get("content"))
+        self.cf_index = self._index("cf", dims.get("cf"))
+        self.user_index = self._index("user", dims.get("cf"))
+        self._embedder: Any = None
+        self._fingerprints: Any = None
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> Recommender:
+        return cls(model_dir)
+
+    def _index(self, name: str, dim: int | None) -> VectorIndex | None:
+        path = self.model_dir / "index" / name
+        if not path.with_suffix(".ann").exists():
+            return None
+        return VectorIndex.load(path, dim=dim)
+
+    def _hybrid(self) -> HybridModel:
+        params = self.manifest.get("blend", {})
+        model = HybridModel(**params)
+        model.tracks_ = self.tracks
+        model.cf_ = self.cf
+        model.content_ = self.content
+        model.has_content_ = np.linalg.norm(self.content, axis=1) > 0
+        model.item_vectors_ = self.items
+        model.evidence_ = self.evidence
+        model.blend_weight_ = self.blend_weight
+        mapping = self.model_dir / "mapping.npy"
+        model.mapping_ = np.load(mapping) if mapping.exists() else None
+        return model
+
+    @property
+    def kind(self) -> str:
+        return str(self.manifest["kind"])
+
+    # -- helpers ---------------------------------------------------------------------
+    def _require_cf(self, what: str) -> CFModel:
+        if self.cf is None:
+            raise CapabilityError(f"this is a {self.kind}-only model built without listening "
+                                  f"logs: it cannot {what}; rebuild with --interactions")
+        return self.cf
+
+    def _filter(
+        self,
+        order: np.ndarray,
+        scores: np.ndarray,
+        n: int,
+        exclude: set[int],
+        max_per_artist: int | None,
+    ) -> list[tuple[int, float]]:
+        out: list[tuple[int, float]] = []
+        per_artist: dict[str, int] = {}
+        for pos in order:
+            i = int(pos)
+            if i in exclude or not np.isfinite(scores[i]):
+                continue
+            if max_per_artist is not None:
+                artist = self.catalog.artists([self.tracks.to_id(i)])[0]
+                if artist:
+                    if per_artist.get(artist, 0) >= max_per_artist:
+                        continue
+                    per_artist[artist] = per_artist.get(artist, 0) + 1
+            out.append((i, float(scores[i])))
+            if len(out) == n:
+                break
+        return out
+
+    def _candidates(self, queries: list[tuple[VectorIndex | None, np.ndarray]], k: int
+                    ) -> np.ndarray:
+        found: list[np.ndarray] = []
+        for index, vector in queries:
+            if index is None or not np.any(vector):
+                continue
+            pos, _ = index.query_positions(np.asarray(vector, dtype=np.float32), k)
+            # Index positions follow its own ids; map them to the model's track indices.
+            found.append(self.tracks.to_idx_many(index.ids.to_ids(pos)))
+        if not found:
+            return np.zeros(0, dtype=np.int64)
+        return np.unique(np.concatenate(found))
+
+    def _validate(self, n: int, max_per_artist: int | None) -> None:
+        if not isinstance(n, int | np.integer) or isinstance(n, bool) or not 1 <= n <= 1000:
+            raise ParameterError(f"n={n!r} must be an integer from 1 to 1000")
+        if max_per_artist is not None and (not isinstance(max_per_artist, int)
+                                           or max_per_artist < 1):
+            raise ParameterError(f"max_per_artist={max_per_artist!r} must be a positive integer")
+
+    def _user_results(
+        self,
+        user_vector: np.ndarray | None,
+        history: np.ndarray,
+        plays: np.ndarray | None,
+        *,
+        n: int,
+        exclude: set[int],
+        max_per_artist: int | None,
+    ) -> list[Recommendation]:
+        k = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * n) + len(exclude)
+        profile = self.hybrid.user_profile(history, plays)
+        queries: list[tuple[VectorIndex | None, np.ndarray]] = [(self.content_index, profile)]
+        if user_vector is not None:
+            queries.append((self.user_index, user_vector))
+        cand = self._candidates(queries, k)
+        scores = np.full(len(self.tracks), -np.inf, dtype=np.float64)
+        if len(cand):
+            full = self.hybrid.score_user(user_vector, history, plays)
+            scores[cand] = full[cand]
+        order = cand[np.lexsort((cand, -scores[cand]))] if len(cand) else cand
+        picked = self._filter(order, scores, n, exclude, max_per_artist)
+        return [self._explain_user(i, s, history) for i, s in picked]
+
+    def _explain_user(self, i: int, score: float, history: np.ndarray) -> Recommendation:
+        track_id = self.tracks.to_id(i)
+        if len(history) == 0:
+            return Recommendation(track_id, score, "popular")
+        content_led = self.has_content[i] and self.blend_weight[i] < 0.5
+        if content_led:
+            sims = np.asarray(self.content[history]) @ np.asarray(self.content[i])
+            return Recommendation(track_id, score, "played-content",
+                                  self.tracks.to_id(int(history[int(np.argmax(sims))])))
+        sims = self.unit_items[history] @ self.unit_items[i]
+        return Recommendation(track_id, score, "cf",
+                              self.tracks.to_id(int(history[int(np.argmax(sims))])))
+
+    # -- public API ------------------------------------------------------------------------
+    def recommend(
+        self,
+        user_id: str,
+        *,
+        n: int = 10,
+        exclude_played: bool = True,
+        exclude: Sequence[str] = (),
+        max_per_artist: int | None = None,
+    ) -> list[Recommendation]:
+        """The ``n`` best tracks for a user in the training logs."""
+        cf = self._require_cf("recommend for users")
+        self._validate(n, max_per_artist)
+        u = cf.users_.to_idx(user_id)
+        ui = cf.user_items_
+        history = ui.indices[ui.indptr[u] : ui.indptr[u + 1]].astype(np.int64)
+        plays = ui.data[ui.indptr[u] : ui.indptr[u + 1]]
+        skip = set(self.tracks.to_idx_many(exclude).tolist())
+        if exclude_played:
+            skip |= set(history.tolist())
+        return self._user_results(cf.user_factors_[u], history, plays, n=n, exclude=skip,
+                                  max_per_artist=max_per_artist)
+
+    def recommend_for_tracks(
+        self,
+        track_ids: Sequence[str],
+        *,
+        n: int = 10,
+        plays: Sequence[float] | None = None,
+        exclude: Sequence[str] = (),
+        max_per_artist: int | None = None,
+    ) -> list[Recommendation]:
+        """Recommendations for a listener who is not in the data, from what they played."""
+        self._validate(n, max_per_artist)
+        if not track_ids:
+            raise ParameterError("tracks must name at least one track")
+        if plays is not None and len(plays) != len(track_ids):
+            raise ParameterError(f"{len(plays)} play counts for {len(track_ids)} tracks")
+        history = self.tracks.to_idx_many(track_ids)
+        play_arr = None if plays is None else np.asarray(plays, dtype=np.float32)
+        vector = None
+        if self.cf is not None:
+            known = history < len(self.cf.tracks_)
+            if known.any():
+                vector = self.cf.fold_in(history[known],
+                                         None if play_arr is None else play_arr[known])
+        skip = set(history.tolist()) | set(self.tracks.to_idx_many(exclude).tolist())
+        return self._user_results(vector, history, play_arr, n=n, exclude=skip,
+                                  max_per_artist=max_per_artist)
+
+    def similar(
+        self,
+        track_id: str,
+        *,
+        n: int = 10,
+        alpha: float | None = None,
+        exclude: Sequence[str] = (),
+        max_per_artist: int | None = None,
+    ) -> list[Recommendation]:
+        """Tracks similar to a seed: ``alpha * content cosine + (1 - alpha) * CF cosine``.
+
+        ``alpha=1`` means "sounds like", ``alpha=0`` "listeners also played"; the default
+        is 0.5 on a hybrid model, and whichever part exists otherwise.
+        """
+        self._validate(n, max_per_artist)
+        i = self.tracks.to_idx(track_id)
+        alpha = self._alpha(alpha, i)
+        k = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * n)
+        queries: list[tuple[VectorIndex | None, np.ndarray]] = []
+        if alpha > 0:
+            queries.append((self.content_index, np.asarray(self.content[i])))
+        if alpha < 1:
+            queries.append((self.cf_index, self.unit_items[i]))
+        cand = self._candidates(queries, k)
+        scores = self._blend_scores(cand, np.asarray(self.content[i]), self.unit_items[i],
+                                    alpha)
+        order = cand[np.lexsort((cand, -scores[cand]))] if len(cand) else cand
+        skip = {i} | set(self.tracks.to_idx_many(exclude).tolist())
+        kind = "content" if alpha >= 0.5 else "cf"
+        return [Recommendation(self.tracks.to_id(j), s, kind, track_id)
+                for j, s in self._filter(order, scores, n, skip, max_per_artist)]
+
+    def _alpha(self, alpha: float | None, i: int | None = None) -> float:
+        has_cf = self.items.shape[1] > 0
+        has_content = bool(self.has_content.any())
+        if alpha is None:
+            alpha = 0.5 if (has_cf and has_content) else (1.0 if has_content else 0.0)
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
+            raise ParameterError(f"alpha={alpha!r} must be a number from 0 to 1")
+        if alpha > 0 and not has_content:
+            raise CapabilityError(f"alpha={alpha} needs content vectors, and this model has "
+                                  "none; use alpha=0")
+        if alpha < 1 and not has_cf:
+            raise CapabilityError(f"alpha={alpha} needs listening data, and this model has "
+                                  "none; use alpha=1")
+        return float(alpha)
+
+    def _blend_scores(self, cand: np.ndarray, content: np.ndarray, unit_cf: np.ndarray,
+                      alpha: float) -> np.ndarray:
+        scores = np.full(len(self.tracks), -np.inf, dtype=np.float64)
+        if len(cand) == 0:
+            return scores
+        total = np.zeros(len(cand), dtype=np.float64)
+        if alpha > 0:
+            total += alpha * (np.asarray(self.content[cand]) @ content)
+        if alpha < 1:
+            total += (1 - alpha) * (self.unit_items[cand] @ unit_cf)
+        scores[cand] = total
+        return scores
+
+    def exact_similar(self, track_id: str, *, n: int = 10, alpha: float | None = None
+                      ) -> list[str]:
+        """Brute-force :meth:`similar` over every track (the reference for ANN recall)."""
+        i = self.tracks.to_idx(track_id)
+        alpha = self._alpha(alpha, i)
+        everything = np.arange(len(self.tracks))
+        scores = self._blend_scores(everything, np.asarray(self.content[i]),
+                                    self.unit_items[i], alpha)
+        scores[i] = -np.inf
+        order = np.lexsort((everything, -scores))[:n]
+        return self.tracks.to_ids(order)
+
+    # -- query by example ------------------------------------------------------------------
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            spec = self.manifest.get("embedder")
+            if not spec:
+                raise CapabilityError("this model has no audio embedder (its content vectors "
+                                      "came from another source): query by example needs one")
+            from musicrec.embedding.base import get_embedder
+
+            self._embedder = get_embedder(spec["spec"], **spec.get("options", {}))
+            if self._embedder.id != spec["id"]:
+                raise CapabilityError(
+                    f"the embedder available here ({self._embedder.id}) differs from the one "
+                    f"the model was built with ({spec['id']})")
+        return self._embedder
+
+    def similar_to_audio(
+        self,
+        audio: str | Path | np.ndarray,
+        *,
+        n: int = 10,
+        sample_rate: int | None = None,
+        max_per_artist: int | None = None,
+    ) -> AudioQuery:
+        """Query by example: the catalogue tracks that sound most like a clip."""
+        self._validate(n, max_per_artist)
+        if self.content_index is None:
+            raise CapabilityError("this model has no content vectors: query by example "
+                                  "needs a model built from audio")
+        embedder = self.embedder()
+        if isinstance(audio, str | Path):
+            vector = embedder.embed_files([audio])[0]
+        else:
+            vector = embedder.embed([np.asarray(audio)], sample_rate=sample_rate)[0]
+        k = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * n)
+        cand = self._candidates([(self.content_index, vector)], k)
+        scores = np.full(len(self.tracks), -np.inf)
+        scores[cand] = np.asarray(self.content[cand]) @ vector
+        order = cand[np.lexsort((cand, -scores[cand]))]
+        picked = self._filter(order, scores, n, set(), max_per_artist)
+        neighbours = [Recommendation(self.tracks.to_id(i), s, "content", "the clip")
+                      for i, s in picked]
+        return AudioQuery(neighbours=neighbours)
+
+    def track(self, track_id: str) -> dict[str, Any]:
+        i = self.tracks.to_idx(track_id)
+        info = self.catalog.get(track_id)
+        info.update({"has_content": bool(self.has_content[i]),
+                     "listeners": int(self.evidence[i])})
+        return info

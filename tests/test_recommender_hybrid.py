@@ -1,0 +1,259 @@
+"""The hybrid model, the Annoy index and the Recommender facade over a model directory."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from musicrec.data.catalog import TrackCatalog
+from musicrec.data.logs import ListeningLog
+from musicrec.data.splits import cold_tracks
+from musicrec.errors import (
+    ModelFormatError,
+    ParameterError,
+    UnknownTrackError,
+    UnknownUserError,
+)
+from musicrec.recommender.cf import CFModel
+from musicrec.recommender.facade import CapabilityError, Recommender
+from musicrec.recommender.hybrid import HybridModel
+from musicrec.recommender.index import VectorIndex, exact_top_k, normalize_rows
+from musicrec.recommender.pipeline import add_tracks, build_model_dir
+
+N_TRACKS, N_USERS, N_STYLES, N_SCENES, DIM = 400, 600, 6, 5, 16
+
+
+def world(seed: int = 0) -> tuple[ListeningLog, TrackCatalog, np.ndarray, dict[str, np.ndarray]]:
+    """Tracks have a style (heard in their content) and a scene (seen only in listening).
+
+    A listener plays mostly tracks of their scene, of any style, and some of their
+    favourite style; popularity is long-tailed.
+    """
+    rng = np.random.default_rng(seed)
+    style = rng.integers(N_STYLES, size=N_TRACKS)
+    scene = rng.integers(N_SCENES, size=N_TRACKS)
+    centroids = rng.standard_normal((N_STYLES, DIM))
+    content = centroids[style] + 0.35 * rng.standard_normal((N_TRACKS, DIM))
+    popularity = 1.0 / np.arange(1, N_TRACKS + 1) ** 0.7
+    popularity = popularity[rng.permutation(N_TRACKS)]
+    rows = []
+    for u in range(N_USERS):
+        fav_scene, fav_style = rng.integers(N_SCENES), rng.integers(N_STYLES)
+        for _ in range(rng.integers(8, 30)):
+            pool = scene == fav_scene if rng.random() < 0.5 else style == fav_style
+            p = popularity * pool
+            t = rng.choice(N_TRACKS, p=p / p.sum())
+            rows.append((f"u{u}", f"t{t:03d}", int(rng.integers(1, 6))))
+    frame = pd.DataFrame(rows, columns=["user", "track", "plays"])
+    log = ListeningLog.from_frame(frame, weight_col="plays")
+    ids = [f"t{t:03d}" for t in range(N_TRACKS)]
+    catalog = TrackCatalog(pd.DataFrame({"track_id": ids, "title": [f"Song {t}" for t in ids],
+                                         "artist": [f"artist{t % 40}" for t in range(N_TRACKS)],
+                                         "style": style}))
+    return log, catalog, content.astype(np.float32), {"style": style, "scene": scene}
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> tuple[ListeningLog, TrackCatalog, np.ndarray, dict[str, np.ndarray]]:
+    return world()
+
+
+@pytest.fixture(scope="module")
+def model_dir(synthetic, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    log, catalog, content, _ = synthetic
+    out = tmp_path_factory.mktemp("models") / "hybrid"
+    ids = [f"t{t:03d}" for t in range(N_TRACKS)]
+    return build_model_dir(out, log=log, catalog=catalog, content_ids=ids, content=content,
+                           cf_model=CFModel(factors=16, iterations=10, random_state=0))
+
+
+def _idx(track_id: str) -> int:
+    return int(track_id[1:])
+
+
+def test_alpha_moves_from_listeners_to_sound(model_dir: Path, synthetic) -> None:  # type: ignore[no-untyped-def]
+    truth = synthetic[3]
+    rec = Recommender(model_dir)
+    seeds = [f"t{t:03d}" for t in range(0, N_TRACKS, 8)]
+    share = {}
+    for alpha in (0.0, 1.0):
+        same_style = same_scene = 0
+        for seed in seeds:
+            for r in rec.similar(seed, n=10, alpha=alpha):
+                same_style += truth["style"][_idx(r.track_id)] == truth["style"][_idx(seed)]
+                same_scene += truth["scene"][_idx(r.track_id)] == truth["scene"][_idx(seed)]
+        share[alpha] = (same_style / (10 * len(seeds)), same_scene / (10 * len(seeds)))
+    # alpha=1 ("sounds like") shares the seed's style far more; alpha=0 shares its listeners.
+    assert share[1.0][0] > 0.9 and share[1.0][0] > share[0.0][0] + 0.3, share
+    assert share[0.0][1] > share[1.0][1] + 0.2, share
+
+
+def test_ann_recall_against_exact(model_dir: Path) -> None:
+    rec = Recommender(model_dir)
+    for alpha in (0.0, 0.5, 1.0):
+        recalls = []
+        for seed in [f"t{t:03d}" for t in range(0, N_TRACKS, 5)]:
+            got = {r.track_id for r in rec.similar(seed, n=10, alpha=alpha)}
+            recalls.append(len(got & set(rec.exact_similar(seed, n=10, alpha=alpha))) / 10)
+        assert np.mean(recalls) >= 0.95, (alpha, np.mean(recalls))
+
+
+def test_cold_tracks_reach_their_listeners(synthetic) -> None:  # type: ignore[no-untyped-def]
+    log, _, content, _ = synthetic
+    split = cold_tracks(log, fraction=0.3, min_listeners=2, seed=1)
+    cold = split.cold_tracks
+    assert cold is not None
+    cf = CFModel(factors=16, iterations=10, random_state=0).fit(split.train)
+    ids = [f"t{t:03d}" for t in range(N_TRACKS)]
+    hybrid = HybridModel().fit(cf=cf, content_ids=ids, content=content)
+    cold_rows = hybrid.tracks_.to_idx_many(log.tracks.to_ids(cold))
+    assert np.all(hybrid.blend_weight_[cold_rows] == 0)  # no plays: content alone
+    recall = []
+    for u in np.unique(split.test.user_idx):
+        relevant = set(hybrid.tracks_.to_idx_many(
+            log.tracks.to_ids(split.test.track_idx[split.test.user_idx == u])).tolist())
+        scores = hybrid.score_users(np.array([u]))[0][cold_rows]
+        top = cold_rows[np.argsort(-scores, kind="stable")[:10]]
+        recall.append(len(relevant & set(top.tolist())) / len(relevant))
+    # A random ranking's expected recall@10 over the cold tracks is exactly 10 / |cold|.
+    chance = 10 / len(cold_rows)
+    assert np.mean(recall) >= 3 * chance, (np.mean(recall), chance)
+
+
+def test_users_and_new_listeners(model_dir: Path, synthetic) -> None:  # type: ignore[no-untyped-def]
+    log = synthetic[0]
+    rec = Recommender(model_dir)
+    user = log.users.to_id(0)
+    played = set(log.tracks.to_ids(log.track_idx[log.user_idx == 0]))
+    recs = rec.recommend(user, n=10)
+    assert len(recs) == 10 and not played & {r.track_id for r in recs}
+    assert [r.score for r in recs] == sorted((r.score for r in recs), reverse=True)
+    assert all(r.because in played for r in recs)
+    capped = rec.recommend(user, n=10, max_per_artist=1)
+    artists = rec.catalog.artists([r.track_id for r in capped])
+    assert len(set(artists)) == len(artists) == 10
+    skip = [r.track_id for r in recs[:3]]
+    assert not set(skip) & {r.track_id for r in rec.recommend(user, n=10, exclude=skip)}
+    new = rec.recommend_for_tracks(sorted(played), n=5)
+    assert len(new) == 5 and not played & {r.track_id for r in new}
+    overlap = {r.track_id for r in new} & {r.track_id for r in rec.recommend(user, n=20)}
+    assert len(overlap) >= 3  # a listener re-entering a history gets similar advice
+
+
+def test_errors(model_dir: Path) -> None:
+    rec = Recommender(model_dir)
+    with pytest.raises(UnknownUserError):
+        rec.recommend("nobody")
+    with pytest.raises(UnknownTrackError, match="unknown track 'zz'"):
+        rec.similar("zz")
+    with pytest.raises(ParameterError, match="alpha=1.5 must be a number from 0 to 1"):
+        rec.similar("t001", alpha=1.5)
+    with pytest.raises(ParameterError, match="n=0 must be an integer from 1 to 1000"):
+        rec.similar("t001", n=0)
+    with pytest.raises(ParameterError, match="tracks must name at least one track"):
+        rec.recommend_for_tracks([])
+
+
+def test_round_trip_and_concurrent_readers(model_dir: Path) -> None:
+    a, b = Recommender(model_dir), Recommender(model_dir)
+    assert a.similar("t010", n=5) == b.similar("t010", n=5)
+    assert isinstance(a.items, np.memmap)  # mmap'd: processes share one copy
+    expected = {t: a.similar(t, n=5, alpha=0.5) for t in ("t001", "t002", "t003", "t004")}
+    errors: list[str] = []
+
+    def worker() -> None:
+        for _ in range(20):
+            for t, want in expected.items():
+                if b.similar(t, n=5, alpha=0.5) != want:
+                    errors.append(t)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_corrupt_or_mismatched_model_is_refused(model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest["dims"]["content"] = 99
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFormatError, match="do not match the manifest's dims"):
+        Recommender(broken)
+    (broken / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelFormatError, match="corrupt manifest"):
+        Recommender(broken)
+    manifest["dims"]["content"] = DIM
+    manifest["format_version"] = 7
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFormatError, match="format version 7 is not supported"):
+        Recommender(broken)
+    manifest["format_version"] = 1
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    (broken / "items.npy").unlink()
+    with pytest.raises(ModelFormatError, match="manifest lists items.npy, which is missing"):
+        Recommender(broken)
+
+
+def test_content_only_model(synthetic, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, _, content, truth = synthetic
+    ids = [f"t{t:03d}" for t in range(N_TRACKS)]
+    out = build_model_dir(tmp_path / "content", content_ids=ids, content=content)
+    rec = Recommender(out)
+    assert rec.kind == "content"
+    recs = rec.similar("t000", n=5)
+    assert all(truth["style"][_idx(r.track_id)] == truth["style"][0] for r in recs)
+    with pytest.raises(CapabilityError, match="cannot recommend for users"):
+        rec.recommend("u1")
+    with pytest.raises(CapabilityError, match="needs listening data"):
+        rec.similar("t000", alpha=0.0)
+
+
+def test_add_tracks_without_retraining(model_dir: Path, synthetic, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    _, _, content, truth = synthetic
+    target = tmp_path / "model"
+    shutil.copytree(model_dir, target)
+    new = content[:3] + 0.01  # three new tracks that sound like t000..t002
+    add_tracks(target, ["new0", "new1", "new2"], new)
+    rec = Recommender(target)
+    assert len(rec.tracks) == N_TRACKS + 3 and rec.manifest["added_tracks"] == 3
+    top = rec.similar("new0", n=3, alpha=1.0)
+    assert "t000" in {r.track_id for r in top}
+    assert rec.blend_weight[rec.tracks.to_idx("new1")] == 0
+    # The new tracks can be recommended to users: their CF vectors are predicted.
+    assert np.linalg.norm(rec.items[rec.tracks.to_idx("new2")]) > 0
+    with pytest.raises(ParameterError, match="track 'new0' is already in the model"):
+        add_tracks(target, ["new0"], new[:1])
+    assert not list(tmp_path.glob(".model.*"))
+
+
+def test_vector_index_contract(rng: np.random.Generator, tmp_path: Path) -> None:
+    vectors = normalize_rows(rng.standard_normal((500, 8)))
+    ids = [f"x{i}" for i in range(500)]
+    index = VectorIndex(8, n_trees=20).add_items(vectors, ids)
+    assert len(index) == 500 and "x3" in index and "y" not in index
+    got, scores = index.query(vectors[3], 5)
+    assert got[0] == "x3" and scores[0] == pytest.approx(1.0, abs=1e-5)
+    pos, exact = exact_top_k(vectors, vectors[3], 5)
+    np.testing.assert_allclose(scores, exact, atol=1e-4)  # angular distance -> cosine
+    index.save(tmp_path / "v")
+    loaded = VectorIndex.load(tmp_path / "v", dim=8)
+    assert loaded.query(vectors[7], 5)[0] == index.query(vectors[7], 5)[0]
+    with pytest.raises(ModelFormatError, match="index has dim=8, expected dim=4"):
+        VectorIndex.load(tmp_path / "v", dim=4)
+    with pytest.raises(ParameterError, match="do not have dim=8"):
+        VectorIndex(8).add_items(np.zeros((2, 3)), ["a", "b"])
+    with pytest.raises(ParameterError, match="the index is built"):
+        index.add_items(vectors, ids)
