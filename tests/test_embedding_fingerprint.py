@@ -1,0 +1,280 @@
+"""Landmark fingerprinting: identification, no-match, round trip, duplicates, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from musicrec.embedding.fingerprint import (
+    Fingerprint,
+    FingerprintIndex,
+    FingerprintParams,
+    find_duplicates,
+    find_peaks,
+    fingerprint,
+    hash_peaks,
+    load_audio,
+)
+from musicrec.errors import DataFormatError, ModelFormatError, ParameterError, UnknownTrackError
+
+SR = 22050
+VIBE = "Kevin_MacLeod_-_Vibe_Ace"
+WALTZ = "147793__setuniman__sweet-waltz-0i-22mi"
+BRAHMS = "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra)"
+CHOICE = "admiralbob77_-_Choice_-_Drum-bass"
+RAGTIME = "442789__lena-orsa__happy-music-pistachio-ice-cream-ragtime"
+MUSIC = (VIBE, WALTZ, BRAHMS, CHOICE, RAGTIME)
+
+
+def noisy(y: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    noise = rng.standard_normal(y.size).astype(np.float32)
+    return (y + noise * np.sqrt(np.mean(y**2) / 10 ** (snr_db / 10))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def catalogue(librosa_audio_dir: Path) -> dict[str, Fingerprint]:
+    return {stem: fingerprint(librosa_audio_dir / f"{stem}.ogg") for stem in MUSIC}
+
+
+@pytest.fixture(scope="module")
+def index(catalogue: dict[str, Fingerprint]) -> FingerprintIndex:
+    idx = FingerprintIndex()
+    for stem, fp in catalogue.items():
+        idx.add(stem, fp)
+    return idx.build()
+
+
+@pytest.fixture(scope="module")
+def vibe_hq(librosa_audio_dir: Path) -> np.ndarray:
+    return load_audio(librosa_audio_dir / f"{VIBE}.hq.ogg", sr=SR)
+
+
+# -- hashing ----------------------------------------------------------------------------
+def test_hash_packs_f1_f2_dt_and_keeps_only_the_target_zone() -> None:
+    params = FingerprintParams()
+    times = np.array([0, 2, 3, 70])
+    freqs = np.array([10, 20, 300, 15])
+    hashes, anchors = hash_peaks(times, freqs, params=params)
+    # (0,1): dt 2, df 10 -> kept; (0,2) and (1,2): |df| > 127; (x,3): dt > 63
+    assert hashes.tolist() == [(9 << 15) | (19 << 6) | 2]
+    assert anchors.tolist() == [0]
+
+
+def test_fan_out_limits_pairs_per_anchor() -> None:
+    params = FingerprintParams(fan_out=2)
+    times = np.array([0, 1, 2, 3, 4])
+    freqs = np.array([100, 101, 102, 103, 104])
+    _, anchors = hash_peaks(times, freqs, params=params)
+    assert anchors.tolist() == [0, 0, 1, 1, 2, 2, 3]
+
+
+def test_peak_density_is_capped_per_second(rng: np.random.Generator) -> None:
+    params = FingerprintParams(max_peaks_per_s=7)
+    y = rng.standard_normal(params.sr * 4).astype(np.float32)
+    times, freqs = find_peaks(y, params=params)
+    block = round(1 / params.frame_s)
+    assert np.bincount(times // block).max() == 7
+    assert freqs.min() >= 1 and freqs.max() <= 2**params.freq_bits
+
+
+def test_hashes_survive_a_gain_change(vibe_hq: np.ndarray) -> None:
+    clip = vibe_hq[10 * SR : 20 * SR]
+    a = set(fingerprint(clip, sr=SR).hashes.tolist())
+    b = set(fingerprint(clip * 10 ** (-12 / 20), sr=SR).hashes.tolist())
+    assert len(a & b) / len(a) > 0.95
+
+
+def test_bad_parameters_are_refused() -> None:
+    with pytest.raises(ParameterError, match=r"max_dt=64 must be < 2\*\*dt_bits=64"):
+        FingerprintParams(max_dt=64)
+    with pytest.raises(ParameterError, match="fan_out=0 must be a positive integer"):
+        FingerprintParams(fan_out=0)
+
+
+# -- identification -----------------------------------------------------------------------
+def test_identifies_a_noisy_excerpt_and_its_offset(
+    index: FingerprintIndex, vibe_hq: np.ndarray, rng: np.random.Generator
+) -> None:
+    clip = noisy(0.5 * vibe_hq[int(23.4 * SR) : int(33.4 * SR)], 10, rng)
+    match = index.identify(clip, sr=SR)
+    assert match is not None
+    assert match.track_id == VIBE
+    assert match.offset_s == pytest.approx(23.4, abs=0.03)
+    assert match.score >= 3 * index.min_votes
+    assert match.second_score < index.min_votes
+    assert match.confidence > 0.999
+
+
+def test_identifies_a_five_second_clip_from_a_file(
+    index: FingerprintIndex, librosa_audio_dir: Path, tmp_path: Path
+) -> None:
+    import soundfile as sf
+
+    y = load_audio(librosa_audio_dir / f"{BRAHMS}.hq.ogg", sr=SR)
+    path = tmp_path / "clip.wav"
+    sf.write(path, y[30 * SR : 35 * SR], SR)
+    match = index.identify(path)
+    assert match is not None and match.track_id == BRAHMS
+    assert match.offset_s == pytest.approx(30.0, abs=0.03)
+
+
+def test_audio_not_in_the_catalogue_gives_no_match(
+    index: FingerprintIndex, librosa_audio_dir: Path, rng: np.random.Generator
+) -> None:
+    for stem in ("198-209-0000", "pibble", "glacier-bay-humpback"):
+        y = load_audio(librosa_audio_dir / f"{stem}.ogg", sr=SR)[: 10 * SR]
+        assert index.identify(y, sr=SR) is None, stem
+    white = 0.1 * rng.standard_normal(10 * SR).astype(np.float32)
+    assert index.identify(white, sr=SR) is None
+
+
+def test_music_left_out_of_the_catalogue_gives_no_match(
+    catalogue: dict[str, Fingerprint], librosa_audio_dir: Path
+) -> None:
+    loo = FingerprintIndex()
+    for stem, fp in catalogue.items():
+        if stem != WALTZ:
+            loo.add(stem, fp)
+    loo.build()
+    y = load_audio(librosa_audio_dir / f"{WALTZ}.hq.ogg", sr=SR)
+    for start in (0, 12, 31):
+        clip = y[start * SR : (start + 10) * SR]
+        assert loo.identify(clip, sr=SR) is None
+        ranked = loo.query(clip, sr=SR, n=1)
+        assert ranked == [] or ranked[0][2] < loo.min_votes
+
+
+def test_calibrate_raises_min_votes_above_the_negatives(
+    index: FingerprintIndex, vibe_hq: np.ndarray
+) -> None:
+    fresh = FingerprintIndex(min_ratio=0.0)
+    fresh.hashes_, fresh.track_idx_, fresh.times_ = index.hashes_, index.track_idx_, index.times_
+    fresh.track_ids_, fresh.n_hashes_ = index.track_ids_, index.n_hashes_
+    fresh.durations_, fresh._id_to_idx = index.durations_, index._id_to_idx
+    clip = vibe_hq[5 * SR : 10 * SR]
+    score = fresh.query(clip, sr=SR, n=1)[0][2]
+    result = fresh.calibrate([clip], sr=SR, max_false_match=0.0)
+    assert result == {"min_votes": float(score + 1), "false_match": 0.0, "n": 1.0}
+    assert fresh.identify(clip, sr=SR) is None
+
+
+# -- persistence ------------------------------------------------------------------------
+def test_save_load_round_trip_is_identical_and_mmapped(
+    index: FingerprintIndex, vibe_hq: np.ndarray, tmp_path: Path
+) -> None:
+    clip = vibe_hq[40 * SR : 48 * SR]
+    before = index.identify(clip, sr=SR)
+    path = index.save(tmp_path / "model" / "fingerprints")
+    assert sorted(p.name for p in path.iterdir()) == [
+        "durations.npy", "fingerprint.json", "hashes.npy", "n_hashes.npy", "times.npy",
+        "track_ids.npy", "track_idx.npy"]
+    loaded = FingerprintIndex.load(path, mmap=True)
+    assert isinstance(loaded.hashes_, np.memmap) and isinstance(loaded.times_, np.memmap)
+    np.testing.assert_array_equal(loaded.hashes_, index.hashes_)
+    np.testing.assert_array_equal(loaded.track_idx_, index.track_idx_)
+    assert loaded.track_ids_.tolist() == list(MUSIC)
+    assert loaded.identify(clip, sr=SR) == before
+    assert before is not None and before.track_id == VIBE
+    # saving again replaces the directory
+    index.save(path)
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_extend_a_loaded_index(
+    index: FingerprintIndex, librosa_audio_dir: Path, tmp_path: Path
+) -> None:
+    loaded = FingerprintIndex.load(index.save(tmp_path / "fp"))
+    trumpet = "sorohanro_-_solo-trumpet-06"
+    loaded.extend([("trumpet", librosa_audio_dir / f"{trumpet}.ogg")])
+    assert len(loaded) == len(MUSIC) + 1 and "trumpet" in loaded
+    assert loaded.n_postings == index.n_postings + int(loaded.n_hashes_[-1])
+    assert np.all(np.diff(loaded.hashes_.astype(np.int64)) >= 0)
+    match = loaded.identify(librosa_audio_dir / f"{trumpet}.hq.ogg")
+    assert match is not None and match.track_id == "trumpet"
+    assert match.offset_s == pytest.approx(0.0, abs=0.03)
+    with pytest.raises(ParameterError, match="track_id='trumpet' is already in the index"):
+        loaded.add("trumpet", librosa_audio_dir / f"{trumpet}.ogg")
+    fp = loaded.track_fingerprint("trumpet")
+    assert len(fp) == loaded.n_hashes_[-1] and np.all(np.diff(fp.times.astype(int)) >= 0)
+    with pytest.raises(UnknownTrackError):
+        loaded.track_fingerprint("nope")
+
+
+def test_load_refuses_other_versions_and_parameters(
+    index: FingerprintIndex, tmp_path: Path
+) -> None:
+    path = index.save(tmp_path / "fp")
+    with pytest.raises(ModelFormatError, match="saved with other fingerprint parameters"):
+        FingerprintIndex.load(path, params=FingerprintParams(fan_out=3))
+    meta = json.loads((path / "fingerprint.json").read_text())
+    meta["format_version"] = 99
+    (path / "fingerprint.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError, match="format_version=99, this musicrec reads 1"):
+        FingerprintIndex.load(path)
+    with pytest.raises(ModelFormatError, match="no fingerprint index here"):
+        FingerprintIndex.load(tmp_path / "nothing")
+
+
+# -- duplicates ---------------------------------------------------------------------------
+def test_find_duplicates_groups_copies_with_their_offsets(
+    catalogue: dict[str, Fingerprint], librosa_audio_dir: Path
+) -> None:
+    idx = FingerprintIndex()
+    idx.add("vibe", catalogue[VIBE])
+    idx.add("choice", catalogue[CHOICE])
+    idx.add("vibe-hq", librosa_audio_dir / f"{VIBE}.hq.ogg")
+    waltz = load_audio(librosa_audio_dir / f"{WALTZ}.ogg", sr=SR)
+    idx.add("waltz", waltz, sr=SR)
+    idx.add("waltz-excerpt", waltz[7 * SR : 27 * SR], sr=SR)
+    idx.build()
+    groups = find_duplicates(idx)
+    assert [g.track_ids for g in groups] == [("vibe", "vibe-hq"), ("waltz", "waltz-excerpt")]
+    assert groups[0].offsets_s[1] == pytest.approx(0.0, abs=0.03)
+    # the waltz at 7 s is the excerpt at 0 s
+    assert groups[1].offsets_s == (0.0, pytest.approx(-7.0, abs=0.03))
+    assert groups[1].scores[0] == 0 and groups[1].scores[1] >= idx.min_votes
+
+
+# -- bad input ----------------------------------------------------------------------------
+def test_silence_gives_no_hashes_and_no_match(index: FingerprintIndex) -> None:
+    silence = np.zeros(5 * SR, dtype=np.float32)
+    assert len(fingerprint(silence, sr=SR)) == 0
+    assert index.identify(silence, sr=SR) is None
+
+
+def test_a_clip_under_one_second_is_refused(index: FingerprintIndex, vibe_hq: np.ndarray) -> None:
+    with pytest.raises(
+        ParameterError,
+        match=r"audio array: clip of 0\.50 s is shorter than min_clip_s=1 s",
+    ):
+        index.identify(vibe_hq[: SR // 2], sr=SR)
+
+
+def test_non_audio_files_are_a_clear_error(
+    index: FingerprintIndex, librosa_audio_dir: Path, tmp_path: Path
+) -> None:
+    text = tmp_path / "notes.ogg"
+    text.write_text("not audio at all\n")
+    with pytest.raises(DataFormatError, match=r"notes\.ogg: .*(not audio|cannot decode)"):
+        index.identify(text)
+    # librosa's data ships a 34-byte stub named like a recording
+    stub = librosa_audio_dir / "Karissa_Hobbs_-_Let's_Go_Fishin'.ogg"
+    with pytest.raises(DataFormatError, match="Let's_Go_Fishin'.ogg: .*(not audio|cannot decode)"):
+        FingerprintIndex().add("stub", stub)
+    with pytest.raises(DataFormatError, match=r"missing\.wav: .*no such"):
+        index.identify(tmp_path / "missing.wav")
+
+
+def test_bad_arrays_are_refused(index: FingerprintIndex) -> None:
+    with pytest.raises(ParameterError, match="sampling rate of an audio array is required"):
+        index.identify(np.zeros(SR, dtype=np.float32))
+    bad = np.full(2 * SR, np.nan, dtype=np.float32)
+    with pytest.raises(ParameterError, match="NaN or infinite"):
+        index.identify(bad, sr=SR)
+    with pytest.raises(ParameterError, match="call build"):
+        staged = FingerprintIndex()
+        staged.add("x", np.zeros(SR, dtype=np.float32), sr=SR)
+        staged.identify(np.zeros(2 * SR, dtype=np.float32), sr=SR)
