@@ -2,7 +2,20 @@
 
 Every split keeps the id maps of the full log, so train and test indices align, and
 every split is a partition: each interaction lands in exactly one of train and test.
-Randomness comes from ``numpy.random.default_rng(seed)`` only.
+Randomness comes from ``numpy.random.default_rng(seed)`` only; the default seed is 0
+everywhere, so a split is repeatable unless a caller changes it.
+
+========================  ==================================================================
+protocol                  what it holds out (defaults)
+========================  ==================================================================
+``random-holdout``        ``round(fraction * n)`` random items of each user with
+                          ``n >= min_history`` items (fraction 0.2, min_history 5, seed 0)
+``leave-last-out``        each user's latest item (users with >= 2 items); needs timestamps
+``temporal``              every interaction at or after the global ``1 - fraction`` time
+                          quantile (fraction 0.2); needs timestamps
+``cold-tracks``           every play of a random ``fraction`` of the tracks with >= 2
+                          listeners (fraction 0.1, seed 0)
+========================  ==================================================================
 """
 
 from __future__ import annotations
@@ -127,3 +140,63 @@ def cold_tracks(
     return Split(log.subset(~test), log.subset(test), "cold-tracks",
                  {"fraction": fraction, "min_listeners": min_listeners, "seed": seed},
                  cold_tracks=cold)
+
+
+#: Default ``fraction`` of each protocol (leave-last-out holds out one item per user).
+DEFAULT_FRACTION: dict[str, float] = {
+    "random-holdout": 0.2, "temporal": 0.2, "cold-tracks": 0.1,
+}
+
+
+def make_split(
+    log: ListeningLog,
+    *,
+    protocol: str,
+    fraction: float | None = None,
+    min_history: int | None = None,
+    seed: int = 0,
+    candidates: np.ndarray | None = None,
+) -> Split:
+    """Split ``log`` with the named protocol (see the table in this module's docstring).
+
+    Parameters
+    ----------
+    log : ListeningLog
+    protocol : {"random-holdout", "leave-last-out", "temporal", "cold-tracks"}
+    fraction : float, optional
+        Held-out share; ``None`` takes :data:`DEFAULT_FRACTION` (ignored by leave-last-out).
+    min_history : int, optional
+        Users (random-holdout, leave-last-out) or tracks (``min_listeners`` of
+        cold-tracks) need at least this many interactions to be held out from;
+        ``None`` takes each protocol's default.
+    seed : int
+        Seed of the random protocols.
+    candidates : np.ndarray, optional
+        cold-tracks only: the tracks that may be held out (e.g. those with content).
+
+    Raises
+    ------
+    ParameterError
+        An unknown protocol, or a split whose test set is empty.
+    DataFormatError
+        A timestamp protocol on a log without timestamps.
+    """
+    if protocol not in PROTOCOLS:
+        raise ParameterError(f"protocol={protocol!r} must be one of {list(PROTOCOLS)}")
+    frac = DEFAULT_FRACTION.get(protocol, 0.0) if fraction is None else fraction
+    if protocol == "random-holdout":
+        split = random_holdout(log, fraction=frac, seed=seed,
+                               min_history=5 if min_history is None else min_history)
+    elif protocol == "leave-last-out":
+        split = leave_last_out(log, min_history=2 if min_history is None else min_history)
+    elif protocol == "temporal":
+        split = temporal(log, fraction=frac)
+    else:
+        split = cold_tracks(log, fraction=frac, seed=seed, candidates=candidates,
+                            min_listeners=2 if min_history is None else min_history)
+    if len(split.test) == 0:
+        raise ParameterError(
+            f"the {protocol} split of {log.report.source} has an empty test set "
+            f"({log.n_users} users, {len(log)} interactions, parameters {split.params}); "
+            "lower --min-history or raise --fraction")
+    return split

@@ -1,0 +1,264 @@
+"""The evaluation runner, the model registry, the report schema, the CLI, and HetRec quality."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from musicrec.cli import main
+from musicrec.data.logs import ListeningLog
+from musicrec.errors import DataFormatError, ModelFormatError, ParameterError
+from musicrec.recommender.evaluation import (
+    available_models,
+    evaluate,
+    register_model,
+    unregister_model,
+)
+from musicrec.recommender.evaluation.report import (
+    SCHEMA_VERSION,
+    load_report,
+    report_payload,
+    validate_report,
+    write_report,
+)
+from musicrec.recommender.evaluation.tune import sweep_parameter, tune_als, validation_split
+
+
+def block_log(rng: np.random.Generator, *, timestamps: bool = True) -> ListeningLog:
+    """Two taste groups: users 0-29 play tracks 0-19, users 30-59 tracks 20-39 (+ noise)."""
+    rows = []
+    for u in range(60):
+        group = np.arange(20) if u < 30 else np.arange(20, 40)
+        picks = rng.choice(group, size=8, replace=False).tolist()
+        picks += rng.choice(40, size=1).tolist()
+        for t in dict.fromkeys(picks):
+            rows.append((f"u{u}", f"t{t:02d}", int(rng.integers(1, 30)),
+                         int(rng.integers(1_600_000_000, 1_700_000_000))))
+    frame = pd.DataFrame(rows, columns=["user", "track", "plays", "timestamp"])
+    if not timestamps:
+        frame = frame.drop(columns="timestamp")
+    return ListeningLog.from_frame(frame, weight_col="plays",
+                                   timestamp_col="timestamp" if timestamps else None,
+                                   source="blocks.csv")
+
+
+class MeanContent:
+    """A test content model: cosine of each track's vector to the user's mean vector."""
+
+    name = "content-test"
+
+    def fit(self, train: ListeningLog, *, content: np.ndarray | None = None) -> MeanContent:
+        assert content is not None
+        self.x_ = train.to_csr()
+        self.content_ = content
+        return self
+
+    def score(self, user_idx: np.ndarray) -> np.ndarray:
+        profile = np.asarray(self.x_[user_idx] @ self.content_)
+        return profile @ self.content_.T
+
+
+def test_runner_on_two_taste_groups(rng: np.random.Generator) -> None:
+    log = block_log(rng)
+    result = evaluate(log, models=["random", "popularity", "itemknn", "ease"], ks=[5, 10],
+                      n_bootstrap=200)
+    ndcg = {m.name: m.mean("ndcg@5") for m in result.evaluated}
+    assert ndcg["itemknn"] > ndcg["popularity"] and ndcg["ease"] > ndcg["random"]
+    assert result.reference == max(ndcg, key=lambda name: ndcg[name])
+    # per-user values are kept, one per test user
+    assert all(len(m.per_user["ndcg@5"]) == len(result.test_users) for m in result.evaluated)
+    # every non-reference model has one comparison per metric and k
+    assert len(result.comparisons) == 3 * 6 * 2
+    ref = result.model(result.reference)
+    for c in result.comparisons:
+        diff = result.model(c["model"]).mean(c["metric"]) - ref.mean(c["metric"])
+        assert c["mean_diff"] == pytest.approx(diff)
+        assert c["ci_low"] <= c["mean_diff"] <= c["ci_high"]
+    # the same seed gives the same numbers
+    again = evaluate(log, models=["random", "popularity"], ks=[5, 10], n_bootstrap=200)
+    np.testing.assert_array_equal(again.model("random").per_user["ndcg@5"],
+                                  result.model("random").per_user["ndcg@5"])
+
+
+def test_training_items_are_never_ranked(rng: np.random.Generator) -> None:
+    log = block_log(rng)
+    result = evaluate(log, models=["popularity"], ks=[10], keep_rankings=True, n_bootstrap=50)
+    ranked = result.model("popularity").ranked
+    assert ranked is not None and result.split is not None
+    train = result.split.train.to_csr()
+    for row, user in zip(ranked, result.test_users, strict=True):
+        played = set(train.indices[train.indptr[user]: train.indptr[user + 1]].tolist())
+        assert not played & set(row.tolist())
+
+
+def test_cold_tracks_rank_only_the_cold_tracks(rng: np.random.Generator) -> None:
+    log = block_log(rng)
+    content = np.zeros((log.n_tracks, 2), dtype=np.float32)
+    content[:20, 0] = 1.0  # the first group's tracks point one way, the second's another
+    content[20:40, 1] = 1.0
+    register_model("content-test", MeanContent, requires_content=True)
+    try:
+        result = evaluate(log, protocol="cold-tracks", models=["popularity", "content-test"],
+                          ks=[2], fraction=0.25, content=content, keep_rankings=True,
+                          n_bootstrap=100)
+    finally:
+        unregister_model("content-test")
+    assert result.split is not None and result.split.cold_tracks is not None
+    cold = set(result.split.cold_tracks.tolist())
+    assert result.n_candidates == len(cold) == 10
+    for m in result.evaluated:
+        assert m.ranked is not None
+        assert set(m.ranked[m.ranked >= 0].tolist()) <= cold
+    assert result.model("content-test").mean("ndcg@2") > result.model("popularity").mean(
+        "ndcg@2")
+    assert "diversity@2" in result.model("content-test").per_user
+
+
+def test_bad_input_errors(rng: np.random.Generator) -> None:
+    log = block_log(rng)
+    with pytest.raises(ParameterError, match="has an empty test set"):
+        evaluate(log, models=["popularity"], ks=[5], min_history=50)
+    with pytest.raises(ParameterError,
+                       match="k=100 is larger than the 40 tracks ranked \\(the catalogue\\)"):
+        evaluate(log, models=["popularity"], ks=[10, 100])
+    with pytest.raises(ParameterError, match="unknown model 'svd'; available models: .*als"):
+        evaluate(log, models=["popularity", "svd"], ks=[5])
+    with pytest.raises(DataFormatError,
+                       match="blocks.csv: protocol 'leave-last-out' needs timestamps"):
+        evaluate(block_log(rng, timestamps=False), protocol="leave-last-out",
+                 models=["popularity"], ks=[5])
+    with pytest.raises(DataFormatError, match="blocks.csv: protocol 'temporal' needs timestamps"):
+        evaluate(block_log(rng, timestamps=False), protocol="temporal",
+                 models=["popularity"], ks=[5])
+    with pytest.raises(ParameterError, match="k=0 must be a positive integer"):
+        evaluate(log, models=["popularity"], ks=[0])
+
+
+def test_content_and_hybrid_need_registration_and_content(rng: np.random.Generator) -> None:
+    log = block_log(rng)
+    if "hybrid" not in available_models():
+        with pytest.raises(ParameterError, match="model 'hybrid' is not available: it is "
+                                                 "registered by musicrec.recommender.hybrid"):
+            evaluate(log, models=["hybrid"], ks=[5])
+    register_model("content-test", MeanContent, requires_content=True)
+    try:
+        assert "content-test" in available_models()
+        with pytest.raises(ParameterError, match="model 'content-test' needs content vectors "
+                                                 "and none were given"):
+            evaluate(log, models=["content-test"], ks=[5])
+        with pytest.raises(ParameterError, match="already registered"):
+            register_model("content-test", MeanContent)
+    finally:
+        unregister_model("content-test")
+
+
+def test_report_schema_and_files(rng: np.random.Generator, tmp_path: Path) -> None:
+    log = block_log(rng)
+    result = evaluate(log, models=["popularity", "itemknn"], ks=[5, 10], n_bootstrap=100)
+    sweep = [{"alpha": a, "metric": "ndcg@10", "value": 0.1 + a / 10} for a in (0, 0.5, 1)]
+    paths = write_report(result, tmp_path / "rep", alpha_sweep=sweep)
+    payload = load_report(paths["json"])
+    assert payload["schema"] == "musicrec.evaluation"
+    assert payload["schema_version"] == SCHEMA_VERSION == 1
+    assert [m["name"] for m in payload["models"]] == ["popularity", "itemknn"]
+    knn = payload["models"][1]["metrics"]["ndcg@5"]
+    assert knn["mean"] == pytest.approx(result.model("itemknn").mean("ndcg@5"))
+    assert knn["ci_low"] <= knn["mean"] <= knn["ci_high"]
+    assert payload["protocol"]["n_test_users"] == len(result.test_users)
+    assert payload["alpha_sweep"][1] == {"alpha": 0.5, "metric": "ndcg@10",
+                                         "value": pytest.approx(0.15)}
+    frame = pd.read_parquet(paths["per_user"])
+    assert len(frame) == 2 * len(result.test_users)
+    np.testing.assert_allclose(frame.loc[frame.model == "itemknn", "ndcg@5"],
+                               result.model("itemknn").per_user["ndcg@5"])
+    page = paths["html"].read_text()
+    assert page.count("data:image/png;base64,") == 3  # metric vs k, popularity bias, α sweep
+    assert "http" not in page.replace("http-equiv", "")  # self-contained
+    assert "| popularity |" in paths["markdown"].read_text()
+    broken = dict(payload)
+    del broken["comparisons"]
+    with pytest.raises(ModelFormatError, match="report field 'comparisons' is missing"):
+        validate_report(broken)
+    with pytest.raises(ModelFormatError, match="schema_version=2 is not 1"):
+        validate_report({**payload, "schema_version": 2})
+    assert json.loads(json.dumps(report_payload(result)))["reference"] == result.reference
+
+
+def test_ease_skipped_is_reported(rng: np.random.Generator, tmp_path: Path) -> None:
+    log = block_log(rng)
+    result = evaluate(log, models=["popularity", "ease"], ks=[5], n_bootstrap=50,
+                      model_params={"ease": {"max_items": 10}})
+    ease = result.model("ease")
+    assert ease.status == "skipped"
+    assert "40 played tracks exceed max_items=10" in ease.message
+    payload = load_report(write_report(result, tmp_path)["json"])
+    assert payload["models"][1]["status"] == "skipped"
+
+
+def test_tuning_never_reads_the_test_set(rng: np.random.Generator) -> None:
+    log = block_log(rng)
+    from musicrec.data.splits import make_split
+
+    outer = make_split(log, protocol="random-holdout", seed=0)
+    inner = validation_split(outer.train, seed=1)
+    test_pairs = set(zip(outer.test.user_idx.tolist(), outer.test.track_idx.tolist(),
+                         strict=True))
+    inner_pairs = set(zip(inner.train.user_idx.tolist(), inner.train.track_idx.tolist(),
+                          strict=True)) | set(zip(inner.test.user_idx.tolist(),
+                                                  inner.test.track_idx.tolist(), strict=True))
+    assert not test_pairs & inner_pairs
+    result = tune_als(outer.train, space={"factors": [4, 8], "iterations": [3]},
+                      start={"iterations": 3, "factors": 4})
+    assert len(result.trials) == 2  # the start point, then factors=8 (iterations=3 cached)
+    assert result.best.score == max(t.score for t in result.trials)
+    sweep = sweep_parameter(outer.train, model="itemknn", param="k", values=[2, 20])
+    assert [t.params["k"] for t in sweep.trials] == [2, 20]
+    assert sweep.as_sweep("k")[0]["metric"] == "ndcg@10"
+
+
+def test_cli_evaluate_and_tune(rng: np.random.Generator, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    log = block_log(rng)
+    csv = tmp_path / "plays.csv"
+    log.to_frame().to_csv(csv, index=False)
+    out = tmp_path / "params.json"
+    assert main(["tune", "--interactions", str(csv), "--out", str(out), "--factors", "4",
+                 "--budget-minutes", "0.02"]) == 0
+    tuned = json.loads(out.read_text())
+    assert tuned["schema"] == "musicrec.tune"
+    assert tuned["outer_split"]["protocol"] == "random-holdout"
+    factors = tuned["best_params"]["factors"]
+    code = main(["evaluate", "--interactions", str(csv), "--protocol", "leave-last-out",
+                 "--k", "5,10", "--models", "popularity,als", "--params", str(out),
+                 "--report", str(tmp_path / "rep"), "--bootstrap", "50"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "leave-last-out: 60 test users" in printed and "ndcg@5" in printed
+    payload = load_report(tmp_path / "rep" / "report.json")
+    assert payload["models"][1]["params"]["factors"] == factors
+    assert main(["evaluate", "--interactions", str(csv), "--models", "popularity,nope",
+                 "--report", str(tmp_path / "r2")]) == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err
+    assert main(["evaluate", "--list-models"]) == 0
+    assert "itemknn" in capsys.readouterr().out.split()
+
+
+@pytest.mark.slow
+def test_hetrec_quality(hetrec_dir: Path) -> None:
+    """HetRec 2K, random 80/20 holdout of users with >= 5 artists, seed 0 (1,877 users)."""
+    from musicrec.data.hetrec import read_hetrec
+
+    log = read_hetrec(hetrec_dir).log
+    result = evaluate(log, protocol="random-holdout", fraction=0.2, min_history=5, seed=0,
+                      models=["popularity", "als", "itemknn"], ks=[10], n_bootstrap=200)
+    assert len(result.test_users) == 1877
+    pop = result.model("popularity").mean("ndcg@10")
+    als = result.model("als").mean("ndcg@10")
+    knn = result.model("itemknn").mean("ndcg@10")
+    assert pop == pytest.approx(0.0796, abs=0.005)
+    assert als >= 0.17 and als >= 2 * pop
+    assert knn == pytest.approx(0.194, abs=0.02)
