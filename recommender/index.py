@@ -20,8 +20,8 @@ from musicrec.errors import ModelFormatError, ParameterError
 
 FORMAT_VERSION = 1
 #: Defaults chosen from benchmarks/bench_index.py (see the README).
-DEFAULT_N_TREES = 50
-DEFAULT_SEARCH_K_FACTOR = 50
+DEFAULT_N_TREES = 20
+DEFAULT_SEARCH_K_FACTOR = 10
 
 
 class Metric(StrEnum):
