@@ -40,7 +40,10 @@ Index and search
 hash (three ``numpy`` arrays: ``hashes`` ``uint32``, ``track_idx`` ``uint32``, ``times``
 ``uint32``). A query fingerprints the clip, finds each query hash's postings by binary
 search (``np.searchsorted``), and every hit votes for ``(track, t_db - t_query)``: the true
-recording piles its votes on one offset, chance hits spread over many. Votes of the
+recording piles its votes on one offset, chance hits spread over many. Hits are first
+counted per track; offset histograms are made only for the 64 tracks with the most hits
+(an aligned score never exceeds a track's hits), which keeps a query fast at 100k tracks.
+Votes of the
 neighbouring offsets ±1 frame are added (a clip cut between two frames can move a peak by
 one frame). The best ``(track, offset)`` bin gives ``score`` (its aligned votes) and
 ``offset_s`` (where the clip starts in the track).
@@ -624,22 +627,38 @@ class FingerprintIndex:
 
     # -- search -----------------------------------------------------------------------
     def _votes(
-        self, hashes: np.ndarray, times: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        """Aligned votes per ``(track, offset)``: tracks, offsets, scores, total hits."""
+        self, hashes: np.ndarray, times: np.ndarray, *, max_candidates: int = 64
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+        """Aligned votes per ``(track, offset)``.
+
+        Two stages: every hit counts once for its track (``np.bincount``), then offset
+        histograms are made only for the ``max_candidates`` tracks with the most hits (an
+        aligned score never exceeds a track's hits, so the best track is always among them).
+
+        Returns tracks, offsets, scores (one row per candidate ``(track, offset)`` bin),
+        the total hits and the number of tracks hit.
+        """
         empty = np.zeros(0, dtype=np.int64)
         if hashes.size == 0 or self.n_postings == 0:
-            return empty, empty, empty, 0
+            return empty, empty, empty, 0, 0
         lo = np.searchsorted(self.hashes_, hashes, side="left")
         hi = np.searchsorted(self.hashes_, hashes, side="right")
         counts = hi - lo
         total = int(counts.sum())
         if total == 0:
-            return empty, empty, empty, 0
+            return empty, empty, empty, 0, 0
         # gather the postings of every query hash without a Python loop
         q = np.repeat(np.arange(hashes.size), counts)
         pos = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) + lo[q]
         track = np.asarray(self.track_idx_[pos], dtype=np.int64)
+        per_track = np.bincount(track, minlength=len(self))
+        n_tracks_hit = int(np.count_nonzero(per_track))
+        if n_tracks_hit > max_candidates:
+            top = np.argpartition(-per_track, max_candidates - 1)[:max_candidates]
+            keep = np.zeros(len(self), dtype=bool)
+            keep[top] = True
+            chosen = keep[track]
+            track, pos, q = track[chosen], pos[chosen], q[chosen]
         offset = np.asarray(self.times_[pos], dtype=np.int64) - times[q].astype(np.int64)
         span = 1 << 33
         keys = track * span + (offset + (1 << 32))
@@ -651,7 +670,7 @@ class FingerprintIndex:
             where = np.minimum(where, uniq.size - 1)
             hit = uniq[where] == uniq + step
             score[hit] += n[where[hit]]
-        return uniq // span, uniq % span - (1 << 32), score, total
+        return uniq // span, uniq % span - (1 << 32), score, total, n_tracks_hit
 
     def query(
         self,
@@ -686,7 +705,7 @@ class FingerprintIndex:
             times, freqs = find_peaks(y, params=self.params)
             h, t = hash_peaks(times, freqs, params=self.params)
             fp = Fingerprint(hashes=h, times=t, duration_s=y.size / self.params.sr)
-        tracks, offsets, scores, total = self._votes(fp.hashes, fp.times)
+        tracks, offsets, scores, total, n_tracks_hit = self._votes(fp.hashes, fp.times)
         if scores.size == 0:
             return [], len(fp), 0, 0
         # best bin of each track, tracks ranked by it
@@ -698,7 +717,7 @@ class FingerprintIndex:
         frame_s = self.params.frame_s
         ranked = [(str(self.track_ids_[tracks[i]]), float(offsets[i] * frame_s),
                    int(scores[i])) for i in best]
-        n_bins = int(np.unique(tracks).size) * int(max(1, np.ptp(offsets) + 1)) // 3 + 1
+        n_bins = n_tracks_hit * int(max(1, np.ptp(offsets) + 1)) // 3 + 1
         return ranked, len(fp), total, max(n_bins, 1)
 
     def identify(
@@ -959,7 +978,7 @@ def find_duplicates(
     for a in tqdm(range(n), disable=not show_progress, desc="duplicates"):
         h = hashes_all[bounds[a]:bounds[a + 1]]
         t = times_all[bounds[a]:bounds[a + 1]]
-        tracks, offsets, scores, _ = index._votes(h, t)
+        tracks, offsets, scores, _, _ = index._votes(h, t, max_candidates=256)
         mask = tracks > a  # each pair once, never the track itself
         if not mask.any():
             continue
