@@ -169,7 +169,11 @@ class Recommender:
         self.cf_index = self._index("cf", dims.get("cf"))
         self.user_index = self._index("user", dims.get("cf"))
         self._embedder: Any = None
-        self._fingerprints: Any = None
+        self.fingerprints: Any = None
+        if (d / "fingerprints").exists():
+            from musicrec.embedding.fingerprint import FingerprintIndex
+
+            self.fingerprints = FingerprintIndex.load(d / "fingerprints", mmap=True)
 
     @classmethod
     def load(cls, model_dir: str | Path) -> Recommender:
@@ -434,7 +438,13 @@ class Recommender:
         sample_rate: int | None = None,
         max_per_artist: int | None = None,
     ) -> AudioQuery:
-        """Query by example: the catalogue tracks that sound most like a clip."""
+        """Query by example: which catalogue recording is this clip, and what sounds like it.
+
+        ``match`` is the identified catalogue track (``track_id``, ``offset_s`` in the
+        track, ``confidence``, ``score``) when the model has fingerprints and the clip's
+        aligned landmark votes clear the calibrated threshold, else ``None`` ("no match").
+        ``neighbours`` are the "sounds like" tracks from the embeddings, in both cases.
+        """
         self._validate(n, max_per_artist)
         if self.content_index is None:
             raise CapabilityError("this model has no content vectors: query by example "
@@ -452,7 +462,15 @@ class Recommender:
         picked = self._filter(order, scores, n, set(), max_per_artist)
         neighbours = [Recommendation(self.tracks.to_id(i), s, "content", "the clip")
                       for i, s in picked]
-        return AudioQuery(neighbours=neighbours)
+        match = None
+        if self.fingerprints is not None:
+            found = self.fingerprints.identify(
+                audio, sr=None if isinstance(audio, str | Path) else sample_rate)
+            if found is not None:
+                match = {"track_id": found.track_id, "offset_s": found.offset_s,
+                         "confidence": found.confidence, "score": found.score}
+        return AudioQuery(neighbours=neighbours, match=match,
+                          info={"fingerprints": self.fingerprints is not None})
 
     def track(self, track_id: str) -> dict[str, Any]:
         i = self.tracks.to_idx(track_id)

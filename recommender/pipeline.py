@@ -77,13 +77,17 @@ def build_model_dir(
     embedder: dict[str, Any] | None = None,
     content_source: dict[str, Any] | None = None,
     extra_files: dict[str, Any] | None = None,
+    fingerprint_sources: list[tuple[str, Path]] | None = None,
     n_trees: int | None = None,
     search_k_factor: int | None = None,
+    show_progress: bool = False,
 ) -> Path:
     """Train CF (when logs are given), learn the content → CF mapping, blend, index, write.
 
     Without ``log``, the model is content-only: similar-by-sound and query by example
-    work, user recommendations raise a clear error.
+    work, user recommendations raise a clear error. With ``fingerprint_sources``
+    (``(track_id, audio path)`` pairs), a landmark fingerprint index is stored in
+    ``fingerprints/`` so query by example also identifies catalogue recordings.
     """
     if log is None and content is None:
         raise ParameterError("build needs listening logs, content vectors, or both")
@@ -94,11 +98,45 @@ def build_model_dir(
         data["interactions"] = _log_manifest(log)
     if content_source is not None:
         data["content"] = content_source
+    extra_files = dict(extra_files or {})
+    if fingerprint_sources:
+        extra_files["fingerprints"] = lambda path: build_fingerprints(
+            fingerprint_sources, path, show_progress=show_progress)
     return write_hybrid_model_dir(
         out, hybrid=model, catalog=catalog, n_trees=n_trees, search_k_factor=search_k_factor,
         extra_files=extra_files,
         manifest={"data": data, "embedder": embedder,
                   "counts": {} if log is None else {"plays": float(log.plays.sum())}})
+
+
+def build_fingerprints(
+    sources: list[tuple[str, Path]],
+    path: Path,
+    *,
+    base: Any = None,
+    show_progress: bool = False,
+) -> list[tuple[str, str]]:
+    """Fingerprint ``(track_id, audio path)`` pairs into an index saved at ``path``.
+
+    ``base`` is an existing index to extend. A file that cannot be fingerprinted is
+    skipped and returned with its reason (logged); it never aborts the build.
+    """
+    from tqdm.auto import tqdm
+
+    from musicrec.embedding.fingerprint import FingerprintIndex
+    from musicrec.errors import MusicrecError
+
+    index = base if base is not None else FingerprintIndex()
+    failures = []
+    for track_id, audio in tqdm(sources, desc="fingerprinting", disable=not show_progress):
+        try:
+            index.add(track_id, audio)
+        except MusicrecError as exc:
+            failures.append((track_id, str(exc)))
+            log.warning("fingerprint of %s skipped: %s", track_id, exc)
+    index.build()
+    index.save(path)
+    return failures
 
 
 def load_catalog_or_folder(source: str | Path) -> TrackCatalog | None:
@@ -115,11 +153,13 @@ def add_tracks(
     content: np.ndarray,
     *,
     catalog_rows: pd.DataFrame | None = None,
+    audio_paths: list[Path] | None = None,
 ) -> Path:
     """Add tracks with content vectors to a model without retraining.
 
     Their CF vectors are predicted from content by the model's mapping, every index is
-    rebuilt, and the new directory replaces the old one atomically.
+    rebuilt (the fingerprint index is extended with ``audio_paths`` when the model has
+    one), and the new directory replaces the old one atomically.
     """
     from musicrec.recommender.facade import Recommender
 
@@ -160,6 +200,14 @@ def add_tracks(
                              "kind", "counts", "dims", "blend", "cf", "index")}
     manifest["added_tracks"] = int(rec.manifest.get("added_tracks", 0)) + len(track_ids)
     index = rec.manifest.get("index", {})
+    extra: dict[str, Any] = {}
+    if (Path(model_dir) / "fingerprints").exists():
+        from musicrec.embedding.fingerprint import FingerprintIndex
+
+        old_fp = FingerprintIndex.load(Path(model_dir) / "fingerprints", mmap=False)
+        sources = list(zip(track_ids, audio_paths or [], strict=False))
+        extra["fingerprints"] = lambda path: build_fingerprints(sources, path, base=old_fp)
     return write_hybrid_model_dir(model_dir, hybrid=model, catalog=catalog, manifest=manifest,
                                   n_trees=index.get("n_trees"),
-                                  search_k_factor=index.get("search_k_factor"))
+                                  search_k_factor=index.get("search_k_factor"),
+                                  extra_files=extra)

@@ -10,6 +10,16 @@ from typing import Any
 from musicrec.errors import ParameterError
 
 
+def _audio_sources(source: Path) -> list[tuple[str, Path]]:
+    from musicrec.embedding.batch import read_catalog_paths, scan_folder
+
+    if source.is_dir():
+        ids, paths, _ = scan_folder(source)
+    else:
+        ids, paths = read_catalog_paths(source)
+    return list(zip(ids, paths, strict=True))
+
+
 def _embed(source: Path, args: argparse.Namespace) -> tuple[Any, Any]:
     from musicrec.embedding.base import get_embedder
     from musicrec.embedding.batch import embed_catalog
@@ -44,6 +54,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         log_, catalog = load_interactions(args)
         print(log_.report.summary(), file=sys.stderr)
     content_ids = content = embedder = source = None
+    fingerprint_sources = None
     if args.content_vectors is not None:
         content_ids, content = read_content_vectors(args.content_vectors)
         source = {"vectors": str(args.content_vectors)}
@@ -52,6 +63,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         content_ids, content = result.track_ids, result.vectors
         source = {"audio": str(args.catalog), "embedded": len(result.track_ids),
                   "failed": len(result.failures)}
+        if not args.no_fingerprints:
+            embedded = set(result.track_ids)
+            fingerprint_sources = [(t, p) for t, p in _audio_sources(args.catalog)
+                                   if t in embedded]
     if args.catalog is not None and catalog is None:
         catalog = load_catalog_or_folder(args.catalog)
     cf = CFModel(factors=args.factors, regularization=args.regularization,
@@ -60,7 +75,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     hybrid = HybridModel(shrinkage=args.shrinkage, content_weight=args.content_weight)
     out = build_model_dir(args.out, log=log_, catalog=catalog, content_ids=content_ids,
                           content=content, cf_model=cf, hybrid=hybrid, embedder=embedder,
-                          content_source=source, n_trees=args.n_trees)
+                          content_source=source, n_trees=args.n_trees,
+                          fingerprint_sources=fingerprint_sources, show_progress=True)
     from musicrec.recommender.model_dir import read_manifest
 
     manifest = read_manifest(out)
@@ -88,9 +104,36 @@ def cmd_add_tracks(args: argparse.Namespace) -> int:
     if not result.track_ids:
         raise ParameterError("no audio file could be embedded")
     del rec
-    add_tracks(args.model_dir, result.track_ids, result.vectors)
+    by_id = dict(zip(ids, args.audio, strict=True))
+    add_tracks(args.model_dir, result.track_ids, result.vectors,
+               audio_paths=[by_id[t] for t in result.track_ids])
     print(f"added {len(result.track_ids)} tracks to {args.model_dir} "
           f"({len(result.failures)} failed)")
+    return 0
+
+
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    from musicrec.cli import print_json
+    from musicrec.embedding.fingerprint import FingerprintIndex, find_duplicates
+    from musicrec.recommender.model_dir import read_manifest
+
+    read_manifest(args.model_dir)
+    path = args.model_dir / "fingerprints"
+    if not path.exists():
+        raise ParameterError(f"{args.model_dir}: the model has no fingerprint index; rebuild "
+                             "it from audio without --no-fingerprints")
+    groups = find_duplicates(FingerprintIndex.load(path), show_progress=True)
+    if args.json:
+        print_json([{"track_ids": list(g.track_ids), "offsets_s": list(g.offsets_s),
+                     "scores": list(g.scores)} for g in groups])
+        return 0
+    if not groups:
+        print("no duplicate recordings found")
+    for k, group in enumerate(groups, 1):
+        print(f"group {k}:")
+        for track_id, offset, score in zip(group.track_ids, group.offsets_s, group.scores,
+                                           strict=True):
+            print(f"  {track_id}  offset {offset:+.2f} s  votes {score}")
     return 0
 
 
@@ -119,6 +162,8 @@ def register(sub: Any) -> None:
     p.add_argument("--content-weight", type=float, default=0.5,
                    help="weight of the user's content profile in user scores")
     p.add_argument("--n-trees", type=_positive_int, help="Annoy trees")
+    p.add_argument("--no-fingerprints", action="store_true",
+                   help="skip the landmark fingerprint index (identification of clips)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_build)
 
@@ -127,3 +172,9 @@ def register(sub: Any) -> None:
     p.add_argument("audio", nargs="+", type=Path)
     p.add_argument("--cache-dir", type=Path)
     p.set_defaults(handler=cmd_add_tracks)
+
+    p = sub.add_parser("duplicates",
+                       help="list groups of tracks that are the same recording (fingerprints)")
+    p.add_argument("model_dir", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_duplicates)
