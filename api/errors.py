@@ -1,0 +1,104 @@
+"""JSON errors: every failure becomes ``{"error": code, "message": ...}`` with its status.
+
+One :func:`error_response` builds them; :func:`register_error_handlers` maps musicrec's
+exceptions and werkzeug's HTTP errors onto it, and turns anything unexpected into a
+500 without a stack trace (the trace goes to the log only).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from musicrec.errors import (
+    DataFormatError,
+    ModelFormatError,
+    MusicrecError,
+    ParameterError,
+    UnknownIdError,
+    UnknownTrackError,
+    UnknownUserError,
+)
+from musicrec.recommender.facade import CapabilityError
+
+log = logging.getLogger(__name__)
+
+#: Error code of each HTTP status raised by werkzeug (routing, size limits, methods).
+HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "model_capability",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "undecodable_audio",
+    500: "internal_error",
+    503: "not_ready",
+}
+
+
+class APIError(Exception):
+    """An error raised by a view with its status, code and message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, message: str, code: str | None = None,
+                   headers: dict[str, str] | None = None) -> tuple[Response, int]:
+    """The JSON body ``{"error": code, "message": message}`` with ``status``."""
+    response = jsonify({"error": code or HTTP_CODES.get(status, "error"), "message": message})
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response, status
+
+
+def status_of(exc: MusicrecError) -> tuple[int, str]:
+    """The (status, code) that a musicrec exception maps to."""
+    if isinstance(exc, UnknownUserError):
+        return 404, "unknown_user"
+    if isinstance(exc, UnknownTrackError):
+        return 404, "unknown_track"
+    if isinstance(exc, UnknownIdError):
+        return 404, "not_found"
+    if isinstance(exc, CapabilityError):
+        # The request is well formed, but the loaded model cannot answer it.
+        return 409, "model_capability"
+    if isinstance(exc, ModelFormatError):
+        return 503, "not_ready"
+    if isinstance(exc, DataFormatError):
+        return 422, "undecodable_audio"
+    if isinstance(exc, ParameterError):
+        return 400, "bad_request"
+    return 400, "bad_request"
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(APIError)
+    def _api(exc: APIError) -> Any:
+        return error_response(exc.status, exc.message, exc.code)
+
+    @app.errorhandler(MusicrecError)
+    def _musicrec(exc: MusicrecError) -> Any:
+        status, code = status_of(exc)
+        return error_response(status, str(exc), code)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Any:
+        status = exc.code or 500
+        headers = {}
+        if status == 405 and exc.get_response().headers.get("Allow"):
+            headers["Allow"] = exc.get_response().headers["Allow"]
+        message = exc.description or exc.name
+        return error_response(status, message, HTTP_CODES.get(status, "error"), headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        log.exception("unhandled error")
+        return error_response(500, "internal server error", "internal_error")

@@ -1,0 +1,48 @@
+"""Routes outside ``/v1``: health, readiness, the OpenAPI document, its docs page and
+the web page (plain HTML and JavaScript from ``api/static/``, no build step, no CDN)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, send_from_directory
+
+from musicrec.api.app import model_state
+from musicrec.api.errors import error_response
+from musicrec.api.openapi import openapi_document
+
+STATIC = Path(__file__).with_name("static")
+
+site = Blueprint("site", __name__, static_folder=str(STATIC), static_url_path="/static")
+
+
+@site.get("/")
+def index() -> Any:
+    return send_from_directory(STATIC, "index.html", max_age=0)
+
+
+@site.get("/docs")
+def docs() -> Any:
+    return send_from_directory(STATIC, "docs.html", max_age=0)
+
+
+@site.get("/healthz")
+def healthz() -> Any:
+    return jsonify({"status": "ok"})
+
+
+@site.get("/readyz")
+def readyz() -> Any:
+    loaded = model_state(current_app).current()
+    if loaded is None:
+        return error_response(503, "no model is loaded yet", "not_ready")
+    return jsonify({"status": "ready", "kind": loaded.recommender.kind,
+                    "tracks": len(loaded.recommender.tracks)})
+
+
+@site.get("/openapi.json")
+def openapi() -> Any:
+    return jsonify(openapi_document(max_n=int(current_app.config["MAX_N"]),
+                                    max_upload_bytes=int(current_app.config["MAX_UPLOAD_BYTES"]),
+                                    admin=bool(current_app.config["ADMIN_TOKEN"])))

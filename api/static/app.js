@@ -1,0 +1,114 @@
+// musicrec web page: plain JavaScript over the /v1 API, no build step, no CDN.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const enc = encodeURIComponent;
+const state = { q: "", offset: 0, seed: null };
+
+async function api(path) {
+  const response = await fetch(path, { headers: { Accept: "application/json" } });
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.message || response.statusText);
+  return body;
+}
+
+function trackPath(id) { return id.split("/").map(enc).join("/"); }
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  Object.assign(node, props);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function trackItem(track, withReason) {
+  const li = el("li", { className: "track" });
+  li.dataset.trackId = track.track_id;
+  li.append(el("span", { className: "title", textContent: track.title }));
+  if (track.artist) li.append(el("span", { className: "meta", textContent: " — " + track.artist }));
+  if (track.score !== undefined) {
+    li.append(el("span", { className: "meta", textContent: ` (${track.score.toFixed(3)})` }));
+  }
+  const play = el("button", { type: "button", className: "play", textContent: "▶ play",
+                              disabled: !track.audio_url });
+  play.addEventListener("click", () => playTrack(track));
+  const similar = el("button", { type: "button", className: "similar", textContent: "similar" });
+  similar.addEventListener("click", () => showSimilar(track));
+  li.append(play, similar);
+  if (withReason && track.reason) {
+    li.append(el("div", { className: "reason", textContent: track.reason }));
+  }
+  return li;
+}
+
+function setStatus(id, text, isError) {
+  const node = $(id);
+  node.textContent = text;
+  node.className = isError ? "error" : "";
+}
+
+async function search(more) {
+  if (!more) { state.q = $("q").value; state.offset = 0; $("search-results").replaceChildren(); }
+  setStatus("search-status", "searching…");
+  try {
+    const page = await api(`/v1/tracks?q=${enc(state.q)}&offset=${state.offset}&limit=20`);
+    for (const t of page.results) $("search-results").append(trackItem(t, false));
+    state.offset += page.results.length;
+    setStatus("search-status", `${page.total} tracks match`);
+    $("more-btn").hidden = state.offset >= page.total;
+  } catch (err) { setStatus("search-status", err.message, true); }
+}
+
+function playTrack(track) {
+  const player = $("player");
+  player.src = track.audio_url;
+  $("now-playing").textContent = track.title + (track.artist ? " — " + track.artist : "");
+  player.play().catch((err) => setStatus("similar-status", "cannot play: " + err.message, true));
+}
+
+async function showSimilar(track) {
+  state.seed = track;
+  $("seed-title").textContent = "to " + track.title;
+  const alpha = $("alpha").value;
+  setStatus("similar-status", "loading…");
+  try {
+    const body = await api(`/v1/tracks/${trackPath(track.track_id)}/similar?n=10&alpha=${alpha}`);
+    $("similar-results").replaceChildren(...body.results.map((t) => trackItem(t, true)));
+    setStatus("similar-status", `${body.results.length} tracks, α = ${alpha}`);
+  } catch (err) { setStatus("similar-status", err.message, true); }
+}
+
+async function showUser() {
+  const user = $("user").value;
+  if (!user) return;
+  setStatus("user-status", "loading…");
+  const played = $("exclude-played").checked;
+  try {
+    const body = await api(`/v1/users/${trackPath(user)}/recommendations?n=10&exclude_played=${played}`);
+    $("user-results").replaceChildren(...body.results.map((t) => trackItem(t, true)));
+    setStatus("user-status", `${body.results.length} recommendations for ${user}`);
+  } catch (err) { setStatus("user-status", err.message, true); }
+}
+
+async function init() {
+  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search(false); });
+  $("more-btn").addEventListener("click", () => search(true));
+  $("alpha").addEventListener("input", () => {
+    $("alpha-value").textContent = Number($("alpha").value).toFixed(2);
+  });
+  $("alpha").addEventListener("change", () => { if (state.seed) showSimilar(state.seed); });
+  $("user").addEventListener("change", showUser);
+  $("exclude-played").addEventListener("change", showUser);
+  try {
+    const model = await api("/v1/model");
+    $("model-info").textContent = `${model.kind} model, ${model.manifest.counts.tracks} tracks`;
+    if (model.kind === "cf") $("alpha").disabled = true;
+    if (model.kind === "content") $("alpha").disabled = true;
+    const users = await api("/v1/users?limit=200");
+    for (const u of users.users) $("user").append(el("option", { value: u, textContent: u }));
+    if (!users.total) $("user-section").hidden = true;
+  } catch (err) { $("model-info").textContent = err.message; }
+  document.body.dataset.ready = "true";
+}
+
+init();

@@ -1,0 +1,361 @@
+"""Blueprint ``v1``: recommendations, similar tracks, query by example, the catalogue.
+
+Every view takes the model once (:meth:`ModelState.current`) and answers from it, so a
+hot reload never mixes two models in one response. Parameters are validated here and
+errors name the bad value; see :mod:`musicrec.api.openapi` for the contract.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import mimetypes
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request, send_file, url_for
+
+from musicrec.api.app import LoadedModel, model_state
+from musicrec.api.errors import APIError
+from musicrec.errors import MusicrecError, UnknownTrackError
+from musicrec.recommender.types import Recommendation
+
+log = logging.getLogger(__name__)
+
+v1 = Blueprint("v1", __name__, url_prefix="/v1")
+
+_INT = re.compile(r"-?[0-9]{1,9}")
+_FLOAT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+_AUDIO_TYPES = {"audio/wav": ".wav", "audio/x-wav": ".wav", "audio/wave": ".wav",
+                "audio/flac": ".flac", "audio/x-flac": ".flac", "audio/ogg": ".ogg",
+                "audio/mpeg": ".mp3", "audio/mp3": ".mp3", "audio/aiff": ".aiff",
+                "audio/x-aiff": ".aiff", "application/octet-stream": ""}
+
+
+# -- helpers --------------------------------------------------------------------------------
+def bad(message: str) -> APIError:
+    return APIError(400, "bad_request", message)
+
+
+def ready() -> LoadedModel:
+    loaded = model_state(current_app).current()
+    if loaded is None:
+        raise APIError(503, "not_ready", "no model is loaded yet")
+    return loaded
+
+
+def query_int(name: str, default: int | None, *, low: int, high: int) -> int | None:
+    text = request.args.get(name)
+    if text is None or (text == "" and default is None):
+        return default
+    if not _INT.fullmatch(text):
+        raise bad(f"{name}={text!r} must be an integer from {low} to {high}")
+    return check_int(name, int(text), low=low, high=high)
+
+
+def check_int(name: str, value: Any, *, low: int, high: int) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise bad(f"{name}={value!r} must be an integer from {low} to {high}")
+    return value
+
+
+def query_float(name: str, *, low: float, high: float) -> float | None:
+    text = request.args.get(name)
+    if text is None or text == "":
+        return None
+    value = float(text) if _FLOAT.fullmatch(text) else math.nan
+    if not low <= value <= high:
+        raise bad(f"{name}={text!r} must be a number from {low:g} to {high:g}")
+    return value
+
+
+def query_bool(name: str, default: bool) -> bool:
+    text = request.args.get(name)
+    if text is None:
+        return default
+    if text.lower() in _TRUE:
+        return True
+    if text.lower() in _FALSE:
+        return False
+    raise bad(f"{name}={text!r} must be true or false")
+
+
+def n_param() -> int:
+    n = query_int("n", 10, low=1, high=current_app.config["MAX_N"])
+    assert n is not None
+    return n
+
+
+def audio_file(loaded: LoadedModel, track_id: str) -> Path | None:
+    """The audio file of a catalogue track, from the catalogue's ``audio_path`` column.
+
+    Only catalogue paths are served (never a client-supplied one); relative paths are
+    resolved against the model's audio root.
+    """
+    frame = loaded.recommender.catalog.frame
+    if "audio_path" not in frame.columns:
+        return None
+    from musicrec.embedding.audio import AUDIO_EXTENSIONS
+
+    row = loaded.recommender.catalog._row.get(track_id)
+    if row is None:
+        return None
+    value = frame.at[row, "audio_path"]
+    if not isinstance(value, str) or not value:
+        return None
+    path = Path(value)
+    if not path.is_absolute():
+        path = loaded.audio_root / path
+    if path.suffix.lower() not in AUDIO_EXTENSIONS or not path.is_file():
+        return None
+    return path
+
+
+def track_json(loaded: LoadedModel, track_id: str, *, full: bool = False) -> dict[str, Any]:
+    catalog = loaded.recommender.catalog
+    if full:
+        info = loaded.recommender.track(track_id)
+        info.pop("audio_path", None)
+    else:
+        info = {"track_id": track_id, "title": catalog.title(track_id),
+                "artist": catalog.artists([track_id])[0]}
+    has_audio = audio_file(loaded, track_id) is not None
+    info["audio_url"] = (url_for("v1.track_audio", track_id=track_id) if has_audio else None)
+    return info
+
+
+def recs_json(loaded: LoadedModel, recs: list[Recommendation]) -> list[dict[str, Any]]:
+    title = loaded.recommender.catalog.title
+    return [{**track_json(loaded, r.track_id), "score": r.score, "kind": r.kind,
+             "reason": r.describe(title), "because": r.because,
+             "because_title": None if r.because is None else title(r.because)}
+            for r in recs]
+
+
+def _json_body() -> Mapping[str, Any]:
+    if not request.is_json:
+        raise APIError(415, "unsupported_media_type",
+                       f"Content-Type {request.mimetype or '(none)'!r} is not supported; "
+                       "send application/json")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise bad("the body must be a JSON object")
+    return body
+
+
+def _str_list(body: Mapping[str, Any], name: str, *, required: bool) -> list[str]:
+    value = body.get(name)
+    if value is None and not required:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise bad(f"{name} must be a list of track id strings")
+    if required and not value:
+        raise bad(f"{name} must name at least one track")
+    if len(value) > 10_000:
+        raise bad(f"{name} has {len(value)} entries; at most 10000 are allowed")
+    return value
+
+
+# -- routes -----------------------------------------------------------------------------------
+@v1.get("/model")
+def model_info() -> Any:
+    loaded = ready()
+    return jsonify({"model_dir": loaded.model_dir.name, "kind": loaded.recommender.kind,
+                    "loaded_at": loaded.loaded_at, "manifest": loaded.recommender.manifest})
+
+
+@v1.get("/users")
+def users() -> Any:
+    loaded = ready()
+    offset = query_int("offset", 0, low=0, high=10**9) or 0
+    limit = query_int("limit", 20, low=1, high=1000) or 20
+    cf = loaded.recommender.cf
+    ids = [] if cf is None else cf.users_.ids
+    return jsonify({"total": len(ids), "offset": offset, "limit": limit,
+                    "users": [str(u) for u in ids[offset : offset + limit]]})
+
+
+@v1.get("/users/<path:user_id>/recommendations")
+def user_recommendations(user_id: str) -> Any:
+    loaded = ready()
+    n = n_param()
+    exclude_played = query_bool("exclude_played", True)
+    max_per_artist = query_int("max_per_artist", None, low=1, high=1000)
+    recs = loaded.recommender.recommend(user_id, n=n, exclude_played=exclude_played,
+                                        max_per_artist=max_per_artist)
+    return jsonify({"user_id": user_id, "results": recs_json(loaded, recs)})
+
+
+@v1.post("/recommendations")
+def listener_recommendations() -> Any:
+    body = _json_body()
+    unknown = sorted(set(body) - {"tracks", "plays", "n", "exclude", "max_per_artist"})
+    if unknown:
+        raise bad(f"unknown field {unknown[0]!r}")
+    loaded = ready()
+    tracks = _str_list(body, "tracks", required=True)
+    exclude = _str_list(body, "exclude", required=False)
+    n = check_int("n", body.get("n", 10), low=1, high=current_app.config["MAX_N"])
+    mpa = body.get("max_per_artist")
+    mpa = None if mpa is None else check_int("max_per_artist", mpa, low=1, high=1000)
+    plays = body.get("plays")
+    if plays is not None:
+        if not isinstance(plays, list) or not all(
+                isinstance(p, int | float) and not isinstance(p, bool) and math.isfinite(p)
+                and p > 0 for p in plays):
+            raise bad("plays must be a list of positive numbers")
+        if len(plays) != len(tracks):
+            raise bad(f"{len(plays)} play counts for {len(tracks)} tracks")
+    recs = loaded.recommender.recommend_for_tracks(tracks, n=n, plays=plays, exclude=exclude,
+                                                   max_per_artist=mpa)
+    return jsonify({"results": recs_json(loaded, recs)})
+
+
+@v1.get("/tracks")
+def search_tracks() -> Any:
+    loaded = ready()
+    q = request.args.get("q", "")
+    if len(q) > 200:
+        raise bad(f"q has {len(q)} characters; at most 200 are allowed")
+    offset = query_int("offset", 0, low=0, high=10**9) or 0
+    limit = query_int("limit", 20, low=1, high=100) or 20
+    total, ids = loaded.recommender.catalog.search(q, offset=offset, limit=limit)
+    return jsonify({"q": q, "total": total, "offset": offset, "limit": limit,
+                    "results": [track_json(loaded, t) for t in ids]})
+
+
+@v1.get("/tracks/<path:track_id>")
+def track(track_id: str) -> Any:
+    loaded = ready()
+    if track_id not in loaded.recommender.tracks:
+        raise UnknownTrackError(track_id)
+    return jsonify(track_json(loaded, track_id, full=True))
+
+
+@v1.get("/tracks/<path:track_id>/similar")
+def similar(track_id: str) -> Any:
+    loaded = ready()
+    n = n_param()
+    alpha = query_float("alpha", low=0.0, high=1.0)
+    max_per_artist = query_int("max_per_artist", None, low=1, high=1000)
+    recs = loaded.recommender.similar(track_id, n=n, alpha=alpha,
+                                      max_per_artist=max_per_artist)
+    return jsonify({"track_id": track_id, "alpha": alpha, "results": recs_json(loaded, recs)})
+
+
+@v1.get("/tracks/<path:track_id>/audio")
+def track_audio(track_id: str) -> Any:
+    loaded = ready()
+    if track_id not in loaded.recommender.catalog:
+        raise UnknownTrackError(track_id)
+    path = audio_file(loaded, track_id)
+    if path is None:
+        raise APIError(404, "no_audio", f"track {track_id!r} has no audio file")
+    mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return send_file(path, mimetype=mimetype, conditional=True, max_age=3600)
+
+
+@v1.post("/similar")
+def similar_to_audio() -> Any:
+    n = n_param()
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("audio")
+        if upload is None:
+            raise bad("send the clip as the multipart field 'audio'")
+        suffix = Path(upload.filename or "").suffix.lower()
+        data = upload.stream.read()
+    elif request.mimetype in _AUDIO_TYPES:
+        suffix = _AUDIO_TYPES[request.mimetype]
+        data = request.get_data()
+    else:
+        raise APIError(415, "unsupported_media_type",
+                       f"Content-Type {request.mimetype or '(none)'!r} is not supported; send "
+                       "multipart/form-data with a field 'audio', or an audio/* body")
+    loaded = ready()
+    if not data:
+        raise APIError(422, "undecodable_audio", "the audio clip is empty")
+    result = _query_audio(loaded, data, suffix, n)
+    return jsonify({
+        "match": None if result.match is None else {
+            **result.match, "title": loaded.recommender.catalog.title(
+                str(result.match.get("track_id")))},
+        "results": recs_json(loaded, result.neighbours),
+    })
+
+
+def _query_audio(loaded: LoadedModel, data: bytes, suffix: str, n: int) -> Any:
+    from musicrec.embedding.audio import AUDIO_EXTENSIONS
+
+    if suffix not in AUDIO_EXTENSIONS:
+        suffix = ".wav" if data[:4] == b"RIFF" else ".audio"
+    limit = float(current_app.config["MAX_UPLOAD_SECONDS"])
+    fd, name = tempfile.mkstemp(prefix="musicrec-upload-", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        seconds = _duration(Path(name))
+        if seconds is None:
+            raise APIError(422, "undecodable_audio", "the upload cannot be decoded as audio")
+        if seconds > limit:
+            raise APIError(413, "payload_too_large",
+                           f"the clip lasts {seconds:.1f} s; at most {limit:g} s are allowed")
+        try:
+            return loaded.recommender.similar_to_audio(name, n=n)
+        except MusicrecError:
+            raise
+        except (OSError, ValueError, RuntimeError, EOFError) as exc:
+            log.info("undecodable upload: %s", exc)
+            raise APIError(422, "undecodable_audio",
+                           "the upload cannot be decoded as audio") from None
+    finally:
+        os.unlink(name)
+
+
+def _duration(path: Path) -> float | None:
+    """The clip's duration from its header (libsndfile: WAV, FLAC, Ogg, MP3, AIFF, ...)."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception:  # noqa: BLE001 - any decoder failure means "cannot decode"
+        return None
+    return float(info.frames) / float(info.samplerate) if info.samplerate else None
+
+
+@v1.post("/admin/reload")
+def admin_reload() -> Any:
+    token = current_app.config["ADMIN_TOKEN"]
+    if not token:
+        raise APIError(404, "not_found", "The requested URL was not found on the server.")
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise APIError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is "
+                       "required")
+    state = model_state(current_app)
+    current = state.current()
+    target = current_app.config["MODEL_DIR"] if current is None else current.model_dir
+    if target is None:
+        raise APIError(503, "not_ready", "no model directory is configured")
+    try:
+        candidate = state.open(target)
+    except (MusicrecError, OSError) as exc:
+        log.error("reload refused: %s", exc)
+        raise APIError(409, "reload_refused", f"the model directory was refused and the "
+                       f"old model keeps serving: {exc}") from None
+    hook = current_app.config["RELOAD_HOOK"]
+    if hook is not None:
+        del candidate
+        hook()
+        return jsonify({"status": "reloading", "model_dir": str(Path(target).name)}), 202
+    state.serve(candidate)
+    return jsonify({"status": "reloaded", "kind": candidate.recommender.kind,
+                    "tracks": len(candidate.recommender.tracks)})
+
