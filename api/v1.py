@@ -178,7 +178,7 @@ def users() -> Any:
     offset = query_int("offset", 0, low=0, high=10**9) or 0
     limit = query_int("limit", 20, low=1, high=1000) or 20
     cf = loaded.recommender.cf
-    ids = [] if cf is None else cf.users_.ids
+    ids: Any = [] if cf is None else cf.users_.ids
     return jsonify({"total": len(ids), "offset": offset, "limit": limit,
                     "users": [str(u) for u in ids[offset : offset + limit]]})
 

@@ -1,0 +1,132 @@
+"""The web page in a real headless Chromium: search -> similar -> play.
+
+Needs the Debian packages ``chromium`` (and ``chromium-driver`` for Selenium users) and
+the ``playwright`` pip package, which drives ``/usr/bin/chromium`` (no ``playwright
+install``). Skips with a reason when they are missing, except in CI where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--autoplay-policy=no-user-gesture-required"]
+
+
+def _need(ok: bool, message: str) -> None:
+    if not ok:
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from werkzeug.serving import make_server
+
+    from musicrec.api import create_app
+    from musicrec.data.catalog import TrackCatalog
+    from musicrec.data.logs import ListeningLog
+    from musicrec.recommender.cf import CFModel
+    from musicrec.recommender.pipeline import build_model_dir
+
+    root = tmp_path_factory.mktemp("web")
+    rng = np.random.default_rng(0)
+    n = 60
+    ids = [f"t{t:02d}" for t in range(n)]
+    sr = 16000
+    paths = []
+    for k, tid in enumerate(ids):
+        t = np.arange(sr * 3) / sr
+        sf.write(root / f"{tid}.wav", (0.2 * np.sin(2 * np.pi * (200 + 10 * k) * t)
+                                       ).astype(np.float32), sr)
+        paths.append(str(root / f"{tid}.wav"))
+    catalog = TrackCatalog(pd.DataFrame({
+        "track_id": ids, "title": [f"Waltz {k}" if k % 2 else f"March {k}" for k in range(n)],
+        "artist": [f"band{k % 7}" for k in range(n)], "audio_path": paths}))
+    rows = [(f"u{u}", ids[t], 1) for u in range(80) for t in rng.choice(n, 8, replace=False)]
+    log = ListeningLog.from_frame(pd.DataFrame(rows, columns=["user", "track", "plays"]),
+                                  weight_col="plays")
+    model = build_model_dir(root / "model", log=log, catalog=catalog, content_ids=ids,
+                            content=rng.standard_normal((n, 8)).astype(np.float32),
+                            cf_model=CFModel(factors=4, iterations=3, random_state=0),
+                            n_trees=3)
+    app = create_app({"MODEL_DIR": model})
+    ranges: list[int] = []
+
+    @app.after_request
+    def record(response: Any) -> Any:
+        from flask import request
+
+        if request.path.endswith("/audio"):
+            ranges.append(response.status_code)
+        return response
+
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}", ranges
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+def test_search_similar_play_in_chromium(server: Any, tmp_path: Path) -> None:
+    _need(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install -y chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need(False, "the playwright pip package is missing")
+    base, ranges = server
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(base + "/")
+            page.wait_for_selector("body[data-ready=true]")
+            assert "hybrid model, 60 tracks" in page.text_content("#model-info")
+            page.fill("#q", "waltz")
+            page.click("#search-btn")
+            page.wait_for_selector("#search-results li")
+            assert page.text_content("#search-status") == "30 tracks match"
+            titles = page.locator("#search-results .title").all_text_contents()
+            assert len(titles) == 20 and all(t.startswith("Waltz") for t in titles)
+            # similar tracks, then move the slider to "sounds like"
+            page.click("#search-results li:first-child button.similar")
+            page.wait_for_selector("#similar-results li")
+            assert page.locator("#similar-results li").count() == 10
+            assert "also played" in page.text_content("#similar-results .reason") or \
+                "sounds like" in page.text_content("#similar-results .reason")
+            page.eval_on_selector("#alpha", "e => { e.value = 1; "
+                                  "e.dispatchEvent(new Event('change')); }")
+            page.wait_for_function("document.querySelector('#similar-status').textContent"
+                                   ".includes('α = 1')")
+            reasons = page.locator("#similar-results .reason").all_text_contents()
+            assert reasons and all(r == "sounds like Waltz 1" for r in reasons), reasons
+            # play the first similar track: the audio element advances
+            page.click("#similar-results li:first-child button.play")
+            page.wait_for_function("document.getElementById('player').currentTime > 0.2",
+                                   timeout=15000)
+            # a user's recommendations, with reasons
+            page.select_option("#user", "u1")
+            page.wait_for_selector("#user-results li")
+            assert page.locator("#user-results li").count() == 10
+            assert page.locator("#user-results .reason").count() == 10
+            assert errors == []
+        finally:
+            browser.close()
+    assert ranges and set(ranges) <= {200, 206}
