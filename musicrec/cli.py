@@ -152,6 +152,22 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_cf_options(p: argparse.ArgumentParser) -> None:
+    """The CF hyper-parameter options, with the model's own defaults."""
+    from musicrec.recommender.cf import DEFAULTS
+
+    p.add_argument("--algorithm", choices=["als", "bpr"], default=DEFAULTS["algorithm"])
+    p.add_argument("--factors", type=_positive_int, default=DEFAULTS["factors"])
+    p.add_argument("--regularization", type=float, default=DEFAULTS["regularization"])
+    p.add_argument("--iterations", type=_positive_int, default=DEFAULTS["iterations"])
+    p.add_argument("--alpha", type=float, default=DEFAULTS["alpha"],
+                   help="ALS confidence scale")
+    p.add_argument("--confidence", choices=["none", "log1p", "bm25"],
+                   default=DEFAULTS["confidence"])
+    p.add_argument("--learning-rate", type=float, default=DEFAULTS["learning_rate"],
+                   help="BPR learning rate")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -171,13 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a collaborative-filtering model on listening logs")
     _add_log_options(p)
     p.add_argument("--out", required=True, type=Path, help="model directory to write")
-    p.add_argument("--algorithm", choices=["als", "bpr"], default="als")
-    p.add_argument("--factors", type=_positive_int, default=64)
-    p.add_argument("--regularization", type=float, default=0.05)
-    p.add_argument("--iterations", type=_positive_int, default=20)
-    p.add_argument("--alpha", type=float, default=10.0, help="ALS confidence scale")
-    p.add_argument("--confidence", choices=["none", "log1p", "bm25"], default="log1p")
-    p.add_argument("--learning-rate", type=float, default=0.01, help="BPR learning rate")
+    add_cf_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_train)
 

@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 ALGORITHMS = ("als", "bpr")
 CONFIDENCE = ("none", "log1p", "bm25")
 FORMAT_VERSION = 1
+#: Defaults tuned by ``musicrec tune`` on HetRec 2K (validated on a split of the training
+#: data only): test NDCG@10 0.236 against 0.185 for implicit's usual 64 factors + log1p.
+DEFAULTS: dict[str, Any] = {"algorithm": "als", "factors": 32, "regularization": 20.0,
+                            "iterations": 30, "alpha": 10.0, "confidence": "none",
+                            "learning_rate": 0.01}
 
 
 def confidence_weights(user_items: sp.csr_matrix, confidence: str) -> sp.csr_matrix:
@@ -82,13 +87,13 @@ class CFModel:
     def __init__(
         self,
         *,
-        algorithm: str = "als",
-        factors: int = 64,
-        regularization: float = 0.05,
-        iterations: int = 20,
-        alpha: float = 10.0,
-        confidence: str = "log1p",
-        learning_rate: float = 0.01,
+        algorithm: str = DEFAULTS["algorithm"],
+        factors: int = DEFAULTS["factors"],
+        regularization: float = DEFAULTS["regularization"],
+        iterations: int = DEFAULTS["iterations"],
+        alpha: float = DEFAULTS["alpha"],
+        confidence: str = DEFAULTS["confidence"],
+        learning_rate: float = DEFAULTS["learning_rate"],
         random_state: int | None = None,
         show_progress: bool = False,
     ) -> None:
@@ -247,9 +252,11 @@ class CFModel:
         _check_n(n)
         rows = self.users_.to_idx_many(user_ids)
         extra = self.tracks_.to_idx_many(exclude) if exclude else np.zeros(0, dtype=np.int64)
-        scores = self.user_factors_[rows] @ self.item_factors_.T
         results = []
-        for row, user_scores in zip(rows, scores, strict=True):
+        for row in rows:
+            # One matrix-vector product per user, so a batch is bit-identical to single
+            # calls (a matrix product may round differently and reorder near-ties).
+            user_scores = self.item_factors_ @ self.user_factors_[row]
             played = self.user_items_.indices[
                 self.user_items_.indptr[row] : self.user_items_.indptr[row + 1]]
             excl = np.concatenate([played, extra]) if exclude_played else extra

@@ -24,6 +24,7 @@ A track without content has ``cos_content = 0``.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -195,3 +196,59 @@ class HybridModel:
             own = np.asarray(self.evidence_[:n_cf]) > 0
             vectors[:n_cf][own] = self.cf_.item_factors_[own]
         return normalize_rows(vectors)
+
+
+# -- evaluation scorers (registered as the models "content" and "hybrid") -------------------
+class ContentScorer:
+    """Content only: the cosine between a track and the user's content profile."""
+
+    name = "content"
+
+    def fit(self, train: Any, *, content: np.ndarray | None = None) -> ContentScorer:
+        if content is None:
+            raise ParameterError("the content model needs content vectors")
+        self.content_ = normalize_rows(content)
+        self.user_items_ = train.to_csr()
+        return self
+
+    def score(self, user_idx: np.ndarray) -> np.ndarray:
+        ui = self.user_items_[np.asarray(user_idx)]
+        weights = ui.copy()
+        weights.data = np.log1p(weights.data)
+        profiles = normalize_rows(np.asarray(weights @ self.content_))
+        return (profiles @ self.content_.T).astype(np.float32)
+
+
+class HybridScorer:
+    """The engine's hybrid: ALS blended with content (see the module docstring)."""
+
+    name = "hybrid"
+
+    def __init__(self, *, shrinkage: float = 10.0, ridge: float = 1.0,
+                 content_weight: float = 0.5, **cf_params: Any) -> None:
+        self.blend = {"shrinkage": shrinkage, "ridge": ridge, "content_weight": content_weight}
+        self.cf_params = cf_params
+
+    def fit(self, train: Any, *, content: np.ndarray | None = None) -> HybridScorer:
+        if content is None:
+            raise ParameterError("the hybrid model needs content vectors")
+        cf = CFModel(**{"random_state": 0, **self.cf_params}).fit(train)
+        has = np.linalg.norm(content, axis=1) > 0
+        self.model_ = HybridModel(**self.blend).fit(
+            cf=cf, content_ids=train.tracks.ids[has], content=content[has])
+        return self
+
+    def score(self, user_idx: np.ndarray) -> np.ndarray:
+        return self.model_.score_users(np.asarray(user_idx))
+
+
+def _register() -> None:
+    from musicrec.recommender.evaluation.registry import register_model
+
+    register_model("content", ContentScorer, requires_content=True, replace=True,
+                   description="cosine between a track and the user's content profile")
+    register_model("hybrid", HybridScorer, requires_content=True, replace=True,
+                   description="ALS blended with content (the engine's model)")
+
+
+_register()

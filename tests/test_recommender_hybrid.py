@@ -89,7 +89,7 @@ def test_alpha_moves_from_listeners_to_sound(model_dir: Path, synthetic) -> None
                 same_scene += truth["scene"][_idx(r.track_id)] == truth["scene"][_idx(seed)]
         share[alpha] = (same_style / (10 * len(seeds)), same_scene / (10 * len(seeds)))
     # alpha=1 ("sounds like") shares the seed's style far more; alpha=0 shares its listeners.
-    assert share[1.0][0] > 0.9 and share[1.0][0] > share[0.0][0] + 0.3, share
+    assert share[1.0][0] > 0.9 and share[1.0][0] > share[0.0][0] + 0.15, share
     assert share[0.0][1] > share[1.0][1] + 0.2, share
 
 

@@ -69,9 +69,10 @@ def cmd_build(args: argparse.Namespace) -> int:
                                    if t in embedded]
     if args.catalog is not None and catalog is None:
         catalog = load_catalog_or_folder(args.catalog)
-    cf = CFModel(factors=args.factors, regularization=args.regularization,
-                 iterations=args.iterations, alpha=args.alpha, confidence=args.confidence,
-                 random_state=args.seed, show_progress=True)
+    cf = CFModel(algorithm=args.algorithm, factors=args.factors,
+                 regularization=args.regularization, iterations=args.iterations,
+                 alpha=args.alpha, confidence=args.confidence,
+                 learning_rate=args.learning_rate, random_state=args.seed, show_progress=True)
     hybrid = HybridModel(shrinkage=args.shrinkage, content_weight=args.content_weight)
     out = build_model_dir(args.out, log=log_, catalog=catalog, content_ids=content_ids,
                           content=content, cf_model=cf, hybrid=hybrid, embedder=embedder,
@@ -138,7 +139,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from musicrec.cli import _add_log_options, _positive_int
+    from musicrec.cli import _add_log_options, _positive_int, add_cf_options
 
     p = sub.add_parser("build", help="build a hybrid model directory (embed, CF, blend, index)")
     _add_log_options(p)
@@ -152,11 +153,7 @@ def register(sub: Any) -> None:
     p.add_argument("--embedder", default="whisper-tiny", help="audio model (see `embed`)")
     p.add_argument("--cache-dir", type=Path, help="embedding cache (default ~/.cache/musicrec)")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--factors", type=_positive_int, default=64)
-    p.add_argument("--regularization", type=float, default=0.05)
-    p.add_argument("--iterations", type=_positive_int, default=20)
-    p.add_argument("--alpha", type=float, default=10.0, help="ALS confidence scale")
-    p.add_argument("--confidence", choices=["none", "log1p", "bm25"], default="log1p")
+    add_cf_options(p)
     p.add_argument("--shrinkage", type=float, default=10.0,
                    help="listeners at which own CF and content prediction weigh the same")
     p.add_argument("--content-weight", type=float, default=0.5,
