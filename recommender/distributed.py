@@ -1,0 +1,174 @@
+"""Building a model directory on Ray: the steps of
+:func:`~musicrec.recommender.pipeline.build_model_dir`, each placed where it runs best.
+
+- **CF training** is one Ray task. When the cluster has a GPU and ``implicit`` was built
+  with CUDA (``implicit.gpu.HAS_CUDA``), the task reserves a GPU and fits implicit's GPU
+  ALS; otherwise it fits the CPU ALS of :class:`~musicrec.recommender.cf.CFModel`.
+- **The content → CF mapping and the blend** (:meth:`HybridModel.fit`) are a second task.
+- **The index build and the write** are a third task, pinned to the driver's node (the
+  output folder is the driver's), which runs
+  :func:`~musicrec.recommender.facade.write_hybrid_model_dir`: the same files and manifest
+  as the local path.
+
+Objects move between tasks through Ray's object store, never through files.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from musicrec.data.catalog import TrackCatalog
+from musicrec.data.logs import ListeningLog
+from musicrec.embedding.distributed import cluster_gpus, import_ray, ray_runtime
+from musicrec.errors import ParameterError
+from musicrec.recommender.cf import CFModel, confidence_weights
+from musicrec.recommender.facade import write_hybrid_model_dir
+from musicrec.recommender.hybrid import HybridModel
+from musicrec.recommender.pipeline import _log_manifest, build_fingerprints
+
+log = logging.getLogger(__name__)
+
+
+def gpu_als_available() -> bool:
+    """Whether this process's ``implicit`` can run ALS on a CUDA GPU."""
+    try:
+        import implicit.gpu
+    except ImportError:  # pragma: no cover - implicit is a core dependency
+        return False
+    return bool(getattr(implicit.gpu, "HAS_CUDA", False))
+
+
+def fit_cf(model: CFModel, log_: ListeningLog, *, use_gpu: bool = False) -> CFModel:
+    """Fit ``model`` on ``log_``: with implicit's GPU ALS when ``use_gpu`` and it is
+    available (ALS only), else with :meth:`CFModel.fit`.
+
+    The GPU fit gives a :class:`CFModel` with the same attributes (vectors copied back to
+    the host), so everything downstream is unchanged.
+    """
+    if not use_gpu or model.algorithm != "als" or not gpu_als_available():
+        if use_gpu:
+            log.warning("GPU ALS unavailable (implicit.gpu.HAS_CUDA is false or the algorithm "
+                        "is %s): training on the CPU", model.algorithm)
+        return model.fit(log_)
+    from implicit.gpu.als import AlternatingLeastSquares
+
+    model._validate()  # the same checks and seeding as CFModel.fit
+    if len(log_) == 0:
+        raise ParameterError("cannot fit on an empty listening log")
+    seed = model.random_state
+    if seed is None:
+        seed = int(np.random.default_rng().integers(2**31 - 1))
+    user_items = log_.to_csr()
+    weights = confidence_weights(user_items, model.confidence)
+    als = AlternatingLeastSquares(factors=model.factors, regularization=model.regularization,
+                                  alpha=model.alpha, iterations=model.iterations,
+                                  random_state=seed)
+    als.fit(weights, show_progress=model.show_progress)
+    cpu = als.to_cpu()
+    model.users_ = log_.users
+    model.tracks_ = log_.tracks
+    model.user_factors_ = np.ascontiguousarray(cpu.user_factors, dtype=np.float32)
+    model.item_factors_ = np.ascontiguousarray(cpu.item_factors, dtype=np.float32)
+    model.user_items_ = user_items
+    model.seed_ = seed
+    model._item_norms = None
+    return model
+
+
+def _fit_cf_task(model: CFModel, log_: ListeningLog, use_gpu: bool) -> CFModel:
+    return fit_cf(model, log_, use_gpu=use_gpu)
+
+
+def _fit_hybrid_task(hybrid: HybridModel, cf: CFModel | None, content_ids: list[str] | None,
+                     content: np.ndarray | None) -> HybridModel:
+    return hybrid.fit(cf=cf, content_ids=content_ids, content=content)
+
+
+def _write_task(out: str, hybrid: HybridModel, options: dict[str, Any]) -> str:
+    return str(write_hybrid_model_dir(out, hybrid=hybrid, **options))
+
+
+def build_with_ray(
+    out: str | Path,
+    *,
+    log: ListeningLog | None = None,
+    catalog: TrackCatalog | None = None,
+    content_ids: list[str] | None = None,
+    content: np.ndarray | None = None,
+    cf_model: CFModel | None = None,
+    hybrid: HybridModel | None = None,
+    embedder: dict[str, Any] | None = None,
+    content_source: dict[str, Any] | None = None,
+    extra_files: dict[str, Any] | None = None,
+    fingerprint_sources: list[tuple[str, Path]] | None = None,
+    n_trees: int | None = None,
+    search_k_factor: int | None = None,
+    address: str | None = None,
+    num_cpus: int = 2,
+    use_gpu: bool | str = "auto",
+    show_progress: bool = False,
+) -> Path:
+    """:func:`~musicrec.recommender.pipeline.build_model_dir` on Ray: the same arguments
+    and the same model directory.
+
+    Parameters
+    ----------
+    out, log, catalog, content_ids, content, cf_model, hybrid, embedder, content_source,
+    extra_files, fingerprint_sources, n_trees, search_k_factor, show_progress
+        As :func:`~musicrec.recommender.pipeline.build_model_dir`.
+    address : str or None
+        A Ray cluster to join; ``None`` starts a local runtime of ``num_cpus`` CPUs.
+    num_cpus : int
+        CPUs of the local runtime.
+    use_gpu : bool or "auto"
+        Train CF on a GPU worker; ``"auto"``: when the cluster has a GPU.
+
+    Returns
+    -------
+    Path
+        ``out``.
+
+    Examples
+    --------
+    >>> build_with_ray("model/", log=log, content_ids=ids, content=vectors)  # doctest: +SKIP
+    """
+    import_ray()
+    if log is None and content is None:
+        raise ParameterError("build needs listening logs, content vectors, or both")
+    if use_gpu not in (True, False, "auto"):
+        raise ParameterError(f"use_gpu={use_gpu!r} must be True, False or 'auto'")
+    data: dict[str, Any] = {}
+    if log is not None:
+        data["interactions"] = _log_manifest(log)
+    if content_source is not None:
+        data["content"] = content_source
+    extra_files = dict(extra_files or {})
+    if fingerprint_sources:
+        sources = list(fingerprint_sources)
+        extra_files["fingerprints"] = lambda path: build_fingerprints(
+            sources, path, show_progress=show_progress)
+    options = {"catalog": catalog, "n_trees": n_trees, "search_k_factor": search_k_factor,
+               "extra_files": extra_files,
+               "manifest": {"data": data, "embedder": embedder,
+                            "counts": {} if log is None else {"plays": float(log.plays.sum())}}}
+    with ray_runtime(address=address, num_cpus=num_cpus) as ray:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        gpu = bool(use_gpu) if use_gpu != "auto" else cluster_gpus(ray) >= 1
+        cf_ref = None
+        if log is not None:
+            place = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": 1}
+            logging.getLogger(__name__).info("training CF on Ray (%s)", "GPU" if gpu else "CPU")
+            cf_ref = ray.remote(_fit_cf_task).options(**place).remote(
+                cf_model or CFModel(), ray.put(log), gpu)
+        hybrid_ref = ray.remote(_fit_hybrid_task).options(num_cpus=1).remote(
+            hybrid or HybridModel(), cf_ref, content_ids, content)
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
+                                              soft=False)
+        done = ray.remote(_write_task).options(num_cpus=1, scheduling_strategy=here).remote(
+            str(out), hybrid_ref, options)
+        return Path(ray.get(done))
