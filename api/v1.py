@@ -108,7 +108,7 @@ def audio_file(loaded: LoadedModel, track_id: str) -> Path | None:
     row = loaded.recommender.catalog._row.get(track_id)
     if row is None:
         return None
-    value = frame.at[row, "audio_path"]
+    value = frame["audio_path"].iat[row]
     if not isinstance(value, str) or not value:
         return None
     path = Path(value)
@@ -120,20 +120,19 @@ def audio_file(loaded: LoadedModel, track_id: str) -> Path | None:
 
 
 def track_json(loaded: LoadedModel, track_id: str, *, full: bool = False) -> dict[str, Any]:
-    catalog = loaded.recommender.catalog
     if full:
         info = loaded.recommender.track(track_id)
         info.pop("audio_path", None)
     else:
-        info = {"track_id": track_id, "title": catalog.title(track_id),
-                "artist": catalog.artists([track_id])[0]}
+        title, artist = loaded.labels.get(track_id, (track_id, ""))
+        info = {"track_id": track_id, "title": title, "artist": artist}
     has_audio = audio_file(loaded, track_id) is not None
     info["audio_url"] = (url_for("v1.track_audio", track_id=track_id) if has_audio else None)
     return info
 
 
 def recs_json(loaded: LoadedModel, recs: list[Recommendation]) -> list[dict[str, Any]]:
-    title = loaded.recommender.catalog.title
+    title = loaded.title
     return [{**track_json(loaded, r.track_id), "score": r.score, "kind": r.kind,
              "reason": r.describe(title), "because": r.because,
              "because_title": None if r.because is None else title(r.because)}
