@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 #: Candidates fetched from each index per result, before exact re-scoring.
 CANDIDATES_PER_RESULT = 10
 MIN_CANDIDATES = 100
+#: Below this many tracks, scoring every track exactly is faster than an Annoy search
+#: (benchmarks/bench_index.py: 0.15 ms exact vs 0.14-1.7 ms Annoy at 10k 64-d vectors),
+#: so the indexes are used only for larger catalogues.
+EXACT_BELOW = 10_000
 
 
 class CapabilityError(MusicrecError, ValueError):
@@ -140,8 +144,18 @@ def write_hybrid_model_dir(
 class Recommender:
     """Recommendations, similar tracks and query by example from one model directory."""
 
-    def __init__(self, model_dir: str | Path) -> None:
+    def __init__(self, model_dir: str | Path, *, exact_below: int = EXACT_BELOW) -> None:
+        """Load a model directory.
+
+        Parameters
+        ----------
+        model_dir : str or Path
+        exact_below : int
+            Catalogues smaller than this are searched exactly; larger ones through the
+            Annoy indexes, with exact re-scoring of their candidates.
+        """
         self.model_dir = Path(model_dir)
+        self.exact_below = exact_below
         self.manifest = read_manifest(self.model_dir)
         d = self.model_dir
         try:
@@ -162,6 +176,9 @@ class Recommender:
 
             raise ModelFormatError(f"{d}: array shapes do not match the manifest's dims {dims}")
         self.has_content = np.linalg.norm(self.content, axis=1) > 0
+        by_id = dict(zip(self.catalog.frame["track_id"], self.catalog.frame["artist"],
+                         strict=True))
+        self.artist_of = np.array([by_id.get(t, "") for t in self.tracks], dtype=object)
         self.cf = CFModel.load(d / "cf.npz") if (d / "cf.npz").exists() else None
         self.hybrid = self._hybrid()
         self.unit_items = self.hybrid.unit_cf()
@@ -225,7 +242,7 @@ class Recommender:
             if i in exclude or not np.isfinite(scores[i]):
                 continue
             if max_per_artist is not None:
-                artist = self.catalog.artists([self.tracks.to_id(i)])[0]
+                artist = self.artist_of[i]
                 if artist:
                     if per_artist.get(artist, 0) >= max_per_artist:
                         continue
@@ -237,6 +254,9 @@ class Recommender:
 
     def _candidates(self, queries: list[tuple[VectorIndex | None, np.ndarray]], k: int
                     ) -> np.ndarray:
+        if len(self.tracks) < self.exact_below:
+            # Every track is a candidate; the caller scores them all exactly.
+            return np.arange(len(self.tracks), dtype=np.int64)
         found: list[np.ndarray] = []
         for index, vector in queries:
             if index is None or not np.any(vector):
@@ -273,11 +293,35 @@ class Recommender:
         cand = self._candidates(queries, k)
         scores = np.full(len(self.tracks), -np.inf, dtype=np.float64)
         if len(cand):
-            full = self.hybrid.score_user(user_vector, history, plays)
-            scores[cand] = full[cand]
-        order = cand[np.lexsort((cand, -scores[cand]))] if len(cand) else cand
-        picked = self._filter(order, scores, n, exclude, max_per_artist)
+            scores[cand] = self.hybrid.score_user(user_vector, history, plays, cand)
+        picked = self._pick(cand, scores, n, exclude, max_per_artist)
         return [self._explain_user(i, s, history) for i, s in picked]
+
+    def _pick(
+        self,
+        cand: np.ndarray,
+        scores: np.ndarray,
+        n: int,
+        exclude: set[int],
+        max_per_artist: int | None,
+    ) -> list[tuple[int, float]]:
+        """The best ``n`` candidates after the filters, ties broken by track index.
+
+        Only the top of the candidates is sorted; the cut grows until the filters leave
+        ``n`` results or every candidate was considered.
+        """
+        need = n + len(exclude) + 1
+        while True:
+            top = cand
+            if len(cand) > 4 * need:
+                sub = scores[cand]
+                threshold = sub[np.argpartition(-sub, need - 1)[need - 1]]
+                top = cand[sub >= threshold]  # keeps every tie at the cut
+            order = top[np.lexsort((top, -scores[top]))]
+            picked = self._filter(order, scores, n, exclude, max_per_artist)
+            if len(picked) == n or len(top) == len(cand):
+                return picked
+            need *= 4
 
     def _explain_user(self, i: int, score: float, history: np.ndarray) -> Recommendation:
         track_id = self.tracks.to_id(i)
@@ -368,11 +412,10 @@ class Recommender:
         cand = self._candidates(queries, k)
         scores = self._blend_scores(cand, np.asarray(self.content[i]), self.unit_items[i],
                                     alpha)
-        order = cand[np.lexsort((cand, -scores[cand]))] if len(cand) else cand
         skip = {i} | set(self.tracks.to_idx_many(exclude).tolist())
         kind = "content" if alpha >= 0.5 else "cf"
         return [Recommendation(self.tracks.to_id(j), s, kind, track_id)
-                for j, s in self._filter(order, scores, n, skip, max_per_artist)]
+                for j, s in self._pick(cand, scores, n, skip, max_per_artist)]
 
     def _alpha(self, alpha: float | None, i: int | None = None) -> float:
         has_cf = self.items.shape[1] > 0
@@ -458,8 +501,7 @@ class Recommender:
         cand = self._candidates([(self.content_index, vector)], k)
         scores = np.full(len(self.tracks), -np.inf)
         scores[cand] = np.asarray(self.content[cand]) @ vector
-        order = cand[np.lexsort((cand, -scores[cand]))]
-        picked = self._filter(order, scores, n, set(), max_per_artist)
+        picked = self._pick(cand, scores, n, set(), max_per_artist)
         neighbours = [Recommendation(self.tracks.to_id(i), s, "content", "the clip")
                       for i, s in picked]
         match = None

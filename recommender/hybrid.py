@@ -158,18 +158,22 @@ class HybridModel:
         return (profile / norm if norm > 0 else profile).astype(np.float32)
 
     def score_user(
-        self, user_vector: np.ndarray | None, history: np.ndarray, plays: np.ndarray | None
+        self,
+        user_vector: np.ndarray | None,
+        history: np.ndarray,
+        plays: np.ndarray | None,
+        idx: np.ndarray | None = None,
     ) -> np.ndarray:
-        """``s(u, ·)`` over every track for a user vector and their history."""
-        n = len(self.tracks_)
-        scores = np.zeros(n, dtype=np.float32)
+        """``s(u, ·)`` for a user vector and their history, over every track or ``idx``."""
+        items = self.item_vectors_ if idx is None else self.item_vectors_[idx]
+        content = self.content_ if idx is None else self.content_[idx]
+        scores = np.zeros(len(items), dtype=np.float32)
         scale = 1.0
-        if user_vector is not None and self.item_vectors_.shape[1]:
-            scores += self.item_vectors_ @ user_vector
+        if user_vector is not None and items.shape[1]:
+            scores += items @ user_vector
             scale = float(np.linalg.norm(user_vector)) or 1.0
         if self.has_content and self.content_weight > 0:
-            scores += self.content_weight * scale * (self.content_ @ self.user_profile(history,
-                                                                                    plays))
+            scores += self.content_weight * scale * (content @ self.user_profile(history, plays))
         return scores
 
     def score_users(self, user_idx: np.ndarray) -> np.ndarray:

@@ -94,7 +94,11 @@ def test_alpha_moves_from_listeners_to_sound(model_dir: Path, synthetic) -> None
 
 
 def test_ann_recall_against_exact(model_dir: Path) -> None:
-    rec = Recommender(model_dir)
+    rec = Recommender(model_dir, exact_below=0)  # force the Annoy path on this small model
+    exact = Recommender(model_dir)  # small catalogues are searched exactly
+    assert exact.similar("t007", n=10, alpha=0.5) != []
+    assert [r.track_id for r in exact.similar("t007", n=10, alpha=0.5)] == \
+        exact.exact_similar("t007", n=10, alpha=0.5)
     for alpha in (0.0, 0.5, 1.0):
         recalls = []
         for seed in [f"t{t:03d}" for t in range(0, N_TRACKS, 5)]:
@@ -125,9 +129,10 @@ def test_cold_tracks_reach_their_listeners(synthetic) -> None:  # type: ignore[n
     assert np.mean(recall) >= 3 * chance, (np.mean(recall), chance)
 
 
-def test_users_and_new_listeners(model_dir: Path, synthetic) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("exact_below", [0, 10_000], ids=["annoy", "exact"])
+def test_users_and_new_listeners(model_dir: Path, synthetic, exact_below: int) -> None:  # type: ignore[no-untyped-def]
     log = synthetic[0]
-    rec = Recommender(model_dir)
+    rec = Recommender(model_dir, exact_below=exact_below)
     user = log.users.to_id(0)
     played = set(log.tracks.to_ids(log.track_idx[log.user_idx == 0]))
     recs = rec.recommend(user, n=10)
