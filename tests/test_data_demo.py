@@ -1,12 +1,14 @@
 """The embedded demo dataset: rendered corpus excerpts, the build, its errors.
 
-Every test that builds a dataset is marked slow: music21 parses about one score a second.
-The tiny dataset is built once per session, with a render cache that later builds reuse.
+The tiny dataset (40 tracks, 50 users: about 10-15 s on 2 cores) is built once per session
+with a parse-and-render cache that later builds reuse (a cached rebuild takes < 1 s).
 """
 
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,21 @@ from musicrec.cli import main
 from musicrec.data.catalog import read_catalog
 from musicrec.data.demo import CATALOG_COLUMNS, build_demo_dataset
 from musicrec.data.demo import build as build_module
-from musicrec.data.demo.render import RenderJob, default_soundfont, render_piece
+from musicrec.data.demo.build import style_quotas
+from musicrec.data.demo.render import (
+    Clip,
+    ClipJob,
+    ParseJob,
+    Piece,
+    RenderJob,
+    default_soundfont,
+    estimate_key,
+    excerpt_windows,
+    parse_file,
+    render_clip,
+    render_notes,
+    render_piece,
+)
 from musicrec.data.logs import read_log
 from musicrec.errors import ParameterError
 
@@ -32,14 +48,12 @@ def render_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory: pytest.TempPathFactory, render_cache: Path) -> Path:
-    """A 40-track, 50-user demo dataset, built once per session (about 20-45 s)."""
+    """A 40-track, 50-user demo dataset, built once per session (about 10-15 s)."""
     out = tmp_path_factory.mktemp("demo") / "tiny"
     build_demo_dataset(out, **TINY, show_progress=False, cache_dir=render_cache)
     return out
 
 
-
-@pytest.mark.slow
 def test_layout_and_counts(tiny_demo: Path) -> None:
     catalog = read_catalog(tiny_demo / "catalog.csv")
     assert len(catalog) == 40
@@ -67,7 +81,6 @@ def test_layout_and_counts(tiny_demo: Path) -> None:
     assert [p.name for p in tiny_demo.parent.iterdir()] == ["tiny"]
 
 
-@pytest.mark.slow
 def test_every_clip_decodes_is_20_to_30_s_and_not_silent(tiny_demo: Path) -> None:
     catalog = pd.read_csv(tiny_demo / "catalog.csv")
     files = sorted((tiny_demo / "audio").iterdir())
@@ -81,7 +94,6 @@ def test_every_clip_decodes_is_20_to_30_s_and_not_silent(tiny_demo: Path) -> Non
         assert np.sqrt(np.mean(audio**2)) > 0.01, f"{row.audio_path} is silent"
 
 
-@pytest.mark.slow
 def test_catalog_labels_come_from_the_corpus(tiny_demo: Path) -> None:
     catalog = pd.read_csv(tiny_demo / "catalog.csv", keep_default_na=False)
     # seven styles taken in turn: every style is present in 40 tracks
@@ -89,11 +101,21 @@ def test_catalog_labels_come_from_the_corpus(tiny_demo: Path) -> None:
     palestrina = catalog[catalog["collection"] == "palestrina"]
     assert set(palestrina["artist"]) == {"Giovanni Pierluigi da Palestrina"}
     assert (catalog["measure_end"] >= catalog["measure_start"]).all()
-    assert catalog["corpus_path"].is_unique  # 40 tracks: one excerpt per piece
     assert (catalog["licence"].str.contains("music21")).all()
+    # the styles are balanced: 40 = 5 * 6 + 2 * 5
+    assert sorted(catalog["style"].value_counts()) == [5, 5, 6, 6, 6, 6, 6]
+    # long pieces give up to 3 non-overlapping excerpts (numbered in piece order)
+    per_piece = catalog[catalog["tune"] == ""].groupby("corpus_path")
+    assert per_piece.size().max() == 3 and per_piece.size().min() == 1
+    for _, rows in per_piece:
+        rows = rows.sort_values("excerpt")
+        assert rows["excerpt"].tolist() == list(range(1, len(rows) + 1))
+        assert (rows["measure_start"].iloc[1:].to_numpy()
+                > rows["measure_end"].iloc[:-1].to_numpy()).all()
+    info = json.loads((tiny_demo / "truth" / "model.json").read_text())
+    assert info["n_reused_pieces"] == int((catalog["excerpt"] > 1).sum()) > 0
 
 
-@pytest.mark.slow
 def test_same_seed_is_byte_identical_with_or_without_cache(
     tiny_demo: Path, tmp_path: Path
 ) -> None:
@@ -106,7 +128,6 @@ def test_same_seed_is_byte_identical_with_or_without_cache(
     pd.testing.assert_frame_equal(first, second)
 
 
-@pytest.mark.slow
 def test_same_seed_same_bytes_different_seed_differs(
     tiny_demo: Path, tmp_path: Path, render_cache: Path
 ) -> None:
@@ -123,7 +144,6 @@ def test_same_seed_same_bytes_different_seed_differs(
             != (tiny_demo / "plays.csv").read_bytes())
 
 
-@pytest.mark.slow
 def test_refuses_non_empty_out_unless_forced(tiny_demo: Path, tmp_path: Path,
                                             render_cache: Path) -> None:
     out = tmp_path / "taken"
@@ -164,7 +184,6 @@ def test_bad_sizes_name_the_value(tmp_path: Path, bad: dict[str, int]) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.slow
 def test_too_many_tracks_is_a_clear_error_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, render_cache: Path
 ) -> None:
@@ -178,7 +197,6 @@ def test_too_many_tracks_is_a_clear_error_and_leaves_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.slow
 def test_failed_pieces_are_skipped_and_counted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, render_cache: Path
 ) -> None:
@@ -189,7 +207,8 @@ def test_failed_pieces_are_skipped_and_counted(
         broken = tmp_path / "broken.mxl"
         broken.write_bytes(b"PK\x03\x04 this is not a score")
         bad = build_module.CorpusFile(broken, "bach/broken.mxl", files[0].collection)
-        return [bad] + [f for f in files if f.collection.name == "bach"][:2]
+        # two short chorales: one excerpt each
+        return [bad] + [f for f in files if f.relpath in ("bach/bwv348.mxl", "bach/bwv388.mxl")]
 
     monkeypatch.setattr(build_module, "list_corpus_files", with_broken)
     # three files, two tracks: the two good chorales render, the broken file is skipped
@@ -210,15 +229,15 @@ def test_interrupted_build_leaves_no_temp_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = {"n": 0}
-    real = build_module.render_piece
+    real = build_module.render_clip
 
-    def interrupt(job: RenderJob):  # type: ignore[no-untyped-def]
+    def interrupt(job: ClipJob):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
         return real(job)
 
-    monkeypatch.setattr(build_module, "render_piece", interrupt)
+    monkeypatch.setattr(build_module, "render_clip", interrupt)
     with pytest.raises(KeyboardInterrupt):
         build_demo_dataset(tmp_path / "ds", n_tracks=5, n_users=5, seed=0,
                            show_progress=False, n_workers=1)
@@ -246,3 +265,114 @@ def test_short_and_broken_pieces_return_reasons(tmp_path: Path) -> None:
                                   1, str(out), "c", sf2))
     assert good.failures == [] and len(good.clips) == 1
     assert [p.name for p in out.iterdir()] == ["c-0.ogg"]
+
+
+def _piece(onset: list[float], dur: list[float], measures: list[float],
+           tempo_at: tuple[float, ...] = (0.0,), bpm: tuple[float, ...] = (120.0,)) -> Piece:
+    n = len(onset)
+    return Piece("t", None, [0], np.asarray(onset, dtype=np.float64),
+                 np.asarray(onset, dtype=np.float64) + np.asarray(dur, dtype=np.float64),
+                 np.full(n, 60, dtype=np.int16), np.full(n, 90, dtype=np.int16),
+                 np.zeros(n, dtype=np.int16), np.asarray(measures, dtype=np.float64),
+                 np.asarray(tempo_at, dtype=np.float64), np.asarray(bpm, dtype=np.float64))
+
+
+def test_tempo_map_converts_quarters_to_seconds() -> None:
+    # 120 bpm for 8 quarters (4 s), then 60 bpm
+    piece = _piece([0.0], [1.0], [0.0, 4.0], tempo_at=(0.0, 8.0), bpm=(120.0, 60.0))
+    np.testing.assert_allclose(piece.seconds([0.0, 4.0, 8.0, 10.0]), [0.0, 2.0, 4.0, 6.0])
+    assert piece.bpm_at(7.5) == 120.0 and piece.bpm_at(8.0) == 60.0
+
+
+def test_excerpt_windows_are_whole_measures_non_overlapping_and_spread() -> None:
+    # 60 measures of 4 quarters at 120 bpm: 2 s a measure; one note per measure.
+    # Windows grow to >= 22 s: 11 measures each -> 5 full windows (55 measures) and a
+    # last one of 5 measures (10 s: too short, not the whole piece).
+    onsets = [4.0 * m for m in range(60)]
+    piece = _piece(onsets, [4.0] * 60, [4.0 * m for m in range(61)])
+    every = excerpt_windows(piece, n_excerpts=10)
+    assert not isinstance(every, str)
+    assert [(w.start, w.end) for w in every] == [(0, 11), (11, 22), (22, 33), (33, 44),
+                                                (44, 55)]
+    assert all(w.content == 22.0 and not w.played_twice for w in every)
+    three = excerpt_windows(piece, n_excerpts=3)
+    assert not isinstance(three, str)
+    assert [(w.start, w.end) for w in three] == [(0, 11), (22, 33), (44, 55)]  # spread
+    one = excerpt_windows(piece, n_excerpts=1)
+    assert not isinstance(one, str) and [(w.start, w.end) for w in one] == [(0, 11)]
+
+
+def test_short_whole_tune_is_played_twice_and_shorter_is_refused() -> None:
+    # 8 measures of 2 s = 16 s: played twice
+    tune = _piece([4.0 * m for m in range(8)], [4.0] * 8, [4.0 * m for m in range(9)])
+    windows = excerpt_windows(tune, n_excerpts=3)
+    assert not isinstance(windows, str)
+    assert [(w.start, w.end, w.content, w.played_twice) for w in windows] == [(0, 8, 16.0, True)]
+    # 4 measures = 8 s: too short even twice
+    short = _piece([4.0 * m for m in range(4)], [4.0] * 4, [4.0 * m for m in range(5)])
+    assert excerpt_windows(short, n_excerpts=3) == (
+        "too short: 8.0 s of music in 4 measures (need 10.0 s)")
+
+
+def test_estimate_key_finds_scales() -> None:
+    c_major = np.array([60, 62, 64, 65, 67, 69, 71, 72])
+    weights = np.array([2.0, 1, 1, 1, 2, 1, 1, 2])
+    assert estimate_key(c_major, weights) == "C major"
+    assert estimate_key(c_major + 7, weights) == "G major"
+    assert estimate_key(c_major + 3, weights) == "E- major"
+    a_minor = np.array([57, 59, 60, 62, 64, 65, 68, 69])  # harmonic minor
+    assert estimate_key(a_minor, np.array([3.0, 1, 1, 1, 2, 1, 1, 3])) == "A minor"
+    assert estimate_key(np.array([], dtype=int), np.array([])) == ""
+
+
+def test_render_notes_plays_the_pitch_for_the_asked_length() -> None:
+    on, off = np.array([0.0]), np.array([2.0])
+    audio = render_notes((on, off, np.array([69]), np.array([100]), np.array([0])),
+                         programs=[0], soundfont=str(default_soundfont()), sample_rate=22050,
+                         seconds=3.0, fade=False)
+    assert audio.shape == (3 * 22050,) and audio.dtype == np.float32
+    assert abs(float(np.max(np.abs(audio))) - 0.9) < 1e-6
+    spectrum = np.abs(np.fft.rfft(audio[:22050]))
+    assert abs(int(np.argmax(spectrum)) - 440) <= 2  # 1 s window: bins are 1 Hz apart
+
+
+def test_style_quotas_fill_evenly_within_caps() -> None:
+    assert style_quotas(40, dict.fromkeys("abcdefg", math.inf)) == {
+        "a": 6, "b": 6, "c": 6, "d": 6, "e": 6, "f": 5, "g": 5}
+    assert style_quotas(10, {"a": 1, "b": math.inf, "c": 2}) == {"a": 1, "b": 7, "c": 2}
+    assert style_quotas(10, {"a": 1, "b": 3}) == {"a": 1, "b": 3}
+
+
+def test_parse_and_render_caches_skip_music21_and_give_the_same_clip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from music21 import converter
+
+    from musicrec.data.demo.corpus import corpus_root
+
+    job = ParseJob(str(corpus_root() / "bach/bwv348.mxl"), "bach/bwv348.mxl", 3,
+                   str(tmp_path / "cache"))
+    first = parse_file(job)
+    assert first.failures == [] and len(first.excerpts) == 1
+
+    def no_parse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("music21 parsed a cached file")
+
+    monkeypatch.setattr(converter, "parse", no_parse)
+    again = parse_file(job)
+    assert [(e.tune, e.excerpt, e.window) for e in again.excerpts] == [
+        (e.tune, e.excerpt, e.window) for e in first.excerpts]
+    for name in Piece.ARRAYS:
+        np.testing.assert_array_equal(getattr(again.excerpts[0].piece, name),
+                                      getattr(first.excerpts[0].piece, name))
+    sf2 = str(default_soundfont())
+    fresh = render_clip(ClipJob(first.excerpts[0], str(tmp_path / "a.ogg"), sf2))
+    cached = [render_clip(ClipJob(again.excerpts[0], str(tmp_path / f"{n}.ogg"), sf2,
+                                  cache_dir=str(tmp_path / "cache"))) for n in "bc"]
+    assert isinstance(fresh, Clip) and all(isinstance(c, Clip) for c in cached)
+    # OGG streams carry a random serial number: compare the decoded audio
+    a, b = (sf.read(tmp_path / f"{n}.ogg", dtype="float32")[0] for n in "ab")
+    np.testing.assert_array_equal(a, b)
+    assert (tmp_path / "b.ogg").read_bytes() == (tmp_path / "c.ogg").read_bytes()  # a copy
+    assert [asdict(c) | {"audio_file": ""} for c in cached] == [
+        asdict(fresh) | {"audio_file": ""}] * 2

@@ -11,6 +11,15 @@ Layout of a built dataset folder::
 
 The folder is written to a temporary sibling and renamed into place at the end, so a
 failed or interrupted build leaves nothing half-written.
+
+Speed. The build parses in rounds: every style short of its share of tracks parses the
+next files it is expected to need (from its own yield so far), then exactly the excerpts
+chosen are rendered. A long piece gives several non-overlapping excerpts, so the default
+1,000 tracks parse about 400 files instead of 1,000+. Each excerpt is rendered straight
+from the note list extracted once per score (music21's MIDI writer, which deep-copied every
+excerpt to expand repeats, is not used); what remains is music21's parser (0.05-3 s a
+file), the synthesis (about 0.05-0.5 s a clip) and the OGG Vorbis encoder (about 0.1 s a
+clip). ``benchmarks/bench_demo_data.py`` measures it.
 """
 
 from __future__ import annotations
@@ -24,10 +33,10 @@ import secrets
 import shutil
 import time
 from collections import Counter
-from collections.abc import Generator
-from contextlib import closing
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,10 +48,12 @@ from musicrec.data.demo.render import (
     MAX_SECONDS,
     MIN_SECONDS,
     Clip,
-    PieceResult,
-    RenderJob,
+    ClipJob,
+    Excerpt,
+    ParseJob,
     default_soundfont,
-    render_piece,
+    parse_file,
+    render_clip,
 )
 from musicrec.errors import ParameterError
 
@@ -54,12 +65,17 @@ CATALOG_COLUMNS = (
     "licence", "collection", "corpus_path", "tune", "excerpt", "measure_start", "measure_end",
     "played_twice", "midi_programs",
 )
-#: Tunes taken from each opus file (per excerpt wanted of an ordinary piece).
+#: Tunes taken from each opus file, per excerpt wanted of an ordinary piece.
 OPUS_TUNES = 8
-#: Share of corpus files expected to render; above it, pieces give several excerpts.
-EXPECTED_YIELD = 0.6
-#: Most excerpts taken from one piece.
-MAX_EXCERPTS = 4
+#: Fewest and most non-overlapping excerpts taken from one piece (see
+#: :func:`excerpts_per_piece`).
+MIN_EXCERPTS = 3
+MAX_EXCERPTS = 24
+#: Tracks per extra excerpt allowed per piece above :data:`MIN_EXCERPTS`.
+TRACKS_PER_EXCERPT = 250
+#: Excerpts per corpus file expected before a style has rendered any (sizes the first
+#: round of parsing; later rounds use the style's own yield so far).
+PRIOR_YIELD = 1.5
 SAMPLE_RATE = 22050
 
 
@@ -90,7 +106,7 @@ class DemoDataset:
         reasons = ", ".join(f"{k}: {v}" for k, v in self.skip_reasons().items()) or "none"
         return (
             f"{self.path}: {self.n_tracks} tracks from {self.n_pieces_parsed} corpus files "
-            f"({self.n_reused_pieces} tracks are further excerpts of a piece already used), "
+            f"({self.n_reused_pieces} tracks are 2nd or later excerpts of a piece), "
             f"{self.n_users} users, {self.n_rows} log rows, {self.n_plays} plays; "
             f"{self.n_skipped} pieces/excerpts skipped ({reasons}); built in "
             f"{self.seconds:.1f} s"
@@ -123,8 +139,9 @@ def build_demo_dataset(
     out : str or Path
         The dataset folder. An existing non-empty folder is refused unless ``force``.
     n_tracks : int
-        Number of tracks. Up to about 1,800 every track is a different corpus piece; above
-        that, long pieces also give their 2nd, 3rd... non-overlapping excerpt.
+        Number of tracks, shared evenly by the styles as far as their collections allow.
+        A long piece gives up to :func:`excerpts_per_piece` non-overlapping excerpts (3 up
+        to 750 tracks, 4 at 1,000, 20 at 5,000), so far fewer files are parsed.
     n_users : int
         Number of simulated users.
     seed : int
@@ -136,8 +153,9 @@ def build_demo_dataset(
     n_workers : int
         Processes that parse and render corpus files (1 = in this process).
     cache_dir : str or Path, optional
-        A folder that keeps each corpus file's rendered clips between builds (music21
-        parsing takes about 1 s a file); the same clips come out with or without it.
+        A folder that keeps each parsed corpus file's note lists (``p*.npz``/``.json``)
+        and each rendered clip (``c*.ogg``/``.json``) between builds; the same tables come
+        out with or without it, and a rebuild from a warm cache takes about a second.
     model : ListenerModel, optional
         Parameters of the listener simulation.
 
@@ -195,45 +213,92 @@ def _move_into_place(tmp: Path, out: Path) -> None:
         tmp.rename(out)
 
 
-def piece_order(files: list[CorpusFile], rng: np.random.Generator) -> list[CorpusFile]:
-    """Corpus files in the order they are used: styles taken in turn, each style shuffled.
+def piece_order(
+    files: list[CorpusFile], rng: np.random.Generator
+) -> dict[str, list[CorpusFile]]:
+    """Each style's corpus files in the order they are used: shuffled under ``rng``.
 
     Opus files (many short tunes, slow to parse) come after the other files of a style.
     """
     by_style: dict[str, list[CorpusFile]] = {}
     for f in files:
         by_style.setdefault(f.collection.style, []).append(f)
-    queues = []
+    order = {}
     for style in sorted(by_style):
         group = by_style[style]
         shuffled = [group[i] for i in rng.permutation(len(group))]
         shuffled.sort(key=lambda f: f.collection.opus)  # stable: keeps the shuffle
-        queues.append(shuffled)
-    order: list[CorpusFile] = []
-    for i in range(max(len(q) for q in queues)):
-        order.extend(q[i] for q in queues if i < len(q))
+        order[style] = shuffled
     return order
 
 
-def excerpts_per_piece(n_tracks: int, n_files: int) -> int:
-    """Excerpts rendered per piece: 1 while the corpus has enough pieces, more above."""
-    capacity = EXPECTED_YIELD * n_files
-    if n_tracks <= capacity:
-        return 1
-    return min(MAX_EXCERPTS, math.ceil(n_tracks / capacity))
+def excerpts_per_piece(n_tracks: int) -> int:
+    """Most non-overlapping excerpts taken from one piece for a dataset of ``n_tracks``.
+
+    :data:`MIN_EXCERPTS` up to 750 tracks, one more per :data:`TRACKS_PER_EXCERPT` tracks
+    above, at most :data:`MAX_EXCERPTS` (1,000 tracks: 4; 5,000 tracks: 20). Short pieces
+    give fewer: an excerpt is about 25 s of music.
+    """
+    return min(MAX_EXCERPTS, max(MIN_EXCERPTS, math.ceil(n_tracks / TRACKS_PER_EXCERPT)))
 
 
-def _results(jobs: list[RenderJob], n_workers: int) -> Generator[PieceResult, None, None]:
-    if n_workers == 1:
-        for job in jobs:
-            yield render_piece(job)
-        return
-    pool = multiprocessing.get_context("fork").Pool(n_workers)
-    try:
-        yield from pool.imap(render_piece, jobs, chunksize=1)
-    finally:
-        pool.terminate()
-        pool.join()
+def style_quotas(n_tracks: int, caps: dict[str, float]) -> dict[str, int]:
+    """Split ``n_tracks`` over styles as evenly as their caps allow (water filling).
+
+    A style gets ``min(cap, level)`` tracks; the level is the lowest that reaches
+    ``n_tracks`` (or every cap). Left-over single tracks go to styles in sorted order.
+    """
+    styles = sorted(caps)
+    quotas = dict.fromkeys(styles, 0)
+    left = n_tracks
+    open_ = [s for s in styles if caps[s] > 0]
+    while left > 0 and open_:
+        share = max(left // len(open_), 1)
+        for s in list(open_):
+            if left == 0:
+                break
+            take = int(min(share, caps[s] - quotas[s], left))
+            quotas[s] += take
+            left -= take
+            if quotas[s] >= caps[s]:
+                open_.remove(s)
+    return quotas
+
+
+class _Runner:
+    """Maps a function over jobs in order, in this process or in a pool kept for the build."""
+
+    def __init__(self, n_workers: int) -> None:
+        self.n_workers = n_workers
+        self.pool: Any = None
+
+    def map(self, fn: Callable[[Any], Any], jobs: list[Any]) -> Iterator[Any]:
+        if self.n_workers == 1 or len(jobs) == 1:
+            return map(fn, jobs)
+        if self.pool is None:
+            import music21.converter  # noqa: F401  (imported once, before the fork)
+
+            self.pool = multiprocessing.get_context("fork").Pool(self.n_workers)
+        return self.pool.imap(fn, jobs, chunksize=1)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+
+
+@dataclass
+class _Candidate:
+    """An excerpt that may become a track; ``clip`` once rendered, ``failed`` if unusable."""
+
+    excerpt: Excerpt
+    clip: Clip | None = None
+    failed: bool = False
+
+
+def _interleave(groups: list[list[Any]]) -> list[Any]:
+    return [g[i] for i in range(max(map(len, groups), default=0)) for g in groups if i < len(g)]
 
 
 def _build(
@@ -254,44 +319,84 @@ def _build(
     if not files:
         raise ParameterError("the music21 corpus is not installed (no scores found)")
     order = piece_order(files, rng)
-    per_piece = excerpts_per_piece(n_tracks, len(files))
+    per_piece = excerpts_per_piece(n_tracks)
     clip_dir = tmp / "clips"
     clip_dir.mkdir()
     soundfont = str(default_soundfont())
-    jobs = [
-        RenderJob(path=str(f.path), corpus_path=f.relpath,
-                  n_excerpts=OPUS_TUNES * per_piece if f.collection.opus else per_piece,
-                  out_dir=str(clip_dir), file_stem=f"p{i:05d}", soundfont=soundfont,
-                  sample_rate=SAMPLE_RATE, cache_dir=cache_dir)
-        for i, f in enumerate(order)
-    ]
+    jobs = {
+        style: [ParseJob(path=str(f.path), corpus_path=f.relpath,
+                         n_excerpts=OPUS_TUNES * per_piece if f.collection.opus else per_piece,
+                         cache_dir=cache_dir) for f in group]
+        for style, group in order.items()
+    }
+    stems = {job.corpus_path: f"s{s_idx}-{i:05d}"
+             for s_idx, style in enumerate(jobs) for i, job in enumerate(jobs[style])}
     by_path = {f.relpath: f for f in files}
 
-    # rounds[k]: the k-th excerpts of ordinary pieces (and every tune of an opus in round 0)
-    rounds: list[list[Clip]] = [[] for _ in range(max(per_piece, 1))]
+    # Rounds of parsing then rendering. Parsing takes, for every style short of its quota
+    # of usable excerpts, the next files it is expected to need (from its yield so far);
+    # rendering takes the first `quota` excerpts of each style, in file order. Each round
+    # depends only on the results before it, so the build is deterministic.
+    found: dict[str, list[_Candidate]] = {style: [] for style in jobs}
+    done = dict.fromkeys(jobs, 0)
     skipped: list[tuple[str, str]] = []
     n_parsed = 0
+    runner = _Runner(n_workers)
     bar = tqdm(total=n_tracks, desc="rendering corpus excerpts", unit="track",
                disable=not show_progress)
     try:
-        with closing(_results(jobs, n_workers)) as results:
-            for result in results:
-                n_parsed += 1
-                skipped.extend(result.failures)
-                for clip in result.clips:
-                    k = 0 if clip.tune is not None else clip.excerpt
-                    rounds[min(k, len(rounds) - 1)].append(clip)
-                bar.update(min(len(rounds[0]), n_tracks) - bar.n)
-                if len(rounds[0]) >= n_tracks:
-                    break
+        while True:
+            usable = {s: [c for c in found[s] if not c.failed] for s in jobs}
+            caps = {s: len(usable[s]) if done[s] == len(jobs[s]) else math.inf for s in jobs}
+            quotas = style_quotas(n_tracks, caps)
+            to_parse = []
+            for s in jobs:
+                need = quotas[s] - len(usable[s])
+                if need <= 0 or done[s] == len(jobs[s]):
+                    continue
+                per_file = len(found[s]) / done[s] if done[s] else PRIOR_YIELD
+                k = min(math.ceil(need / max(per_file, 0.5)), len(jobs[s]) - done[s])
+                to_parse.append([(s, job) for job in jobs[s][done[s]:done[s] + k]])
+                done[s] += k
+            if to_parse:
+                batch = _interleave(to_parse)
+                for (s, _), parsed in zip(batch, runner.map(parse_file, [j for _, j in batch]),
+                                          strict=True):
+                    n_parsed += 1
+                    skipped.extend(parsed.failures)
+                    found[s].extend(_Candidate(ex) for ex in parsed.excerpts)
+                continue
+            wanted = _interleave([[c for c in usable[s][:quotas[s]] if c.clip is None]
+                                  for s in jobs])
+            if not wanted:
+                break
+            clip_jobs = [ClipJob(c.excerpt, str(clip_dir / f"{stems[c.excerpt.corpus_path]}-"
+                                                f"{c.excerpt.excerpt}.ogg"),
+                                 soundfont, SAMPLE_RATE, cache_dir) for c in wanted]
+            for cand, clip in zip(wanted, runner.map(render_clip, clip_jobs), strict=True):
+                if isinstance(clip, str):
+                    ex = cand.excerpt
+                    where = ex.corpus_path + (f"#{ex.tune}" if ex.tune is not None
+                                              else f"@{ex.excerpt}")
+                    skipped.append((where, clip))
+                    cand.failed = True
+                else:
+                    cand.clip = clip
+                    bar.update(1)
     finally:
+        runner.close()
         bar.close()
-    chosen = [clip for r in rounds for clip in r][:n_tracks]
+    usable = {s: [c for c in found[s] if c.clip is not None] for s in jobs}
+    quotas = style_quotas(n_tracks, {s: len(usable[s]) for s in jobs})
+    # Tracks take the styles in turn; within a style, clips keep their file order.
+    chosen: list[Clip] = [c.clip for c in _interleave([usable[s][:quotas[s]] for s in jobs])
+                          if c.clip is not None]
     if len(chosen) < n_tracks:
+        n_rendered = sum(len(c) for c in usable.values())
         raise ParameterError(
             f"n_tracks={n_tracks} is more than the music21 corpus can serve: "
-            f"{len(chosen)} excerpts rendered from {n_parsed} files ({len(skipped)} skipped); "
-            f"ask for at most {len(chosen)} tracks")
+            f"{n_rendered} excerpts rendered from {n_parsed} files ({len(skipped)} skipped); "
+            f"ask for at most {n_rendered} tracks")
 
     audio_dir = tmp / "audio"
     audio_dir.mkdir()

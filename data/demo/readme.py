@@ -20,16 +20,26 @@ drawing conclusions from anything trained or evaluated on it.
   `music21` package (version {music21}): Renaissance masses and motets, trecento
   polyphony, Monteverdi madrigals, Bach chorales, classical string quartets, a few
   Romantic pieces, and Irish fiddle tunes.
-- The excerpt (a window of whole measures, repeats not expanded) was written to MIDI by
-  music21 and synthesised by `tinysoundfont` ({tinysoundfont}) through the General MIDI
-  soundfont `{soundfont}` shipped in `pretty_midi`'s wheel, at {sample_rate} Hz mono, and
-  stored as OGG Vorbis. There are no performers, no recording room and no expression
-  beyond what the encoding holds: it sounds like a MIDI rendition, not a recording.
+- Each score was parsed by music21 and reduced to a note list (onset, end, pitch,
+  velocity and part of every note, ties merged, repeats not expanded, measure boundaries
+  and metronome marks kept). An excerpt is a window of whole measures of about 22-28 s;
+  its notes were synthesised by `tinysoundfont` ({tinysoundfont}) through the General
+  MIDI soundfont `{soundfont}` shipped in `pretty_midi`'s wheel, at {sample_rate} Hz
+  mono, and stored as OGG Vorbis. Notes play at the velocity the encoding gives, else
+  90; dynamics markings and articulations are not rendered. There are no performers,
+  no recording room and no expression: it sounds like a MIDI rendition, not a recording.
 - A short tune (10-19 s of music) is played twice, as folk tunes and hymns are
   (`played_twice` in the catalogue). Longer music is cut at 30 s with a 1 s fade.
-- {n_reused} tracks are a further, non-overlapping excerpt of a piece that another track
-  already uses (`excerpt` > 1); this happens only when more tracks are asked for than the
-  corpus has usable pieces.
+- A long piece gives up to {per_piece} non-overlapping excerpts: the first at its start,
+  the others spread evenly over the rest (`excerpt` numbers them in piece order); an
+  opus file gives several tunes, one excerpt each. {n_reused} of the {n_tracks} tracks are
+  a second or later excerpt of a piece (`excerpt` > 1), so tracks of the same piece share
+  composer, instruments and often key: split train and test sets by `corpus_path` when
+  that matters.
+- Styles are balanced: each style gets an equal share of the tracks, as far as its
+  collections can serve (the Romantic collections are small: their share goes to the
+  other styles when they run out). Within a style, pieces are drawn in a seeded random
+  order.
 - **Instrumentation follows the corpus, not the style label.** Instruments come from each
   score's own parts: music21 gives the Palestrina masses voices, the quartets strings,
   and most folk tunes and chorales piano (`midi_programs` lists the General MIDI programs
@@ -48,8 +58,10 @@ corpus_path, tune, excerpt, measure_start, measure_end, played_twice, midi_progr
 
 - `artist` is the composer, or the collection for anonymous folk tunes.
 - `style` is set per corpus collection (see `musicrec.data.demo.corpus`).
-- `key` is music21's key estimate of the excerpt; `tempo` is the quarter-note BPM of
-  its first metronome mark (120 when the score has none, as rendered).
+- `key` is a Krumhansl-Schmuckler estimate of the excerpt's key (Aarden-Essen profiles,
+  as music21's `analyze("key")`; music21 spelling, `-` is a flat); `tempo` is the
+  quarter-note BPM in effect at the excerpt's start (120 when the score has no
+  metronome mark, as rendered).
 - `duration` is in seconds; `audio_path` is relative to this folder.
 - `corpus_path` (relative to `music21/corpus`), `tune` (1-based tune of an opus file),
   `measure_start`/`measure_end` (1-based measure indices) locate the excerpt.
@@ -103,6 +115,7 @@ def render_readme(info: dict[str, Any], catalog: pd.DataFrame) -> str:
     return TEMPLATE.format(
         seed=info["seed"], n_tracks=info["n_tracks"], n_users=info["n_users"],
         n_rows=info["n_rows"], n_plays=info["n_plays"], n_reused=info["n_reused_pieces"],
+        per_piece=info["excerpts_per_piece"],
         sample_rate=info["sample_rate"], soundfont=info["soundfont"],
         music21=info["versions"]["music21"], tinysoundfont=info["versions"]["tinysoundfont"],
         style_table="\n".join(lines), max_fav=model["max_favourite_artists"], **{
