@@ -12,6 +12,8 @@ Usage::
         --model whisper-tiny --layer 2 --window-seconds 10 --n-windows 1
 
 Prints one JSON line per configuration. Timings are medians of ``--repeats`` runs.
+``--demo DATASET/catalog.csv`` adds same-label precision@10 on a ``musicrec demo-data``
+catalogue (``--label collection`` or ``style``).
 """
 
 from __future__ import annotations
@@ -103,6 +105,24 @@ def qbe_track_top1(embedder, paths: list[Path], seed: int = 0) -> dict:
             "qbe_track_queries": len(queries), "qbe_track_database": len(waves)}
 
 
+def label_precision_at_10(embedder, catalog: Path, *, label: str = "collection") -> dict:
+    """Same-label precision@10 over a demo catalogue (``musicrec demo-data``): for each
+    track, the share of its 10 nearest other tracks with the same ``label``."""
+    import pandas as pd
+
+    from musicrec.embedding.batch import embed_catalog
+
+    result = embed_catalog(catalog, embedder=embedder, use_cache=False, show_progress=False)
+    frame = pd.read_csv(catalog, dtype=str).set_index("track_id")
+    labels = frame.loc[result.track_ids, label].to_numpy()
+    sims = result.vectors @ result.vectors.T
+    np.fill_diagonal(sims, -np.inf)
+    top = np.argsort(-sims, axis=1)[:, :10]
+    p10 = float(np.mean(labels[top] == labels[:, None]))
+    return {f"demo_p_at_10_{label}": round(p10, 4), "demo_tracks": len(result.track_ids),
+            "demo_failures": len(result.failures)}
+
+
 def speed(embedder, paths: list[Path], *, repeats: int, n_tracks: int, workers: int) -> dict:
     batch = (paths * (n_tracks // len(paths) + 1))[:n_tracks]
     decode, total = [], []
@@ -134,7 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--speed-tracks", type=int, default=48)
     ap.add_argument("--no-speed", action="store_true")
+    ap.add_argument("--no-qbe", action="store_true")
     ap.add_argument("--audio", type=Path, default=AUDIO)
+    ap.add_argument("--demo", type=Path,
+                    help="catalog.csv of a `musicrec demo-data` folder, for same-label P@10")
+    ap.add_argument("--label", default="collection", help="demo label column for P@10")
     args = ap.parse_args(argv)
     import torch
 
@@ -149,14 +173,16 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         print(f"no recordings under {args.audio}", file=sys.stderr)
         return 1
-    clips, owner = qbe_excerpts(paths, sr=embedder.sample_rate)
     row = {"model": args.model, **embedder.options, "dim": embedder.dim}
-    row.update(qbe_top1(embedder, clips, owner))
-    row.update(qbe_track_top1(embedder, paths))
+    if not args.no_qbe:
+        clips, owner = qbe_excerpts(paths, sr=embedder.sample_rate)
+        row.update(qbe_top1(embedder, clips, owner))
+        row.update(qbe_track_top1(embedder, paths))
     if not args.no_speed:
         row.update(speed(embedder, paths, repeats=args.repeats, n_tracks=args.speed_tracks,
                          workers=args.workers))
-    row["demo_p_at_10"] = "n/a (musicrec demo-data not available)"
+    if args.demo is not None:
+        row.update(label_precision_at_10(embedder, args.demo, label=args.label))
     print(json.dumps(row))
     return 0
 
