@@ -1,10 +1,12 @@
 """Render excerpts of music21 corpus scores to audio through a General MIDI soundfont.
 
-One call of :func:`render_piece` parses one corpus file once, reduces each score to a
-light note list (:class:`Piece`: onsets, ends, pitches, velocities, parts, measure
-boundaries and a tempo map) and renders one or more non-overlapping excerpts of it
-straight from that list through ``tinysoundfont``. music21's MIDI writer is not used: it
-deep-copied every excerpt to expand repeats and cost as much as parsing.
+:func:`parse_file` parses one corpus file once, reduces each score to a light note list
+(:class:`Piece`: onsets, ends, pitches, velocities, parts, measure boundaries and a tempo
+map) and finds up to ``n_excerpts`` non-overlapping excerpts (:class:`Excerpt`);
+:func:`render_clip` renders one excerpt straight from that list through
+``tinysoundfont`` and encodes it as OGG Vorbis. :func:`render_piece` does both for one
+file. music21's MIDI writer is not used: it deep-copied every excerpt to expand repeats
+and cost as much as parsing.
 
 Every known hazard of the corpus is guarded:
 
@@ -22,9 +24,11 @@ MIDI program of its channel), never from the style label. Dynamics are not rende
 note plays at its own velocity when the encoding gives one, else at
 :data:`DEFAULT_VELOCITY`.
 
-Speed (measured by ``benchmarks/bench_demo_data.py``): parsing one corpus file takes
-0.3-3 s in music21, rendering a 25 s excerpt from the note list about 0.05 s and encoding
-it as OGG Vorbis about 0.15 s, so a long piece gives several excerpts for one parse.
+Speed, measured on the shared 2-core machine: music21 parses a corpus file in 0.03 s (a
+fiddle tune) to 1-3 s (a Beethoven or Schumann movement); extracting the note list takes
+0.01-0.07 s; synthesising a 25 s excerpt 0.03-0.5 s (dense string writing is the slow
+end) and encoding it as OGG Vorbis about 0.1 s. A long piece gives several excerpts for
+one parse.
 """
 
 from __future__ import annotations

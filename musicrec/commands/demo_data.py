@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=_positive_int, default=2,
                    help="processes that parse and render scores (default 2)")
     p.add_argument("--cache", type=Path, default=None,
-                   help="folder that keeps rendered clips between builds")
+                   help="folder that keeps parsed note lists and rendered clips between "
+                   "builds (a rebuild from it takes about a second)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=cmd_demo_data)
 
