@@ -8,7 +8,7 @@ STAMP := $(VENV)/.musicrec-installed
 # The declared requirement is torch>=2.2; 2.13.0 is a CPU build, pre-installed first so that
 # resolving the project downloads no multi-GB CUDA build. Override for another platform.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,whisper,whisper-base,demo
+EXTRAS ?= dev,whisper,whisper-base,demo,ray
 SHARED ?= ../shared/datasets
 export OPENBLAS_NUM_THREADS := 1
 

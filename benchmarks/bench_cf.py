@@ -1,7 +1,7 @@
 """CF benchmark on HetRec 2011 Last.fm 2K: training time and recommend latency.
 
-Run by hand (not a test): ``make bench`` or
-``OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_cf.py --data ../shared/datasets/hetrec2011-lastfm-2k``.
+Run by hand (not a test): ``make bench`` or ``OPENBLAS_NUM_THREADS=1
+.venv/bin/python benchmarks/bench_cf.py --data ../shared/datasets/hetrec2011-lastfm-2k``.
 Prints a Markdown table of medians over ``--repeats`` runs.
 """
 

@@ -43,9 +43,21 @@ def train_cf_model_dir(
 
 
 def read_content_vectors(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """Per-track content vectors from any source: a table with ``track_id`` and either a
-    list column ``vector`` or numeric columns (one per dimension)."""
+    """Per-track content vectors from any source: the output of ``musicrec embed``
+    (Parquet with an ``embedding`` column, or ``.npy`` + ``.ids.json``), or a table with
+    ``track_id`` and either a list column ``vector`` or numeric columns (one per
+    dimension)."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        from musicrec.embedding.batch import read_embeddings
+
+        ids_list, vectors = read_embeddings(path)
+        return ids_list, vectors
     frame = read_table(path)
+    if "embedding" in frame.columns and "vector" not in frame.columns:
+        frame = frame.rename(columns={"embedding": "vector"})
+        frame = frame.drop(columns=[c for c in frame.columns
+                                    if c not in ("track_id", "vector")])
     if "track_id" not in frame.columns:
         raise DataFormatError(path, f"no track_id column; found {list(frame.columns)}")
     ids = frame["track_id"].astype(str).tolist()

@@ -51,3 +51,26 @@ def tiny_log_csv(tmp_path: Path) -> Path:
     path = tmp_path / "plays.csv"
     frame.to_csv(path, index=False)
     return path
+
+
+# -- In CI nothing may be skipped: a skip there means a missing dataset or dependency. ----
+_SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        _SKIPPED.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("CI") and _SKIPPED and exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    if os.environ.get("CI") and _SKIPPED:
+        terminalreporter.write_line(
+            f"CI: {len(_SKIPPED)} test(s) skipped; in CI every test must run:", red=True)
+        for line in _SKIPPED:
+            terminalreporter.write_line(f"  {line}", red=True)

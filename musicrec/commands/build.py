@@ -38,6 +38,10 @@ def _embed(source: Path, args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        from musicrec.commands.engine import run_build_engine
+
+        return run_build_engine(args)
     from musicrec.cli import load_interactions
     from musicrec.recommender.cf import CFModel
     from musicrec.recommender.hybrid import HybridModel
@@ -162,6 +166,9 @@ def register(sub: Any) -> None:
     p.add_argument("--no-fingerprints", action="store_true",
                    help="skip the landmark fingerprint index (identification of clips)")
     p.add_argument("--seed", type=int, default=0)
+    from musicrec.commands.engine import add_engine_options
+
+    add_engine_options(p)
     p.set_defaults(handler=cmd_build)
 
     p = sub.add_parser("add-tracks", help="add audio tracks to a model without retraining")

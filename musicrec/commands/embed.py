@@ -33,10 +33,17 @@ def register(sub: Any) -> None:
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow a hub model's own code (needed for MERT)")
     p.add_argument("--quantize", action="store_true", help="int8 dynamic quantisation (Whisper)")
+    from musicrec.commands.engine import add_engine_options
+
+    add_engine_options(p)
     p.set_defaults(handler=cmd_embed)
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        from musicrec.commands.engine import run_embed_engine
+
+        return run_embed_engine(args)
     from musicrec.cli import print_table
     from musicrec.embedding.base import get_embedder
     from musicrec.embedding.batch import embed_catalog, write_embeddings

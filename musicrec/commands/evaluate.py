@@ -44,20 +44,43 @@ def _split_options(p: argparse.ArgumentParser) -> None:
                    help="catalogue table (CSV/TSV/Parquet): its tracks without plays are "
                         "ranked too")
     p.add_argument("--content", type=Path,
-                   help=".npz with 'track_ids' and 'vectors': content vectors for the "
-                        "content models and intra-list diversity")
+                   help="content vectors for the content models and intra-list diversity: "
+                        "a model directory (musicrec build), an embedding file (musicrec "
+                        "embed: .parquet or .npy), or an .npz with 'track_ids' and 'vectors'")
 
 
 def read_content(path: Path, track_ids: np.ndarray) -> np.ndarray:
-    """Content vectors aligned to ``track_ids`` (zero rows for tracks without one)."""
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            ids = arrays["track_ids"].astype(str)
-            vectors = np.asarray(arrays["vectors"], dtype=np.float32)
-    except KeyError as exc:
-        raise DataFormatError(path, f"content file lacks the array {exc}") from None
-    except (OSError, ValueError) as exc:
-        raise DataFormatError(path, f"not a readable .npz of content vectors ({exc})") from None
+    """Content vectors aligned to ``track_ids`` (zero rows for tracks without one).
+
+    ``path`` is a model directory, an embedding file written by ``musicrec embed``
+    (Parquet, or ``.npy`` with its ``.ids.json``), or an ``.npz`` with ``track_ids`` and
+    ``vectors``.
+    """
+    if path.is_dir():
+        from musicrec.recommender.model_dir import read_manifest
+
+        read_manifest(path)
+        ids = np.load(path / "tracks.npy", allow_pickle=False).astype(str)
+        vectors = np.asarray(np.load(path / "content.npy", allow_pickle=False))
+        keep = np.linalg.norm(vectors, axis=1) > 0
+        ids, vectors = ids[keep], vectors[keep]
+        if vectors.shape[1] == 0 or len(ids) == 0:
+            raise DataFormatError(path, "this model has no content vectors")
+    elif path.suffix.lower() in (".parquet", ".npy"):
+        from musicrec.embedding.batch import read_embeddings
+
+        id_list, vectors = read_embeddings(path)
+        ids = np.asarray(id_list, dtype=str)
+    else:
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                ids = arrays["track_ids"].astype(str)
+                vectors = np.asarray(arrays["vectors"], dtype=np.float32)
+        except KeyError as exc:
+            raise DataFormatError(path, f"content file lacks the array {exc}") from None
+        except (OSError, ValueError) as exc:
+            raise DataFormatError(path, f"not a readable .npz of content vectors ({exc})"
+                                  ) from None
     if vectors.ndim != 2 or len(vectors) != len(ids):
         raise DataFormatError(path, f"vectors {vectors.shape} must be one row per track id "
                                     f"({len(ids)})")
@@ -79,7 +102,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, np.ndarray | None]:
         from musicrec.data.catalog import read_catalog
 
         catalog = read_catalog(args.catalog)
-        extra = [t for t in catalog.track_ids() if t not in log_.tracks]
+        extra = [t for t in catalog.track_ids if t not in log_.tracks]
         if extra:
             log_ = replace(log_, tracks=log_.tracks.extend(extra))
             print(f"{len(extra)} catalogue tracks without plays are ranked too", file=sys.stderr)
