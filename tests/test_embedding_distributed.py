@@ -118,19 +118,14 @@ def test_catalogue_with_a_missing_file_completes_and_keeps_shards(
 
 def test_cli_engine_ray_writes_the_same_file(ray_local: Any, music: Path,
                                              tmp_path: Path) -> None:
-    from musicrec.commands import embed
-    from musicrec.commands.engine import add_engine_options, run_embed_engine
+    from musicrec.cli import build_parser, main
 
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    embed.register(sub)
-    add_engine_options(sub.choices["embed"])
     out = tmp_path / "vectors.parquet"
-    args = parser.parse_args(["embed", str(music), "--out", str(out), "--model", "mfcc",
-                              "--window-seconds", "1", "--cache-dir", str(tmp_path / "c"),
-                              "--engine", "ray"])
+    argv = ["embed", str(music), "--out", str(out), "--model", "mfcc",
+            "--window-seconds", "1", "--cache-dir", str(tmp_path / "c"), "--engine", "ray"]
+    args = build_parser().parse_args(argv)
     assert args.engine == "ray" and args.address is None
-    assert run_embed_engine(args) == 1  # three files failed, as locally
+    assert main(argv) == 1  # three files failed, as locally
     ids, vectors = read_embeddings(out)
     local = embed_catalog(music, embedder=get_embedder("mfcc", **OPTIONS),
                           cache_dir=tmp_path / "local", show_progress=False)
