@@ -51,10 +51,12 @@ system-deps:
 test: system-deps lint
 	$(BIN)/python -m pytest
 
+# The whole engine on the embedded demo dataset: build the data, embed, train, blend, index,
+# evaluate (tables + HTML reports), then serve the API and web page on 127.0.0.1:8000 until
+# Ctrl-C. A second run reuses demo/ and its caches.
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(BIN)/musicrec train --interactions $(SHARED)/hetrec2011-lastfm-2k --out runs/hetrec-als
-	$(BIN)/musicrec recommend --model runs/hetrec-als --user 2 -n 10
-	$(BIN)/musicrec similar --model runs/hetrec-als --track 289 -n 10
+	$(BIN)/musicrec demo --dir demo $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_cf.py --data $(SHARED)/hetrec2011-lastfm-2k
