@@ -262,3 +262,26 @@ def test_hetrec_quality(hetrec_dir: Path) -> None:
     assert pop == pytest.approx(0.0796, abs=0.005)
     assert als >= 0.17 and als >= 2 * pop
     assert knn == pytest.approx(0.194, abs=0.02)
+
+
+def test_ties_are_not_broken_by_track_index() -> None:
+    """A scorer with no signal must not profit from relevant tracks having low indices."""
+    import scipy.sparse as sp
+
+    from musicrec.recommender.evaluation.runner import rank_top
+
+    class Constant:
+        name = "constant"
+
+        def score(self, user_idx: np.ndarray) -> np.ndarray:
+            return np.zeros((len(user_idx), 1000), dtype=np.float32)
+
+    users = np.arange(200)
+    exclude = sp.csr_matrix((200, 1000), dtype=np.float32)
+    ranked = rank_top(Constant(), users, k=10, exclude=exclude, seed=3)
+    # Relevant = tracks 0..9 for everyone: an index tie-break would hit all 10.
+    hits = np.isin(ranked, np.arange(10)).sum()
+    # Seeded, one shuffled order for all users: index order would give all 2,000 slots.
+    assert hits <= 200
+    assert np.array_equal(ranked, rank_top(Constant(), users, k=10, exclude=exclude, seed=3))
+    assert (ranked[0] != rank_top(Constant(), users, k=10, exclude=exclude, seed=4)[0]).any()

@@ -138,8 +138,13 @@ def rank_top(
     candidates: np.ndarray | None = None,
     batch_size: int = 256,
     progress: Any = None,
+    seed: int = 0,
 ) -> np.ndarray:
     """The top ``k`` track indices per user, best first, padded with -1.
+
+    Ties are broken by a seeded random order of the tracks, never by track index: an id
+    order that happens to correlate with relevance would otherwise flatter a model with
+    many ties (popularity on cold tracks scores them all 0).
 
     Parameters
     ----------
@@ -166,7 +171,9 @@ def rank_top(
         cols = np.arange(scores.shape[1])
         if candidates is not None:
             scores = scores[:, candidates]
-            cols = candidates
+            cols = np.asarray(candidates)
+        shuffle = np.random.default_rng(seed).permutation(scores.shape[1])
+        scores, cols = scores[:, shuffle], cols[shuffle]
         kk = min(k, scores.shape[1])
         part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk] if kk < scores.shape[1] \
             else np.tile(np.arange(scores.shape[1]), (len(rows), 1))
@@ -318,7 +325,7 @@ def evaluate(
         with tqdm(total=len(users), desc=f"evaluate {spec.name}", unit="user",
                   disable=not show_progress, leave=False) as bar:
             ranked = rank_top(model, users, k=kmax, exclude=exclude, candidates=candidates,
-                              batch_size=batch_size, progress=bar)
+                              batch_size=batch_size, progress=bar, seed=seed)
         result.score_seconds = time.perf_counter() - started
         hits = M.hits_matrix(ranked, relevant)
         result.per_user = M.accuracy_from_hits(hits, n_relevant, ks, metrics)
