@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from musicrec.data.logs import ListeningLog
 from musicrec.errors import NotFittedError, ParameterError
-from musicrec.recommender.cf import CFModel, confidence_weights
+from musicrec.recommender.cf import DEFAULTS, CFModel, confidence_weights
 from musicrec.recommender.evaluation.registry import ModelSkipped
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,8 @@ class PopularityScorer(_Base):
 
 
 class ALSScorer(_Base):
-    """:class:`CFModel` (``algorithm="als"``); keywords are CFModel's hyper-parameters."""
+    """:class:`CFModel` (``algorithm="als"``); keywords are CFModel's hyper-parameters,
+    with CFModel's defaults (tuned on HetRec 2K)."""
 
     name = "als"
     algorithm = "als"
@@ -103,12 +104,12 @@ class ALSScorer(_Base):
     def __init__(
         self,
         *,
-        factors: int = 64,
-        regularization: float = 0.05,
-        iterations: int = 20,
-        alpha: float = 10.0,
-        confidence: str = "log1p",
-        learning_rate: float = 0.01,
+        factors: int = DEFAULTS["factors"],
+        regularization: float = DEFAULTS["regularization"],
+        iterations: int = DEFAULTS["iterations"],
+        alpha: float = DEFAULTS["alpha"],
+        confidence: str = DEFAULTS["confidence"],
+        learning_rate: float = DEFAULTS["learning_rate"],
         random_state: int = 0,
     ) -> None:
         self.factors = factors

@@ -262,6 +262,8 @@ def test_hetrec_quality(hetrec_dir: Path) -> None:
     assert pop == pytest.approx(0.0796, abs=0.005)
     assert als >= 0.17 and als >= 2 * pop
     assert knn == pytest.approx(0.194, abs=0.02)
+    # The defaults were tuned on a split of the training data; they reach EASE's level.
+    assert als >= 0.225
 
 
 def test_ties_are_not_broken_by_track_index() -> None:
