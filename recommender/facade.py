@@ -457,6 +457,32 @@ class Recommender:
         order = np.lexsort((everything, -scores))[:n]
         return self.tracks.to_ids(order)
 
+    def ann_agreement(
+        self, *, n: int = 10, alphas: tuple[float, ...] = (0.0, 0.5, 1.0), sample: int = 200,
+        seed: int = 0,
+    ) -> dict[float, float]:
+        """Mean overlap@n between :meth:`similar` as served and brute-force search.
+
+        Computed on ``sample`` random seed tracks for each α this model can answer; it
+        is 1.0 where the catalogue is small enough to be searched exactly.
+        """
+        rng = np.random.default_rng(seed)
+        seeds = rng.choice(len(self.tracks), size=min(sample, len(self.tracks)), replace=False)
+        out: dict[float, float] = {}
+        for alpha in alphas:
+            try:
+                self._alpha(alpha)
+            except CapabilityError:
+                continue
+            overlaps = []
+            for i in seeds:
+                track_id = self.tracks.to_id(int(i))
+                served = {r.track_id for r in self.similar(track_id, n=n, alpha=alpha)}
+                exact = set(self.exact_similar(track_id, n=n, alpha=alpha))
+                overlaps.append(len(served & exact) / max(len(exact), 1))
+            out[alpha] = float(np.mean(overlaps))
+        return out
+
     # -- query by example ------------------------------------------------------------------
     def embedder(self) -> Any:
         if self._embedder is None:

@@ -107,6 +107,13 @@ def test_ann_recall_against_exact(model_dir: Path) -> None:
         assert np.mean(recalls) >= 0.95, (alpha, np.mean(recalls))
 
 
+def test_ann_agreement_of_the_served_configuration(model_dir: Path) -> None:
+    served = Recommender(model_dir).ann_agreement(sample=40)
+    assert served == {0.0: 1.0, 0.5: 1.0, 1.0: 1.0}  # small catalogues are searched exactly
+    forced = Recommender(model_dir, exact_below=0).ann_agreement(sample=40)
+    assert set(forced) == {0.0, 0.5, 1.0} and min(forced.values()) >= 0.95
+
+
 def test_cold_tracks_reach_their_listeners(synthetic) -> None:  # type: ignore[no-untyped-def]
     log, _, content, _ = synthetic
     split = cold_tracks(log, fraction=0.3, min_listeners=2, seed=1)

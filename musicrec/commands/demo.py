@@ -79,6 +79,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if code:
             return code
 
+    from musicrec.recommender.facade import Recommender
+
+    for exact_below, label in ((10_000, "as served"), (0, "through the Annoy indexes")):
+        agreement = Recommender(model, exact_below=exact_below).ann_agreement(sample=100)
+        print(f"similar tracks, {label}: overlap@10 with exact search " + ", ".join(
+            f"α={a:g}: {v:.3f}" for a, v in agreement.items()), file=sys.stderr)
+
     for protocol in ("random-holdout", "cold-tracks"):
         _step(f"3/4 evaluation, {protocol} -> {root / f'report-{protocol}'}")
         models = "random,popularity,als,itemknn,content,hybrid"
@@ -90,7 +97,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         code = main(["evaluate", "--interactions", str(data / "plays.csv"),
                      "--content", str(model), "--protocol", protocol, "--k", ks,
                      "--models", models, "--report", str(root / f"report-{protocol}"),
-                     "--bootstrap", "300"])
+                     "--bootstrap", "300",
+                     *(["--sweep-hybrid"] if protocol == "random-holdout" else [])])
         if code:
             return code
     print(f"\nprepared in {time.perf_counter() - started:.0f} s; reports: "

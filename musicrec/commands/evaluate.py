@@ -126,6 +126,27 @@ def _read_params(path: Path | None) -> dict[str, dict[str, Any]]:
     return payload
 
 
+#: Values of the hybrid's blend weight (β, the content-profile weight in user scores).
+SWEEP_VALUES = (0.0, 0.25, 0.5, 1.0, 2.0)
+
+
+def _sweep_hybrid(result: Any, content: np.ndarray | None, args: argparse.Namespace
+                  ) -> list[dict[str, Any]]:
+    """The hybrid's blend weight swept on a validation split of the training part only."""
+    from musicrec.recommender.evaluation.tune import sweep_parameter
+
+    if content is None:
+        raise ParameterError("--sweep-hybrid needs --content")
+    params = _read_params(args.params).get("hybrid", {})
+    tuned = sweep_parameter(result.split.train, model="hybrid", param="content_weight",
+                            values=SWEEP_VALUES, base_params=params, content=content,
+                            seed=args.seed + 1, show_progress=True)
+    rows = tuned.as_sweep("content_weight")
+    print("hybrid blend sweep (validation on the training part): " + ", ".join(
+        f"β={r['alpha']:g}: {r['metric']} {r['value']:.4f}" for r in rows), file=sys.stderr)
+    return rows
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from musicrec.cli import print_table
     from musicrec.recommender.evaluation import available_models, evaluate, parse_ks
@@ -153,6 +174,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                       content=content, model_params=_read_params(args.params),
                       reference=args.reference, n_bootstrap=args.bootstrap,
                       show_progress=True)
+    if args.sweep_hybrid:
+        sweep = _sweep_hybrid(result, content, args)
     paths = write_report(result, args.report, alpha_sweep=sweep)
     for k in ks:
         rows, header = result.table(k=k)
@@ -220,6 +243,9 @@ def register(sub: Any) -> None:
     p.add_argument("--reference", help="compare every model with this one (default: the best)")
     p.add_argument("--bootstrap", type=_positive_int, default=1000,
                    help="bootstrap resamples (default 1000)")
+    p.add_argument("--sweep-hybrid", action="store_true",
+                   help="sweep the hybrid's blend weight on a validation split of the "
+                        "training part and plot it in the report")
     p.add_argument("--alpha-sweep", type=Path,
                    help="JSON rows {alpha, metric, value} of a hybrid α sweep to plot")
     p.add_argument("--list-models", action="store_true", help="list the available models")
