@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,36 +21,38 @@ def _audio_sources(source: Path) -> list[tuple[str, Path]]:
     return list(zip(ids, paths, strict=True))
 
 
-def _embed(source: Path, args: argparse.Namespace) -> tuple[Any, Any]:
+def embedder_info(spec: str) -> dict[str, Any]:
+    """What the manifest records of the embedder (query by example rebuilds it from this)."""
+    from musicrec.embedding.base import get_embedder
+
+    emb = get_embedder(spec)
+    return {"spec": spec, "id": emb.id, "name": emb.name, "revision": emb.revision,
+            "dim": emb.dim, "options": {}}
+
+
+def _embed_local(source: Path, args: argparse.Namespace) -> Any:
     from musicrec.embedding.base import get_embedder
     from musicrec.embedding.batch import embed_catalog
 
-    embedder = get_embedder(args.embedder)
-    result = embed_catalog(source, embedder=embedder, cache_dir=args.cache_dir,
-                           show_progress=True)
-    print(f"embedded {source}: {result.summary()}", file=sys.stderr)
-    for failure in result.failures:
-        print(f"  failed: {failure.path}: {failure.kind}: {failure.reason}", file=sys.stderr)
-    if len(result.track_ids) == 0:
-        raise ParameterError(f"{source}: no audio file could be embedded")
-    info = {"spec": args.embedder, "id": embedder.id, "name": embedder.name,
-            "revision": embedder.revision, "dim": embedder.dim, "options": {}}
-    return result, info
+    return embed_catalog(source, embedder=get_embedder(args.embedder),
+                         cache_dir=args.cache_dir, show_progress=True)
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    if args.engine == "ray":
-        from musicrec.commands.engine import run_build_engine
-
-        return run_build_engine(args)
+def build_from_args(
+    args: argparse.Namespace,
+    *,
+    embed: Callable[[Path, argparse.Namespace], Any],
+    build: Callable[..., Path],
+) -> int:
+    """The body of ``musicrec build`` for any engine: ``embed(source, args)`` returns an
+    :class:`~musicrec.embedding.batch.EmbeddingResult`, ``build(out, **inputs)`` writes the
+    model directory (:func:`~musicrec.recommender.pipeline.build_model_dir` or its Ray
+    twin)."""
     from musicrec.cli import load_interactions
     from musicrec.recommender.cf import CFModel
     from musicrec.recommender.hybrid import HybridModel
-    from musicrec.recommender.pipeline import (
-        build_model_dir,
-        load_catalog_or_folder,
-        read_content_vectors,
-    )
+    from musicrec.recommender.model_dir import read_manifest
+    from musicrec.recommender.pipeline import load_catalog_or_folder, read_content_vectors
 
     if args.catalog is None and args.content_vectors is None and args.interactions is None:
         raise ParameterError("give --interactions, --catalog, --content-vectors, or several")
@@ -63,7 +66,14 @@ def cmd_build(args: argparse.Namespace) -> int:
         content_ids, content = read_content_vectors(args.content_vectors)
         source = {"vectors": str(args.content_vectors)}
     elif args.catalog is not None:
-        result, embedder = _embed(args.catalog, args)
+        result = embed(args.catalog, args)
+        print(f"embedded {args.catalog}: {result.summary()}", file=sys.stderr)
+        for failure in result.failures:
+            print(f"  failed: {failure.path}: {failure.kind}: {failure.reason}",
+                  file=sys.stderr)
+        if len(result.track_ids) == 0:
+            raise ParameterError(f"{args.catalog}: no audio file could be embedded")
+        embedder = embedder_info(args.embedder)
         content_ids, content = result.track_ids, result.vectors
         source = {"audio": str(args.catalog), "embedded": len(result.track_ids),
                   "failed": len(result.failures)}
@@ -78,16 +88,24 @@ def cmd_build(args: argparse.Namespace) -> int:
                  alpha=args.alpha, confidence=args.confidence,
                  learning_rate=args.learning_rate, random_state=args.seed, show_progress=True)
     hybrid = HybridModel(shrinkage=args.shrinkage, content_weight=args.content_weight)
-    out = build_model_dir(args.out, log=log_, catalog=catalog, content_ids=content_ids,
-                          content=content, cf_model=cf, hybrid=hybrid, embedder=embedder,
-                          content_source=source, n_trees=args.n_trees,
-                          fingerprint_sources=fingerprint_sources, show_progress=True)
-    from musicrec.recommender.model_dir import read_manifest
-
+    out = build(args.out, log=log_, catalog=catalog, content_ids=content_ids,
+                content=content, cf_model=cf, hybrid=hybrid, embedder=embedder,
+                content_source=source, n_trees=args.n_trees,
+                fingerprint_sources=fingerprint_sources, show_progress=True)
     manifest = read_manifest(out)
     print(f"built a {manifest['kind']} model of {manifest['counts']['tracks']} tracks "
           f"in {out}")
     return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        from musicrec.commands.engine import run_build_engine
+
+        return run_build_engine(args)
+    from musicrec.recommender.pipeline import build_model_dir
+
+    return build_from_args(args, embed=_embed_local, build=build_model_dir)
 
 
 def cmd_add_tracks(args: argparse.Namespace) -> int:

@@ -39,15 +39,8 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_embed)
 
 
-def cmd_embed(args: argparse.Namespace) -> int:
-    if args.engine == "ray":
-        from musicrec.commands.engine import run_embed_engine
-
-        return run_embed_engine(args)
-    from musicrec.cli import print_table
-    from musicrec.embedding.base import get_embedder
-    from musicrec.embedding.batch import embed_catalog, write_embeddings
-
+def embedder_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The embedder keywords given on the command line."""
     options: dict[str, Any] = {k: v for k, v in {
         "layer": args.layer, "window_seconds": args.window_seconds,
         "n_windows": args.n_windows, "pooling": args.pooling, "num_threads": args.threads,
@@ -58,12 +51,16 @@ def cmd_embed(args: argparse.Namespace) -> int:
         options["trust_remote_code"] = True
     if args.quantize:
         options["quantize"] = True
-    embedder = get_embedder(args.model, **options)
-    result = embed_catalog(args.source, embedder=embedder, cache_dir=args.cache_dir,
-                           use_cache=not args.no_cache, batch_size=args.batch_size,
-                           n_workers=args.workers, show_progress=True)
-    written = write_embeddings(result, args.out)
-    print(f"{result.summary()}; {embedder.dim}-d vectors from {embedder.id}")
+    return options
+
+
+def write_and_report(result: Any, out: Any) -> int:
+    """Write the vectors, print the summary and the failures; exit 1 if any file failed."""
+    from musicrec.cli import print_table
+    from musicrec.embedding.batch import write_embeddings
+
+    written = write_embeddings(result, out)
+    print(f"{result.summary()}; {result.vectors.shape[1]}-d vectors from {result.embedder_id}")
     print("wrote " + ", ".join(str(p) for p in written))
     if result.failures:
         print(f"\n{len(result.failures)} file(s) failed:", file=sys.stderr)
@@ -72,3 +69,18 @@ def cmd_embed(args: argparse.Namespace) -> int:
                     ("track", "kind", "reason"))
         return 1
     return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        from musicrec.commands.engine import run_embed_engine
+
+        return run_embed_engine(args)
+    from musicrec.embedding.base import get_embedder
+    from musicrec.embedding.batch import embed_catalog
+
+    embedder = get_embedder(args.model, **embedder_options(args))
+    result = embed_catalog(args.source, embedder=embedder, cache_dir=args.cache_dir,
+                           use_cache=not args.no_cache, batch_size=args.batch_size,
+                           n_workers=args.workers, show_progress=True)
+    return write_and_report(result, args.out)
