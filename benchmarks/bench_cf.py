@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from musicrec.data.hetrec import read_hetrec
-from musicrec.recommender.cf import CFModel
+from musicrec.recommender.cf import DEFAULTS, CFModel
 
 
 def median_seconds(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
@@ -38,7 +38,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     batch = [str(u) for u in rng.choice(users, size=256, replace=False)]
     rows = []
-    for algorithm, iterations in (("als", 20), ("bpr", 100)):
+    for algorithm, iterations in (("als", DEFAULTS["iterations"]), ("bpr", 100)):
         model = CFModel(algorithm=algorithm, iterations=iterations, random_state=0)
         fit = median_seconds(lambda m=model: m.fit(log), args.repeats)
         single = median_seconds(lambda m=model: [m.recommend(u, n=10) for u in batch[:64]],

@@ -3,7 +3,9 @@
 The hybrid's content vectors are tag vectors (TF-IDF + SVD of the tags listeners gave each
 artist) built *without* the tag assignments of held-out (user, artist) pairs, which would
 leak the answer. ``OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_hetrec.py``
-(add ``--ease`` for EASE, which takes one to two minutes).
+(add ``--ease`` for EASE, which takes one to two minutes). ``--protocol cold-tracks`` holds
+out all plays of 10 % of the tagged artists with ≥ 2 listeners instead; users rank the cold
+artists only.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pandas as pd
 
 from musicrec.cli import print_table
 from musicrec.data.hetrec import read_hetrec, read_hetrec_tags
-from musicrec.data.splits import random_holdout
+from musicrec.data.splits import cold_tracks, random_holdout
 from musicrec.data.tags import tag_vectors
 from musicrec.recommender.evaluation.runner import evaluate
 
@@ -24,21 +26,38 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/datasets/hetrec2011-lastfm-2k")
     parser.add_argument("--ease", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--protocol", choices=["random-holdout", "cold-tracks"],
+                        default="random-holdout")
     args = parser.parse_args()
     data = read_hetrec(args.data)
     log = data.log
-    split = random_holdout(log, fraction=0.2, min_history=5, seed=args.seed)
+    tags = read_hetrec_tags(args.data)
+    if args.protocol == "cold-tracks":
+        tagged = log.tracks.to_idx_many(sorted(set(tags["track"]) & set(log.tracks)))
+        split = cold_tracks(log, fraction=0.1, min_listeners=2, seed=args.seed,
+                            candidates=tagged)
+    else:
+        split = random_holdout(log, fraction=0.2, min_history=5, seed=args.seed)
     held_out = pd.DataFrame({"user": log.users.ids[split.test.user_idx],
                              "track": log.tracks.ids[split.test.track_idx]})
-    content, _ = tag_vectors(read_hetrec_tags(args.data), log.tracks, dim=64,
-                             exclude_pairs=held_out, seed=args.seed)
+    content, _ = tag_vectors(tags, log.tracks, dim=64, exclude_pairs=held_out, seed=args.seed)
     models = ["random", "popularity", "als", "itemknn", "content", "hybrid"]
-    if args.ease:
+    if args.protocol == "cold-tracks":
+        models = ["random", "popularity", "content", "hybrid"]
+    elif args.ease:
         models.insert(4, "ease")
-    result = evaluate(log, split=split, models=models, ks=(10, 20), content=content,
+    result = evaluate(log, split=split, protocol=args.protocol, models=models,
+                      ks=(10, 50) if args.protocol == "cold-tracks" else (10, 20),
+                      content=content,
                       seed=args.seed, show_progress=True)
-    rows, header = result.table(k=10)
-    print_table([r[:4] for r in rows], header[:4])
+    for k in result.ks:
+        rows, header = result.table(k=k)
+        print_table([r[:4] for r in rows], header[:4])
+    print("\n95 % bootstrap CIs:")
+    for name, intervals in result.intervals.items():
+        cells = [f"{key} [{lo:.3f}, {hi:.3f}]" for key, (lo, hi) in intervals.items()
+                 if key.split("@")[0] in ("ndcg", "recall")]
+        print(f"  {name}: " + ", ".join(cells))
     print("\nndcg@10 against the best model, with a 95 % paired-bootstrap CI:")
     for c in result.comparisons:
         if c["metric"] == "ndcg@10":

@@ -64,7 +64,7 @@ def build_from_args(
     fingerprint_sources = None
     if args.content_vectors is not None:
         content_ids, content = read_content_vectors(args.content_vectors)
-        source = {"vectors": str(args.content_vectors)}
+        source = {"vectors": str(Path(args.content_vectors).resolve())}
     elif args.catalog is not None:
         result = embed(args.catalog, args)
         print(f"embedded {args.catalog}: {result.summary()}", file=sys.stderr)
@@ -75,7 +75,7 @@ def build_from_args(
             raise ParameterError(f"{args.catalog}: no audio file could be embedded")
         embedder = embedder_info(args.embedder)
         content_ids, content = result.track_ids, result.vectors
-        source = {"audio": str(args.catalog), "embedded": len(result.track_ids),
+        source = {"audio": str(Path(args.catalog).resolve()), "embedded": len(result.track_ids),
                   "failed": len(result.failures)}
         if not args.no_fingerprints:
             embedded = set(result.track_ids)
