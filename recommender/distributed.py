@@ -28,7 +28,7 @@ from musicrec.errors import ParameterError
 from musicrec.recommender.cf import CFModel, confidence_weights
 from musicrec.recommender.facade import write_hybrid_model_dir
 from musicrec.recommender.hybrid import HybridModel
-from musicrec.recommender.pipeline import _log_manifest, build_fingerprints
+from musicrec.recommender.pipeline import write_options
 
 log = logging.getLogger(__name__)
 
@@ -141,20 +141,10 @@ def build_with_ray(
         raise ParameterError("build needs listening logs, content vectors, or both")
     if use_gpu not in (True, False, "auto"):
         raise ParameterError(f"use_gpu={use_gpu!r} must be True, False or 'auto'")
-    data: dict[str, Any] = {}
-    if log is not None:
-        data["interactions"] = _log_manifest(log)
-    if content_source is not None:
-        data["content"] = content_source
-    extra_files = dict(extra_files or {})
-    if fingerprint_sources:
-        sources = list(fingerprint_sources)
-        extra_files["fingerprints"] = lambda path: build_fingerprints(
-            sources, path, show_progress=show_progress)
-    options = {"catalog": catalog, "n_trees": n_trees, "search_k_factor": search_k_factor,
-               "extra_files": extra_files,
-               "manifest": {"data": data, "embedder": embedder,
-                            "counts": {} if log is None else {"plays": float(log.plays.sum())}}}
+    options = write_options(
+        log=log, catalog=catalog, embedder=embedder, content_source=content_source,
+        extra_files=extra_files, fingerprint_sources=fingerprint_sources, n_trees=n_trees,
+        search_k_factor=search_k_factor, show_progress=show_progress)
     with ray_runtime(address=address, num_cpus=num_cpus) as ray:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

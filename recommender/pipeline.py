@@ -105,20 +105,40 @@ def build_model_dir(
         raise ParameterError("build needs listening logs, content vectors, or both")
     cf = (cf_model or CFModel()).fit(log) if log is not None else None
     model = (hybrid or HybridModel()).fit(cf=cf, content_ids=content_ids, content=content)
+    return write_hybrid_model_dir(out, hybrid=model, **write_options(
+        log=log, catalog=catalog, embedder=embedder, content_source=content_source,
+        extra_files=extra_files, fingerprint_sources=fingerprint_sources, n_trees=n_trees,
+        search_k_factor=search_k_factor, show_progress=show_progress))
+
+
+def write_options(
+    *,
+    log: ListeningLog | None,
+    catalog: TrackCatalog | None,
+    embedder: dict[str, Any] | None,
+    content_source: dict[str, Any] | None,
+    extra_files: dict[str, Any] | None,
+    fingerprint_sources: list[tuple[str, Path]] | None,
+    n_trees: int | None,
+    search_k_factor: int | None,
+    show_progress: bool,
+) -> dict[str, Any]:
+    """The keywords of :func:`write_hybrid_model_dir` for a build (any engine): catalogue,
+    index settings, extra files (fingerprints) and the manifest's data section."""
     data: dict[str, Any] = {}
     if log is not None:
         data["interactions"] = _log_manifest(log)
     if content_source is not None:
         data["content"] = content_source
-    extra_files = dict(extra_files or {})
+    extra = dict(extra_files or {})
     if fingerprint_sources:
-        extra_files["fingerprints"] = lambda path: build_fingerprints(
-            fingerprint_sources, path, show_progress=show_progress)
-    return write_hybrid_model_dir(
-        out, hybrid=model, catalog=catalog, n_trees=n_trees, search_k_factor=search_k_factor,
-        extra_files=extra_files,
-        manifest={"data": data, "embedder": embedder,
-                  "counts": {} if log is None else {"plays": float(log.plays.sum())}})
+        sources = list(fingerprint_sources)
+        extra["fingerprints"] = lambda path: build_fingerprints(
+            sources, path, show_progress=show_progress)
+    return {"catalog": catalog, "n_trees": n_trees, "search_k_factor": search_k_factor,
+            "extra_files": extra,
+            "manifest": {"data": data, "embedder": embedder,
+                         "counts": {} if log is None else {"plays": float(log.plays.sum())}}}
 
 
 def build_fingerprints(
