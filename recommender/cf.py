@@ -34,6 +34,15 @@ DEFAULTS: dict[str, Any] = {"algorithm": "als", "factors": 32, "regularization":
                             "learning_rate": 0.01}
 
 
+def gpu_als_available() -> bool:
+    """Whether implicit was built with CUDA and sees a GPU."""
+    try:
+        import implicit.gpu
+    except ImportError:  # pragma: no cover - implicit is a core dependency
+        return False
+    return bool(getattr(implicit.gpu, "HAS_CUDA", False))
+
+
 def confidence_weights(user_items: sp.csr_matrix, confidence: str) -> sp.csr_matrix:
     """Transform raw play counts into preference weights.
 
@@ -135,25 +144,37 @@ class CFModel:
                 raise ParameterError(f"{name}={value!r} must be a finite number >= 0")
 
     # -- training -------------------------------------------------------------------
-    def fit(self, log: ListeningLog) -> CFModel:
-        """Learn user and track vectors from a listening log."""
+    def fit(self, interactions: ListeningLog, *, use_gpu: bool = False) -> CFModel:
+        """Learn user and track vectors from a listening log.
+
+        With ``use_gpu``, ALS trains with implicit's CUDA implementation when it is
+        available (the vectors are copied back to the host), and on the CPU otherwise.
+        """
         self._validate()
-        if len(log) == 0:
+        if len(interactions) == 0:
             raise ParameterError("cannot fit on an empty listening log")
         seed = self.random_state
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31 - 1))
-        user_items = log.to_csr()
+        user_items = interactions.to_csr()
         weights = confidence_weights(user_items, self.confidence)
         model: Any
         if self.algorithm == "als":
-            from implicit.cpu.als import AlternatingLeastSquares
+            if use_gpu and gpu_als_available():
+                from implicit.gpu.als import AlternatingLeastSquares
+            else:
+                if use_gpu:
+                    log.warning("GPU ALS unavailable (implicit.gpu.HAS_CUDA is false): "
+                                "training on the CPU")
+                from implicit.cpu.als import AlternatingLeastSquares
 
             model = AlternatingLeastSquares(
                 factors=self.factors, regularization=self.regularization, alpha=self.alpha,
                 iterations=self.iterations, random_state=seed,
             )
         else:
+            if use_gpu:
+                log.warning("BPR trains on the CPU here")
             from implicit.cpu.bpr import BayesianPersonalizedRanking
 
             model = BayesianPersonalizedRanking(
@@ -161,11 +182,11 @@ class CFModel:
                 regularization=self.regularization, iterations=self.iterations,
                 random_state=seed,
             )
-        log_level = logging.getLogger("implicit").level
         model.fit(weights, show_progress=self.show_progress)
-        logging.getLogger("implicit").setLevel(log_level)
-        self.users_ = log.users
-        self.tracks_ = log.tracks
+        if hasattr(model, "to_cpu") and not isinstance(model.user_factors, np.ndarray):
+            model = model.to_cpu()
+        self.users_ = interactions.users
+        self.tracks_ = interactions.tracks
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
         self.user_items_ = user_items

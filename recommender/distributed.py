@@ -25,7 +25,7 @@ from musicrec.data.catalog import TrackCatalog
 from musicrec.data.logs import ListeningLog
 from musicrec.embedding.distributed import cluster_gpus, import_ray, ray_runtime
 from musicrec.errors import ParameterError
-from musicrec.recommender.cf import CFModel, confidence_weights
+from musicrec.recommender.cf import CFModel
 from musicrec.recommender.facade import write_hybrid_model_dir
 from musicrec.recommender.hybrid import HybridModel
 from musicrec.recommender.pipeline import write_options
@@ -33,54 +33,8 @@ from musicrec.recommender.pipeline import write_options
 log = logging.getLogger(__name__)
 
 
-def gpu_als_available() -> bool:
-    """Whether this process's ``implicit`` can run ALS on a CUDA GPU."""
-    try:
-        import implicit.gpu
-    except ImportError:  # pragma: no cover - implicit is a core dependency
-        return False
-    return bool(getattr(implicit.gpu, "HAS_CUDA", False))
-
-
-def fit_cf(model: CFModel, log_: ListeningLog, *, use_gpu: bool = False) -> CFModel:
-    """Fit ``model`` on ``log_``: with implicit's GPU ALS when ``use_gpu`` and it is
-    available (ALS only), else with :meth:`CFModel.fit`.
-
-    The GPU fit gives a :class:`CFModel` with the same attributes (vectors copied back to
-    the host), so everything downstream is unchanged.
-    """
-    if not use_gpu or model.algorithm != "als" or not gpu_als_available():
-        if use_gpu:
-            log.warning("GPU ALS unavailable (implicit.gpu.HAS_CUDA is false or the algorithm "
-                        "is %s): training on the CPU", model.algorithm)
-        return model.fit(log_)
-    from implicit.gpu.als import AlternatingLeastSquares
-
-    model._validate()  # the same checks and seeding as CFModel.fit
-    if len(log_) == 0:
-        raise ParameterError("cannot fit on an empty listening log")
-    seed = model.random_state
-    if seed is None:
-        seed = int(np.random.default_rng().integers(2**31 - 1))
-    user_items = log_.to_csr()
-    weights = confidence_weights(user_items, model.confidence)
-    als = AlternatingLeastSquares(factors=model.factors, regularization=model.regularization,
-                                  alpha=model.alpha, iterations=model.iterations,
-                                  random_state=seed)
-    als.fit(weights, show_progress=model.show_progress)
-    cpu = als.to_cpu()
-    model.users_ = log_.users
-    model.tracks_ = log_.tracks
-    model.user_factors_ = np.ascontiguousarray(cpu.user_factors, dtype=np.float32)
-    model.item_factors_ = np.ascontiguousarray(cpu.item_factors, dtype=np.float32)
-    model.user_items_ = user_items
-    model.seed_ = seed
-    model._item_norms = None
-    return model
-
-
 def _fit_cf_task(model: CFModel, log_: ListeningLog, use_gpu: bool) -> CFModel:
-    return fit_cf(model, log_, use_gpu=use_gpu)
+    return model.fit(log_, use_gpu=use_gpu)
 
 
 def _fit_hybrid_task(hybrid: HybridModel, cf: CFModel | None, content_ids: list[str] | None,

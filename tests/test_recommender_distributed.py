@@ -17,7 +17,7 @@ from musicrec.data.logs import ListeningLog  # noqa: E402
 from musicrec.embedding.distributed import ray_runtime  # noqa: E402
 from musicrec.errors import ParameterError  # noqa: E402
 from musicrec.recommender.cf import CFModel  # noqa: E402
-from musicrec.recommender.distributed import build_with_ray, fit_cf  # noqa: E402
+from musicrec.recommender.distributed import build_with_ray  # noqa: E402
 from musicrec.recommender.facade import Recommender  # noqa: E402
 from musicrec.recommender.pipeline import build_model_dir  # noqa: E402
 
@@ -79,6 +79,6 @@ def test_content_only_build_and_the_cpu_fallback(ray_local: Any, world: Any,
     with pytest.raises(ParameterError, match="logs, content vectors, or both"):
         build_with_ray(tmp_path / "x")
     # asking for the GPU where implicit has no CUDA trains the same model on the CPU
-    gpu = fit_cf(CFModel(factors=4, iterations=3, random_state=1), log, use_gpu=True)
+    gpu = CFModel(factors=4, iterations=3, random_state=1).fit(log, use_gpu=True)
     cpu = CFModel(factors=4, iterations=3, random_state=1).fit(log)
     np.testing.assert_allclose(gpu.item_factors_, cpu.item_factors_, atol=1e-6)
