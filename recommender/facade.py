@@ -6,7 +6,9 @@ A model directory (written by :func:`write_hybrid_model_dir`) holds::
     catalog.parquet      track metadata
     tracks.npy           raw track ids, in index order
     content.npy          unit content vectors [n_tracks, d_content] (zero rows: no content)
+    has_content.npy      which tracks have content
     items.npy            blended CF-space track vectors [n_tracks, d_cf]
+    similar_cf.npy       unit CF-space vectors for track-to-track similarity
     evidence.npy         listeners per track; blend_weight.npy: w_i of the blend
     mapping.npy          the content -> CF ridge matrix (when learned)
     cf.npz               the CF model: user vectors, played tracks, id maps
@@ -30,7 +32,7 @@ import numpy as np
 
 from musicrec.data.catalog import TrackCatalog
 from musicrec.data.idmap import IdMap
-from musicrec.errors import MusicrecError, ParameterError
+from musicrec.errors import ModelFormatError, MusicrecError, ParameterError
 from musicrec.recommender.cf import CFModel
 from musicrec.recommender.hybrid import HybridModel
 from musicrec.recommender.index import Metric, VectorIndex
@@ -87,12 +89,15 @@ def write_hybrid_model_dir(
                                   "search_k_factor": search_k_factor or DEFAULT_SEARCH_K_FACTOR}
 
     def write(tmp: Path) -> dict[str, Any]:
-        files = ["catalog.parquet", "tracks.npy", "content.npy", "items.npy", "evidence.npy",
-                 "blend_weight.npy"]
+        files = ["catalog.parquet", "tracks.npy", "content.npy", "has_content.npy",
+                 "items.npy", "similar_cf.npy", "evidence.npy", "blend_weight.npy"]
+        unit_cf = hybrid.unit_cf()
         catalog.save(tmp / "catalog.parquet")
         np.save(tmp / "tracks.npy", tracks.to_array(), allow_pickle=False)
         np.save(tmp / "content.npy", hybrid.content_, allow_pickle=False)
+        np.save(tmp / "has_content.npy", hybrid.has_content_, allow_pickle=False)
         np.save(tmp / "items.npy", hybrid.item_vectors_, allow_pickle=False)
+        np.save(tmp / "similar_cf.npy", unit_cf, allow_pickle=False)
         np.save(tmp / "evidence.npy", hybrid.evidence_, allow_pickle=False)
         np.save(tmp / "blend_weight.npy", hybrid.blend_weight_, allow_pickle=False)
         if hybrid.mapping_ is not None:
@@ -110,7 +115,7 @@ def write_hybrid_model_dir(
             files.append("index/content.ann")
         if hybrid.has_cf:
             VectorIndex(hybrid.item_vectors_.shape[1], **index_opts).add_items(
-                hybrid.unit_cf(), ids).save(tmp / "index" / "cf")
+                unit_cf, ids).save(tmp / "index" / "cf")
             VectorIndex(hybrid.item_vectors_.shape[1], metric=Metric.DOT, **index_opts
                         ).add_items(hybrid.item_vectors_, ids).save(tmp / "index" / "user")
             files += ["index/cf.ann", "index/user.ann"]
@@ -164,24 +169,26 @@ class Recommender:
                                            kind="track")
             self.content = np.load(d / "content.npy", mmap_mode="r")
             self.items = np.load(d / "items.npy", mmap_mode="r")
+            # Unit CF-space vectors for similarity, precomputed at build time so server
+            # processes share them through the page cache instead of each computing a copy.
+            self.unit_items = np.load(d / "similar_cf.npy", mmap_mode="r")
+            self.has_content = np.load(d / "has_content.npy", allow_pickle=False)
             self.evidence = np.load(d / "evidence.npy", mmap_mode="r")
             self.blend_weight = np.load(d / "blend_weight.npy", mmap_mode="r")
         except (OSError, ValueError) as exc:
-            raise ParameterError(f"{d}: model directory is incomplete or corrupt ({exc})"
-                                 ) from None
+            raise ModelFormatError(f"{d}: model directory is incomplete or corrupt ({exc})"
+                                   ) from None
         dims = self.manifest.get("dims", {})
-        if self.content.shape != (len(self.tracks), dims.get("content")) or \
-                self.items.shape != (len(self.tracks), dims.get("cf")):
-            from musicrec.errors import ModelFormatError
-
+        n = len(self.tracks)
+        if self.content.shape != (n, dims.get("content")) or \
+                self.items.shape != (n, dims.get("cf")) or \
+                self.unit_items.shape != self.items.shape or self.has_content.shape != (n,):
             raise ModelFormatError(f"{d}: array shapes do not match the manifest's dims {dims}")
-        self.has_content = np.linalg.norm(self.content, axis=1) > 0
         by_id = dict(zip(self.catalog.frame["track_id"], self.catalog.frame["artist"],
                          strict=True))
         self.artist_of = np.array([by_id.get(t, "") for t in self.tracks], dtype=object)
         self.cf = CFModel.load(d / "cf.npz") if (d / "cf.npz").exists() else None
         self.hybrid = self._hybrid()
-        self.unit_items = self.hybrid.unit_cf()
         self.content_index = self._index("content", dims.get("content"))
         self.cf_index = self._index("cf", dims.get("cf"))
         self.user_index = self._index("user", dims.get("cf"))
@@ -208,7 +215,7 @@ class Recommender:
         model.tracks_ = self.tracks
         model.cf_ = self.cf
         model.content_ = self.content
-        model.has_content_ = np.linalg.norm(self.content, axis=1) > 0
+        model.has_content_ = self.has_content
         model.item_vectors_ = self.items
         model.evidence_ = self.evidence
         model.blend_weight_ = self.blend_weight
