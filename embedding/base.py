@@ -94,6 +94,16 @@ class AudioEmbedder(abc.ABC):
         return {"window_seconds": self.window_seconds, "n_windows": self.n_windows}
 
     @property
+    def pinned_options(self) -> dict[str, Any]:
+        """Keywords that rebuild this embedder elsewhere with the choices made here.
+
+        An option such as ``precision="auto"`` resolves per machine; passing these to
+        :func:`get_embedder` on another machine (a Ray worker, the server answering query
+        by example) gives the same :attr:`id` and vectors.
+        """
+        return {}
+
+    @property
     def id(self) -> str:
         """A string naming the model, its weights and every option that changes a vector."""
         opts = json.dumps(self.options, sort_keys=True, separators=(",", ":"))

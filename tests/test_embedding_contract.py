@@ -63,7 +63,8 @@ def hf_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
 
 
-BACKENDS = ["mfcc", "whisper-tiny", "wav2vec2", "hubert", "ast", "clap"]
+BACKENDS = ["mfcc", "whisper-tiny", "whisper-tiny-float32", "wav2vec2", "hubert", "ast",
+            "clap"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -73,6 +74,10 @@ def embedder(request: pytest.FixtureRequest) -> AudioEmbedder:
         return get_embedder("mfcc")
     if name == "whisper-tiny":
         return request.getfixturevalue("whisper_tiny")
+    if name.startswith("whisper-tiny-"):
+        cache = request.getfixturevalue("whisper_tiny")._encoder.config._name_or_path
+        return get_embedder("whisper-tiny", precision=name.rsplit("-", 1)[1],
+                            cache_dir=Path(str(cache)).parents[1])
     folder = request.getfixturevalue("hf_dirs")[name]
     return get_embedder(f"hf:{folder}", window_seconds=2.0)
 

@@ -94,21 +94,31 @@ def _degrade(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return ((wave + noise) * 0.5).astype(np.float32)  # and -6 dB
 
 
-def test_query_by_example_on_real_recordings(tiny_dir: Path, librosa_audio_dir: Path,
-                                             rng: np.random.Generator) -> None:
-    """A noisy, quieter 10-s excerpt of a recording finds that recording first.
-
-    The database holds every recording's track vector (the default windows spread over the
-    whole recording); the query is the excerpt at 55 % of each recording of at least 20 s,
-    with white noise at 20 dB SNR and -6 dB gain.
-    """
-    emb = W.WhisperEmbedder(source="whisper-tiny", cache_dir=tiny_dir.parents[1])
+@pytest.fixture(scope="module")
+def recordings(librosa_audio_dir: Path) -> tuple[list[np.ndarray], list[str]]:
+    """The 14 decodable librosa recordings, whole, mono at 16 kHz, and their names."""
     waves, names = [], []
     for path in sorted(librosa_audio_dir.glob("*.hq.ogg")):
         if path.read_bytes()[:4] != b"OggS":
             continue  # a link stored as text
         waves.append(load_audio(path, sample_rate=16000).windows[0])
         names.append(path.name)
+    return waves, names
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_query_by_example_on_real_recordings(
+        tiny_dir: Path, recordings: tuple[list[np.ndarray], list[str]], precision: str,
+        rng: np.random.Generator) -> None:
+    """A noisy, quieter 10-s excerpt of a recording finds that recording first.
+
+    The database holds every recording's track vector (the default windows spread over the
+    whole recording); the query is the excerpt at 55 % of each recording of at least 20 s,
+    with white noise at 20 dB SNR and -6 dB gain.
+    """
+    emb = W.WhisperEmbedder(source="whisper-tiny", precision=precision,
+                            cache_dir=tiny_dir.parents[1])
+    waves, names = recordings
     queries = []
     for i, wave in enumerate(waves):
         if len(wave) >= 20 * 16000:
@@ -119,3 +129,50 @@ def test_query_by_example_on_real_recordings(tiny_dir: Path, librosa_audio_dir: 
     wrong = [(names[i], names[int(np.argmax(row))])
              for (i, _), row in zip(queries, found, strict=True) if int(np.argmax(row)) != i]
     assert wrong == []
+
+
+def test_bfloat16_vectors_follow_float32(tiny_dir: Path,
+                                         recordings: tuple[list[np.ndarray], list[str]]) -> None:
+    """bfloat16 arithmetic changes each track vector by less than 1e-3 in cosine, and the
+    id says which arithmetic made a vector."""
+    cache = tiny_dir.parents[1]
+    waves, _ = recordings
+    f32 = W.WhisperEmbedder(source="whisper-tiny", precision="float32", cache_dir=cache)
+    b16 = W.WhisperEmbedder(source="whisper-tiny", precision="bfloat16", cache_dir=cache)
+    a, b = f32.embed(waves), b16.embed(waves)
+    cosine = np.sum(a * b, axis=1)
+    assert cosine.min() > 0.999  # measured 0.9999 here
+    assert not np.array_equal(a, b)  # bfloat16 did run
+    np.testing.assert_array_equal(b16.embed(waves[:3]), b[:3])
+    assert f32.id != b16.id
+    assert f32.options["precision"] == "float32" and b16.pinned_options == {
+        "precision": "bfloat16"}
+
+
+def test_auto_precision_follows_the_cpu(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tiny_dir.parents[1]
+    monkeypatch.setattr(W, "native_bfloat16", lambda: True)
+    assert W.WhisperEmbedder(source="whisper-tiny", cache_dir=cache).precision == "bfloat16"
+    monkeypatch.setattr(W, "native_bfloat16", lambda: False)
+    auto = W.WhisperEmbedder(source="whisper-tiny", cache_dir=cache)
+    assert auto.precision == "float32"
+    assert auto.id == W.WhisperEmbedder(source="whisper-tiny", precision="float32",
+                                        cache_dir=cache).id
+    with pytest.raises(ParameterError, match=r"precision='fp16' must be one of \['auto'"):
+        W.WhisperEmbedder(source="whisper-tiny", precision="fp16", cache_dir=cache)
+
+
+def test_manifest_options_rebuild_the_same_embedder_on_another_cpu(
+        tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model built where "auto" chose bfloat16 is queried (QBE) on a CPU without it: the
+    manifest pins the precision, so the server builds the same embedder (same id)."""
+    from musicrec.commands.build import embedder_info
+    from musicrec.embedding.base import get_embedder
+
+    monkeypatch.setenv("MUSICREC_CACHE", str(tiny_dir.parents[1]))
+    monkeypatch.setattr(W, "native_bfloat16", lambda: True)
+    info = embedder_info("whisper-tiny")
+    assert info["options"] == {"precision": "bfloat16"}
+    monkeypatch.setattr(W, "native_bfloat16", lambda: False)
+    assert get_embedder("whisper-tiny").id != info["id"]
+    assert get_embedder(info["spec"], **info["options"]).id == info["id"]

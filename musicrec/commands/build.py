@@ -27,7 +27,7 @@ def embedder_info(spec: str) -> dict[str, Any]:
 
     emb = get_embedder(spec)
     return {"spec": spec, "id": emb.id, "name": emb.name, "revision": emb.revision,
-            "dim": emb.dim, "options": {}}
+            "dim": emb.dim, "options": emb.pinned_options}
 
 
 def _embed_local(source: Path, args: argparse.Namespace) -> Any:

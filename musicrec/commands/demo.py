@@ -48,8 +48,14 @@ def _model_is_current(model: Path, data: Path, embedder: str) -> bool:
     except MusicrecError:
         return False
     interactions = manifest.get("data", {}).get("interactions", {})
-    return (manifest.get("embedder") or {}).get("spec") == embedder and \
-        interactions.get("sha256") == read_log(data / "plays.csv").fingerprint()
+    built = manifest.get("embedder") or {}
+    if built.get("spec") != embedder or \
+            interactions.get("sha256") != read_log(data / "plays.csv").fingerprint():
+        return False
+    from musicrec.embedding.base import get_embedder
+
+    # same model, weights and options (a model from an older musicrec is rebuilt)
+    return bool(get_embedder(embedder, **built.get("options", {})).id == built.get("id"))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -32,7 +32,9 @@ def register(sub: Any) -> None:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow a hub model's own code (needed for MERT)")
-    p.add_argument("--quantize", action="store_true", help="int8 dynamic quantisation (Whisper)")
+    p.add_argument("--precision", choices=["auto", "float32", "bfloat16"],
+                   help="encoder arithmetic (Whisper; default auto: bfloat16 where the CPU "
+                   "has it natively, else float32)")
     from musicrec.commands.engine import add_engine_options
 
     add_engine_options(p)
@@ -44,13 +46,12 @@ def embedder_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {k: v for k, v in {
         "layer": args.layer, "window_seconds": args.window_seconds,
         "n_windows": args.n_windows, "pooling": args.pooling, "num_threads": args.threads,
+        "precision": args.precision,
     }.items() if v is not None}
     if args.cache_dir is not None:
         options["cache_dir"] = args.cache_dir
     if args.trust_remote_code:
         options["trust_remote_code"] = True
-    if args.quantize:
-        options["quantize"] = True
     return options
 
 
