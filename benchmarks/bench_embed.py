@@ -13,7 +13,7 @@ Usage::
 
 Prints one JSON line per configuration. Timings are medians of ``--repeats`` runs.
 ``--demo DATASET/catalog.csv`` adds same-label precision@10 on a ``musicrec demo-data``
-catalogue (``--label collection`` or ``style``).
+catalogue (``--label collection,style``).
 """
 
 from __future__ import annotations
@@ -105,22 +105,23 @@ def qbe_track_top1(embedder, paths: list[Path], seed: int = 0) -> dict:
             "qbe_track_queries": len(queries), "qbe_track_database": len(waves)}
 
 
-def label_precision_at_10(embedder, catalog: Path, *, label: str = "collection") -> dict:
+def label_precision_at_10(embedder, catalog: Path, *, labels: list[str]) -> dict:
     """Same-label precision@10 over a demo catalogue (``musicrec demo-data``): for each
-    track, the share of its 10 nearest other tracks with the same ``label``."""
+    track, the share of its 10 nearest other tracks with the same label, per label column."""
     import pandas as pd
 
     from musicrec.embedding.batch import embed_catalog
 
     result = embed_catalog(catalog, embedder=embedder, use_cache=False, show_progress=False)
     frame = pd.read_csv(catalog, dtype=str).set_index("track_id")
-    labels = frame.loc[result.track_ids, label].to_numpy()
     sims = result.vectors @ result.vectors.T
     np.fill_diagonal(sims, -np.inf)
     top = np.argsort(-sims, axis=1)[:, :10]
-    p10 = float(np.mean(labels[top] == labels[:, None]))
-    return {f"demo_p_at_10_{label}": round(p10, 4), "demo_tracks": len(result.track_ids),
-            "demo_failures": len(result.failures)}
+    row: dict = {"demo_tracks": len(result.track_ids), "demo_failures": len(result.failures)}
+    for label in labels:
+        values = frame.loc[result.track_ids, label].to_numpy()
+        row[f"demo_p_at_10_{label}"] = round(float(np.mean(values[top] == values[:, None])), 4)
+    return row
 
 
 def speed(embedder, paths: list[Path], *, repeats: int, n_tracks: int, workers: int) -> dict:
@@ -141,6 +142,21 @@ def speed(embedder, paths: list[Path], *, repeats: int, n_tracks: int, workers: 
             "tracks_per_hour": int(3600 / med_total), "speed_tracks": len(batch)}
 
 
+def quantize_int8(embedder) -> None:
+    """Replace a float32 Whisper embedder's encoder by torch's int8 dynamic quantisation."""
+    import warnings
+
+    import torch
+
+    if getattr(embedder, "precision", None) != "float32":
+        raise SystemExit("--int8 needs --precision float32 and a Whisper model")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        embedder._encoder = torch.ao.quantization.quantize_dynamic(
+            embedder._encoder, {torch.nn.Linear}, dtype=torch.qint8)
+    embedder.name += "+int8"  # a different id: the cache never mixes them
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="whisper-tiny")
@@ -148,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window-seconds", type=float)
     ap.add_argument("--n-windows", type=int)
     ap.add_argument("--pooling")
-    ap.add_argument("--quantize", action="store_true")
+    ap.add_argument("--precision", choices=["auto", "float32", "bfloat16"])
+    ap.add_argument("--int8", action="store_true",
+                    help="experiment: torch's (deprecated) int8 dynamic quantisation of the "
+                    "Whisper encoder's linear layers, from float32")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
@@ -158,22 +177,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--audio", type=Path, default=AUDIO)
     ap.add_argument("--demo", type=Path,
                     help="catalog.csv of a `musicrec demo-data` folder, for same-label P@10")
-    ap.add_argument("--label", default="collection", help="demo label column for P@10")
+    ap.add_argument("--label", default="collection,style",
+                    help="demo label column(s) for P@10, comma-separated")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     opts = {k: v for k, v in {"layer": args.layer, "window_seconds": args.window_seconds,
-                              "n_windows": args.n_windows, "pooling": args.pooling}.items()
+                              "n_windows": args.n_windows, "pooling": args.pooling,
+                              "precision": args.precision}.items()
             if v is not None}
-    if args.quantize:
-        opts["quantize"] = True
     embedder = get_embedder(args.model, **opts)
+    if args.int8:
+        quantize_int8(embedder)
     paths = recordings(args.audio)
     if not paths:
         print(f"no recordings under {args.audio}", file=sys.stderr)
         return 1
-    row = {"model": args.model, **embedder.options, "dim": embedder.dim}
+    row = {"model": args.model, **embedder.options, "int8": args.int8, "dim": embedder.dim}
     if not args.no_qbe:
         clips, owner = qbe_excerpts(paths, sr=embedder.sample_rate)
         row.update(qbe_top1(embedder, clips, owner))
@@ -182,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         row.update(speed(embedder, paths, repeats=args.repeats, n_tracks=args.speed_tracks,
                          workers=args.workers))
     if args.demo is not None:
-        row.update(label_precision_at_10(embedder, args.demo, label=args.label))
+        row.update(label_precision_at_10(embedder, args.demo, labels=args.label.split(",")))
     print(json.dumps(row))
     return 0
 
