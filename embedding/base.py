@@ -176,6 +176,16 @@ class AudioEmbedder(abc.ABC):
         return l2_normalize(out)
 
 
+def check_options(name: str, cls: type, options: dict[str, Any]) -> None:
+    """Refuse keywords that ``cls``'s constructor does not take, naming them and ``name``."""
+    import inspect
+
+    accepted = set(inspect.signature(cls).parameters)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ParameterError(f"{name} does not take option(s) {unknown}")
+
+
 KNOWN_MODELS = ("mfcc", "whisper-tiny", "whisper-base")
 DEFAULT_MODEL = "whisper-tiny"
 
@@ -212,6 +222,7 @@ def get_embedder(spec: str, **options: Any) -> AudioEmbedder:
     if spec in ("whisper-tiny", "whisper-base") or spec.startswith("openai/whisper-"):
         from musicrec.embedding.whisper import WhisperEmbedder
 
+        check_options(spec, WhisperEmbedder, options)
         return WhisperEmbedder(source=spec, **options)
     if spec.startswith("hf:"):
         target = spec[3:]

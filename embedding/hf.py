@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from musicrec.embedding.base import AudioEmbedder, quiet_transformers
+from musicrec.embedding.base import AudioEmbedder, check_options, quiet_transformers
 from musicrec.errors import ParameterError
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,9 @@ class HFEmbedder(AudioEmbedder):
             from musicrec.embedding.whisper import WhisperEmbedder
 
             options.pop("trust_remote_code", None)
+            check_options(f"hf:{model}", WhisperEmbedder, options)
             return WhisperEmbedder(source=model, **options)
+        check_options(f"hf:{model} ({mtype or 'unknown type'})", cls, options)
         return cls(model=model, **options)
 
     @property

@@ -53,7 +53,8 @@ N_FFT = 400
 
 #: Arithmetic the encoder runs in. ``"auto"`` is ``"bfloat16"`` on a CPU with native
 #: bfloat16 instructions (:func:`native_bfloat16`), else ``"float32"``. (torch's int8
-#: dynamic quantisation was measured too and gave no gain; see the README.)
+#: dynamic quantisation was measured as fast as bfloat16 but further from float32, and
+#: torch deprecates it; see the README.)
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 

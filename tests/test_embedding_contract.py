@@ -122,6 +122,16 @@ def test_registry_rejects_unknown_specs() -> None:
         get_embedder("hf:")
     with pytest.raises(ParameterError, match=r"mfcc does not take option\(s\) \['layer'\]"):
         get_embedder("mfcc", layer=2)
+    with pytest.raises(ParameterError,
+                       match=r"whisper-tiny does not take option\(s\) \['n_mfcc'\]"):
+        get_embedder("whisper-tiny", n_mfcc=13)
+
+
+def test_hf_models_refuse_options_they_do_not_take(hf_dirs: dict[str, str]) -> None:
+    folder = hf_dirs["wav2vec2"]
+    with pytest.raises(ParameterError, match=r"hf:.* \(wav2vec2\) does not take option\(s\) "
+                       r"\['pooling', 'precision'\]"):
+        get_embedder(f"hf:{folder}", pooling="meanstd", precision="float32")
 
 
 def test_whisper_options_change_the_id(whisper_tiny: AudioEmbedder, tmp_path: Path) -> None:
