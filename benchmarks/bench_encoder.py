@@ -16,27 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_cf import median_seconds  # noqa: E402
 from bench_embed import AUDIO, recordings  # noqa: E402
-
-
-def _median_s(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal reference
         with torch.inference_mode():
             pooled = np.asarray(run(), dtype=np.float32).mean(axis=1)
-            seconds = _median_s(run, args.repeats)
+            seconds = median_seconds(run, args.repeats)  # run() above warmed up
         pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
         if reference is None:
             reference = pooled
