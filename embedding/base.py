@@ -52,6 +52,29 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_revision(source: str, config: Any) -> str:
+    """What identifies a ``transformers`` model's weights: for a local folder, a digest of
+    its files' names, sizes and modification times; for a hub id, the commit ``config``
+    was loaded from (``"hub"`` if unknown)."""
+    path = Path(source)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for name in sorted(p.name for p in path.iterdir() if p.is_file()):
+            stat = (path / name).stat()
+            digest.update(f"{name}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+        return f"dir-{digest.hexdigest()[:12]}"
+    return str(getattr(config, "_commit_hash", None) or "hub")
+
+
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (a zero row stays zero), as float32."""
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -218,6 +241,7 @@ def get_embedder(spec: str, **options: Any) -> AudioEmbedder:
     if spec == "mfcc":
         from musicrec.embedding.mfcc import MFCCEmbedder
 
+        check_options(spec, MFCCEmbedder, options)
         return MFCCEmbedder(**options)
     if spec in ("whisper-tiny", "whisper-base") or spec.startswith("openai/whisper-"):
         from musicrec.embedding.whisper import WhisperEmbedder

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from musicrec.embedding.audio import AUDIO_EXTENSIONS, AudioDecodeError, DecodedAudio
-from musicrec.embedding.base import AudioEmbedder, resolve_cache_dir
+from musicrec.embedding.base import AudioEmbedder, file_sha256, resolve_cache_dir
 from musicrec.errors import DataFormatError, ParameterError
 
 log = logging.getLogger(__name__)
@@ -72,15 +72,6 @@ class EmbeddingResult:
         """One line: counts of embedded, cached, silent and failed files."""
         return (f"{len(self.track_ids)} embedded ({self.n_embedded} computed, {self.n_cached} "
                 f"from cache), {len(self.silent)} silent, {len(self.failures)} failed")
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's content."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class EmbeddingCache:

@@ -9,14 +9,18 @@ local folder needs no preprocessor file. Hub ids download on first use (needs ne
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from musicrec.embedding.base import AudioEmbedder, check_options, quiet_transformers
+from musicrec.embedding.base import (
+    AudioEmbedder,
+    check_options,
+    model_revision,
+    quiet_transformers,
+)
 from musicrec.errors import ParameterError
 
 log = logging.getLogger(__name__)
@@ -67,7 +71,7 @@ class HFEmbedder(AudioEmbedder):
         mtype = config.model_type
         self.model_type = mtype
         self.name = f"hf:{model}"
-        self.revision = _revision(model, config)
+        self.revision = model_revision(model, config)
         self.window_seconds = float(window_seconds)
         self.n_windows = n_windows
         self.batch_size = batch_size
@@ -192,16 +196,3 @@ class HFEmbedder(AudioEmbedder):
         mask = mask.to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
         return pooled.float().numpy()
-
-
-def _revision(model: str, config: Any) -> str:
-    path = Path(model)
-    if path.is_dir():
-        digest = hashlib.sha256()
-        for p in sorted(path.iterdir()):
-            if p.is_file() and p.stat().st_size < (1 << 30):
-                digest.update(p.name.encode())
-                digest.update(str(p.stat().st_size).encode())
-                digest.update(str(int(p.stat().st_mtime)).encode())
-        return f"dir-{digest.hexdigest()[:12]}"
-    return str(getattr(config, "_commit_hash", None) or "hub")

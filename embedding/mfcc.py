@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,16 +35,16 @@ class MFCCEmbedder(AudioEmbedder):
     sample_rate = 22050
 
     def __init__(self, *, n_mfcc: int = 20, window_seconds: float | None = 30.0,
-                 n_windows: int = 1, **unused: Any) -> None:
+                 n_windows: int = 1, batch_size: int | None = None,
+                 cache_dir: str | Path | None = None, num_threads: int | None = None) -> None:
+        """``batch_size``, ``cache_dir`` and ``num_threads`` are accepted and unused (mfcc
+        has no model), so the options common to every embedder can be passed."""
         if n_mfcc < 2:
             raise ParameterError(f"n_mfcc={n_mfcc} must be at least 2")
         if window_seconds is not None and window_seconds <= 0:
             raise ParameterError(f"window_seconds={window_seconds} must be positive")
         if n_windows < 1:
             raise ParameterError(f"n_windows={n_windows} must be at least 1")
-        unknown = set(unused) - {"batch_size", "cache_dir", "num_threads"}
-        if unknown:
-            raise ParameterError(f"mfcc does not take option(s) {sorted(unknown)}")
         self.n_mfcc = n_mfcc
         self.window_seconds = window_seconds
         self.n_windows = n_windows

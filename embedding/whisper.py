@@ -41,7 +41,13 @@ from typing import Any
 
 import numpy as np
 
-from musicrec.embedding.base import AudioEmbedder, quiet_transformers, resolve_cache_dir
+from musicrec.embedding.base import (
+    AudioEmbedder,
+    file_sha256,
+    model_revision,
+    quiet_transformers,
+    resolve_cache_dir,
+)
 from musicrec.errors import ModelFormatError, ParameterError
 
 log = logging.getLogger(__name__)
@@ -122,14 +128,6 @@ def source_files(source: WhisperSource) -> list[Path]:
             raise ModelFormatError(f"{path}: file missing from package {module!r}")
         paths.append(path)
     return paths
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_ct2_variables(data: bytes | memoryview, *, path: str = "<ct2>") -> dict[str, Any]:
@@ -273,7 +271,7 @@ def convert_ct2_encoder(
 
     if sha256 is not None:
         for path, expected in zip(files, sha256, strict=True):
-            actual = sha256_file(path)
+            actual = file_sha256(path)
             if actual != expected:
                 raise ModelFormatError(f"{path}: sha256 {actual} does not match the pinned "
                                        f"{expected}; refusing to convert these weights")
@@ -417,8 +415,9 @@ class WhisperEmbedder(AudioEmbedder):
         else:
             folder = source
             self.name = source if not Path(source).is_dir() else f"whisper:{Path(source).name}"
-            self.revision = _folder_revision(source)
         config = WhisperConfig.from_pretrained(folder)
+        if source not in SOURCES:
+            self.revision = model_revision(source, config)
         with quiet_transformers():
             if config.architectures and config.architectures[0] == "WhisperEncoder":
                 encoder = WhisperEncoder.from_pretrained(folder)
@@ -499,14 +498,3 @@ class WhisperEmbedder(AudioEmbedder):
                     pooled = mean
                 out[start:start + len(chunk)] = pooled.float().numpy()
         return out
-
-
-def _folder_revision(source: str) -> str:
-    path = Path(source)
-    if path.is_dir():
-        digest = hashlib.sha256()
-        for name in sorted(p.name for p in path.iterdir() if p.is_file()):
-            stat = (path / name).stat()
-            digest.update(f"{name}:{stat.st_size}:{int(stat.st_mtime)}".encode())
-        return f"dir-{digest.hexdigest()[:12]}"
-    return "hub"

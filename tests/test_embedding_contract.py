@@ -152,3 +152,24 @@ def test_hf_remote_code_needs_opt_in(tmp_path: Path) -> None:
         "model_type": "mert_model", "auto_map": {"AutoConfig": "configuration_MERT.MERTConfig"}}))
     with pytest.raises(ParameterError, match="trust_remote_code"):
         get_embedder(f"hf:{tmp_path}")
+
+
+def test_model_revision_follows_every_file_of_a_folder(tmp_path: Path) -> None:
+    """A local model's revision changes when any file changes, weights over 1 GiB
+    included (sparse here); a hub model's is the commit its config came from."""
+    import os
+    import types
+
+    from musicrec.embedding.base import model_revision
+
+    (tmp_path / "config.json").write_text("{}")
+    weights = tmp_path / "model.safetensors"
+    with open(weights, "wb") as f:
+        f.truncate((1 << 30) + 1)
+    first = model_revision(str(tmp_path), None)
+    assert first.startswith("dir-") and model_revision(str(tmp_path), None) == first
+    os.truncate(weights, (1 << 30) + 2)
+    assert model_revision(str(tmp_path), None) != first
+    hub = types.SimpleNamespace(_commit_hash="abc123")
+    assert model_revision("org/model", hub) == "abc123"
+    assert model_revision("org/model", object()) == "hub"
