@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_cf import median_seconds
 
 DIM = 384            # whisper-tiny
 CF_DIM = 64          # CFModel default factors
@@ -44,15 +45,6 @@ ALS_ITERATIONS = 20  # CFModel default
 GPU_ALS_S_PER_ITER_LASTFM = 0.7076
 CPU_ALS_S_PER_ITER_LASTFM = 1.3660  # same table, Intel i7-7820x (8 cores)
 LASTFM_360K_PAIRS = 17_559_530
-
-
-def _median_time(fn: Any, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _peak_rss_gb() -> float:
@@ -89,16 +81,16 @@ def audio_costs(folder: Path, n_files: int = 4) -> dict[str, float]:
         sf.write(path, stereo, sr, subtype="PCM_16")
         paths.append(path)
     out: dict[str, float] = {"file_mb": paths[0].stat().st_size / 1e6}
-    out["sha256_s"] = statistics.median(_median_time(lambda p=p: file_sha256(p), 3)
+    out["sha256_s"] = statistics.median(median_seconds(lambda p=p: file_sha256(p), 3)
                                         for p in paths)
     for spec, options in (("mfcc", {}), ("whisper-tiny", {"num_threads": 1})):
         emb = get_embedder(spec, **options)
         decoded = [emb.load(p) for p in paths]  # warm-up
         out[f"{spec}_decode_s"] = statistics.median(
-            _median_time(lambda p=p, e=emb: e.load(p), 3) for p in paths)
+            median_seconds(lambda p=p, e=emb: e.load(p), 3) for p in paths)
         emb.embed_decoded(decoded[:1])
         out[f"{spec}_embed_s"] = statistics.median(
-            _median_time(lambda d=d, e=emb: e.embed_decoded([d]), 3) for d in decoded)
+            median_seconds(lambda d=d, e=emb: e.embed_decoded([d]), 3) for d in decoded)
         out[f"{spec}_dim"] = emb.dim
         out[f"{spec}_windows"] = emb.n_windows
         out[f"{spec}_window_s"] = emb.window_seconds or seconds
