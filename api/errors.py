@@ -7,7 +7,9 @@ exceptions and werkzeug's HTTP errors onto it, and turns anything unexpected int
 
 from __future__ import annotations
 
+import json
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, jsonify
@@ -31,11 +33,17 @@ HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "model_capability",
     413: "payload_too_large",
+    414: "uri_too_long",
+    416: "range_not_satisfiable",
+    417: "expectation_failed",
     415: "unsupported_media_type",
     422: "undecodable_audio",
+    431: "headers_too_large",
     500: "internal_error",
+    501: "not_implemented",
     503: "not_ready",
 }
 
@@ -50,13 +58,31 @@ class APIError(Exception):
         self.message = message
 
 
+def error_body(status: int, message: str, code: str | None = None) -> dict[str, str]:
+    """The JSON body of every error: ``{"error": code, "message": message}``."""
+    return {"error": code or HTTP_CODES.get(status, "error"), "message": message}
+
+
 def error_response(status: int, message: str, code: str | None = None,
                    headers: dict[str, str] | None = None) -> tuple[Response, int]:
-    """The JSON body ``{"error": code, "message": message}`` with ``status``."""
-    response = jsonify({"error": code or HTTP_CODES.get(status, "error"), "message": message})
+    """:func:`error_body` as a Flask response with ``status``."""
+    response = jsonify(error_body(status, message, code))
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response, status
+
+
+def raw_error_response(status: int, message: str) -> bytes:
+    """:func:`error_body` as a whole HTTP/1.1 response that closes the connection.
+
+    For the server's transport layer (:mod:`musicrec.api.worker`), which answers some
+    requests before the app sees them.
+    """
+    body = json.dumps(error_body(status, message)).encode()
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    head = (f"HTTP/1.1 {status} {phrase}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    return head.encode("latin-1") + body
 
 
 def status_of(exc: MusicrecError) -> tuple[int, str]:

@@ -3,6 +3,7 @@ hot reload (in process and under ``musicrec serve``)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -530,3 +531,94 @@ def test_serve_hot_reload_by_signal(model_dir: Path, tmp_path: Path) -> None:
         proc.terminate()
         output = proc.communicate(timeout=30)[0].decode()
     assert "reload refused, the old model keeps serving" in output
+
+
+# -- hostile clients under musicrec serve ------------------------------------------------------
+def _raw(port: int, data: bytes, *, wait: float = 10.0) -> bytes:
+    """Send raw bytes, read until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def _status_and_json(response: bytes) -> tuple[int, dict[str, Any]]:
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert b"Content-Type: application/json" in head, head
+    return int(head.split()[1]), dict(json.loads(body))
+
+
+@pytest.fixture(scope="module")
+def served(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``musicrec serve`` with one worker of two threads and short read deadlines."""
+    port = _free_port()
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "musicrec", "serve", "--model", str(model_dir), "--port",
+         str(port), "--workers", "1", "--threads", "2", "--header-timeout", "2",
+         "--body-timeout", "1", "--max-upload-mb", "0.5"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=tmp_path_factory.mktemp("serve"))
+    try:
+        for _ in range(150):
+            try:
+                _get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("musicrec serve did not start")
+        yield port
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+@pytest.mark.slow
+def test_slow_clients_hold_no_thread(served: int) -> None:
+    """Clients that send their headers a byte at a time, and one that declares a body it
+    never sends, outnumber the worker's two threads; the server still answers at once,
+    and each slow client gets a JSON 408 at its deadline."""
+    with contextlib.ExitStack() as stack:
+        slow = [stack.enter_context(socket.create_connection(("127.0.0.1", served)))
+                for _ in range(8)]
+        for s in slow:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+        body = stack.enter_context(socket.create_connection(("127.0.0.1", served)))
+        body.sendall(b"POST /v1/similar HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\n"
+                     b"Content-Length: 100\r\n\r\n" + bytes(20))
+        for _ in range(5):
+            assert _get(f"http://127.0.0.1:{served}/v1/tracks/t003/similar?n=3")["results"]
+            for s in slow:
+                s.sendall(b"s")
+        slow[0].settimeout(10)
+        status, payload = _status_and_json(slow[0].recv(65536))
+        assert status == 408 and payload == {
+            "error": "request_timeout", "message": "the request headers did not arrive in time"}
+        body.settimeout(10)
+        status, payload = _status_and_json(body.recv(65536))
+        assert (status, payload["message"]) == (408, "the request body did not arrive in time")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("request_bytes", "status", "code", "message"), [
+    (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long",
+     "Request Line is too large (5014 > 4094)"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(120))
+     + b"\r\n", 431, "headers_too_large", "limit request headers fields"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"y" * 70000 + b"\r\n\r\n", 431,
+     "headers_too_large", "the request headers exceed 65536 bytes"),
+    (b"BAD\r\n\r\n", 400, "bad_request", "Invalid HTTP request line: 'BAD'"),
+    (b"POST /v1/similar HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\n"
+     b"Content-Length: 20000000\r\n\r\n", 413, "payload_too_large",
+     "the body declares 20000000 bytes; at most 524288 are allowed"),
+    (b"POST /v1/similar HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n" + (b"10000\r\n" + bytes(0x10000) + b"\r\n") * 9,
+     413, "payload_too_large", "the chunked body exceeds 524288 bytes"),
+])
+def test_transport_errors_are_json(served: int, request_bytes: bytes, status: int, code: str,
+                                   message: str) -> None:
+    assert _status_and_json(_raw(served, request_bytes)) == (
+        status, {"error": code, "message": message})

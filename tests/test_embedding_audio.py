@@ -100,4 +100,8 @@ def test_ogg_of_the_shared_recordings(librosa_audio_dir: Path) -> None:
     audio = load_audio(path, sample_rate=16000, window_seconds=10.0, n_windows=2)
     assert len(audio.windows) == 1 and len(audio.windows[0]) == pytest.approx(5.3 * 16000,
                                                                               rel=0.01)
-    _expect(librosa_audio_dir / "Karissa_Hobbs_-_Let's_Go_Fishin'.ogg", "not_audio", "text")
+    # every Ogg file of the shared folder decodes, however many there are
+    oggs = sorted(librosa_audio_dir.glob("*.ogg"))
+    assert oggs
+    for path in oggs:
+        assert load_audio(path, sample_rate=16000).duration > 0, path.name

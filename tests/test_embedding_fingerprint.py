@@ -253,15 +253,14 @@ def test_a_clip_under_one_second_is_refused(index: FingerprintIndex, vibe_hq: np
         index.identify(vibe_hq[: SR // 2], sr=SR)
 
 
-def test_non_audio_files_are_a_clear_error(
-    index: FingerprintIndex, librosa_audio_dir: Path, tmp_path: Path
-) -> None:
+def test_non_audio_files_are_a_clear_error(index: FingerprintIndex, tmp_path: Path) -> None:
     text = tmp_path / "notes.ogg"
     text.write_text("not audio at all\n")
     with pytest.raises(DataFormatError, match=r"notes\.ogg: .*(not audio|cannot decode)"):
         index.identify(text)
-    # librosa's data ships a 34-byte stub named like a recording
-    stub = librosa_audio_dir / "Karissa_Hobbs_-_Let's_Go_Fishin'.ogg"
+    # a git link stored as a 34-byte text file, named like a recording
+    stub = tmp_path / "Karissa_Hobbs_-_Let's_Go_Fishin'.ogg"
+    stub.write_text("Karissa_Hobbs_-_Lets_Go_Fishin.ogg")
     with pytest.raises(DataFormatError, match="Let's_Go_Fishin'.ogg: .*(not audio|cannot decode)"):
         FingerprintIndex().add("stub", stub)
     with pytest.raises(DataFormatError, match=r"missing\.wav: .*no such"):

@@ -53,6 +53,14 @@ def _gunicorn_app(app: Any, config: dict[str, Any], options: dict[str, Any]) -> 
     return MusicrecGunicorn()
 
 
+def worker_class(*, header_timeout: float, body_timeout: float) -> type:
+    """:class:`~musicrec.api.worker.BufferingWorker` with these deadlines."""
+    from musicrec.api.worker import BufferingWorker
+
+    return type("MusicrecWorker", (BufferingWorker,),
+                {"header_timeout": header_timeout, "body_timeout": body_timeout})
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from musicrec.api import create_app
 
@@ -75,7 +83,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "bind": f"{args.host}:{args.port}",
         "workers": args.workers,
         "threads": args.threads,
-        "worker_class": "gthread" if args.threads > 1 else "sync",
+        # requests are read whole in the worker's event loop before a thread takes them,
+        # so slow clients cost a socket, never a thread (musicrec.api.worker)
+        "worker_class": worker_class(header_timeout=args.header_timeout,
+                                     body_timeout=args.body_timeout),
+        "worker_connections": args.max_connections,
         "preload_app": True,
         "timeout": args.timeout,
         "graceful_timeout": args.timeout,
@@ -88,7 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from musicrec.cli import _positive_int
+    from musicrec.cli import _positive_float, _positive_int
 
     p = sub.add_parser("serve", help="serve the API and the web page (gunicorn)",
                        description=__doc__.splitlines()[0] if __doc__ else None)
@@ -96,8 +108,13 @@ def register(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=_positive_int, default=2, help="gunicorn workers")
-    p.add_argument("--threads", type=_positive_int, default=1,
-                   help="threads per worker (more than 1 uses gunicorn's gthread worker)")
+    p.add_argument("--threads", type=_positive_int, default=4, help="threads per worker")
+    p.add_argument("--max-connections", type=_positive_int, default=1000,
+                   help="open connections per worker, slow ones included (default 1000)")
+    p.add_argument("--header-timeout", type=_positive_float, default=10.0,
+                   help="seconds a client has to send the request line and headers")
+    p.add_argument("--body-timeout", type=_positive_float, default=30.0,
+                   help="seconds a client has to send a body, plus 1 s per 32 KiB of it")
     p.add_argument("--timeout", type=_positive_int, default=30, help="worker timeout, s")
     p.add_argument("--max-upload-mb", type=float, default=10.0,
                    help="largest upload for query by example, MiB")
