@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from musicrec.embedding.audio import AudioDecodeError
 from musicrec.errors import (
     DataFormatError,
     ModelFormatError,
@@ -98,6 +99,8 @@ def status_of(exc: MusicrecError) -> tuple[int, str]:
         return 409, "model_capability"
     if isinstance(exc, ModelFormatError):
         return 503, "not_ready"
+    if isinstance(exc, AudioDecodeError) and exc.kind == "too_large":
+        return 413, "payload_too_large"
     if isinstance(exc, DataFormatError):
         return 422, "undecodable_audio"
     if isinstance(exc, ParameterError):

@@ -11,9 +11,7 @@ import hmac
 import logging
 import math
 import mimetypes
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,10 +30,9 @@ v1 = Blueprint("v1", __name__, url_prefix="/v1")
 _INT = re.compile(r"-?[0-9]{1,9}")
 _FLOAT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
-_AUDIO_TYPES = {"audio/wav": ".wav", "audio/x-wav": ".wav", "audio/wave": ".wav",
-                "audio/flac": ".flac", "audio/x-flac": ".flac", "audio/ogg": ".ogg",
-                "audio/mpeg": ".mp3", "audio/mp3": ".mp3", "audio/aiff": ".aiff",
-                "audio/x-aiff": ".aiff", "application/octet-stream": ""}
+_AUDIO_TYPES = frozenset({
+    "audio/wav", "audio/x-wav", "audio/wave", "audio/flac", "audio/x-flac", "audio/ogg",
+    "audio/mpeg", "audio/mp3", "audio/aiff", "audio/x-aiff", "application/octet-stream"})
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -269,10 +266,8 @@ def similar_to_audio() -> Any:
         upload = request.files.get("audio")
         if upload is None:
             raise bad("send the clip as the multipart field 'audio'")
-        suffix = Path(upload.filename or "").suffix.lower()
         data = upload.stream.read()
     elif request.mimetype in _AUDIO_TYPES:
-        suffix = _AUDIO_TYPES[request.mimetype]
         data = request.get_data()
     else:
         raise APIError(415, "unsupported_media_type",
@@ -281,7 +276,7 @@ def similar_to_audio() -> Any:
     loaded = ready()
     if not data:
         raise APIError(422, "undecodable_audio", "the audio clip is empty")
-    result = _query_audio(loaded, data, suffix, n)
+    result = _query_audio(loaded, data, n)
     return jsonify({
         "match": None if result.match is None else {
             **result.match, "title": loaded.recommender.catalog.title(
@@ -290,43 +285,13 @@ def similar_to_audio() -> Any:
     })
 
 
-def _query_audio(loaded: LoadedModel, data: bytes, suffix: str, n: int) -> Any:
-    from musicrec.embedding.audio import AUDIO_EXTENSIONS
+def _query_audio(loaded: LoadedModel, data: bytes, n: int) -> Any:
+    """Decode the clip in memory (limits checked on its header first) and query with it."""
+    from musicrec.embedding.audio import AudioLimits, read_clip
 
-    if suffix not in AUDIO_EXTENSIONS:
-        suffix = ".wav" if data[:4] == b"RIFF" else ".audio"
-    limit = float(current_app.config["MAX_UPLOAD_SECONDS"])
-    fd, name = tempfile.mkstemp(prefix="musicrec-upload-", suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        seconds = _duration(Path(name))
-        if seconds is None:
-            raise APIError(422, "undecodable_audio", "the upload cannot be decoded as audio")
-        if seconds > limit:
-            raise APIError(413, "payload_too_large",
-                           f"the clip lasts {seconds:.1f} s; at most {limit:g} s are allowed")
-        try:
-            return loaded.recommender.similar_to_audio(name, n=n)
-        except MusicrecError:
-            raise
-        except (OSError, ValueError, RuntimeError, EOFError) as exc:
-            log.info("undecodable upload: %s", exc)
-            raise APIError(422, "undecodable_audio",
-                           "the upload cannot be decoded as audio") from None
-    finally:
-        os.unlink(name)
-
-
-def _duration(path: Path) -> float | None:
-    """The clip's duration from its header (libsndfile: WAV, FLAC, Ogg, MP3, AIFF, ...)."""
-    import soundfile as sf
-
-    try:
-        info = sf.info(str(path))
-    except Exception:  # noqa: BLE001 - any decoder failure means "cannot decode"
-        return None
-    return float(info.frames) / float(info.samplerate) if info.samplerate else None
+    limits = AudioLimits.for_clips(float(current_app.config["MAX_UPLOAD_SECONDS"]))
+    wave, rate = read_clip(data, limits=limits, name="the upload")
+    return loaded.recommender.similar_to_audio(wave, sample_rate=rate, n=n)
 
 
 @v1.post("/admin/reload")

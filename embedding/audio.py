@@ -4,11 +4,17 @@ Decoding uses soundfile (libsndfile: WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, ...)
 back to librosa/audioread for anything else it can read. Only the windows an embedder
 needs are decoded, so a long track costs little more than a short one. Every failure is
 an :class:`AudioDecodeError` whose ``kind`` says why: ``"missing"``, ``"zero_length"``,
-``"not_audio"``, ``"unsupported_format"``, ``"corrupt"`` or ``"truncated"``.
+``"not_audio"``, ``"unsupported_format"``, ``"corrupt"``, ``"truncated"`` or
+``"too_large"``.
+
+A file's header is checked against :class:`AudioLimits` before anything is decoded, so a
+small file that declares hundreds of channels or a billion samples a second costs nothing.
+Uploads are decoded from memory with :func:`read_clip`: they never touch the disk.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from dataclasses import dataclass
@@ -28,7 +34,7 @@ AUDIO_EXTENSIONS = frozenset({
 
 #: Reasons a file may fail to decode (the ``kind`` of an :class:`AudioDecodeError`).
 FAILURE_KINDS = ("missing", "zero_length", "not_audio", "unsupported_format", "corrupt",
-                 "truncated")
+                 "truncated", "too_large")
 
 #: RMS below this (about -80 dBFS) marks a track as silent.
 SILENCE_RMS = 1e-4
@@ -58,6 +64,62 @@ class AudioDecodeError(DataFormatError):
             raise ParameterError(f"kind={kind!r} must be one of {FAILURE_KINDS}")
         self.kind = kind
         super().__init__(path, f"{kind.replace('_', ' ')}: {message}")
+
+
+@dataclass(frozen=True)
+class AudioLimits:
+    """What a file may declare before it is decoded.
+
+    Attributes
+    ----------
+    max_channels : int
+        More channels are refused (``unsupported_format``).
+    min_rate, max_rate : int
+        Sample rates outside this range, Hz, are refused (``unsupported_format``).
+    max_seconds : float or None
+        Longer audio is refused (``too_large``); None: no limit.
+    max_samples : int or None
+        Most samples (frames times channels) decoded from one file (``too_large``);
+        also enforced while decoding, whatever the header claims. None: no limit.
+    """
+
+    max_channels: int = 64
+    min_rate: int = 1000
+    max_rate: int = 768_000
+    max_seconds: float | None = None
+    max_samples: int | None = None
+
+    @classmethod
+    def for_clips(cls, max_seconds: float) -> AudioLimits:
+        """Limits for an uploaded clip: 8 channels, 4-192 kHz, and at most as many samples
+        as ``max_seconds`` of 48 kHz stereo."""
+        return cls(max_channels=8, min_rate=4000, max_rate=192_000, max_seconds=max_seconds,
+                   max_samples=int(max_seconds * 48_000 * 2))
+
+    def check(self, name: str | Path, *, frames: int, channels: int, rate: int) -> None:
+        """Raise :class:`AudioDecodeError` when a header declares more than these limits."""
+        if not 1 <= channels <= self.max_channels:
+            raise AudioDecodeError(name, "unsupported_format",
+                                   f"{channels} channels; at most {self.max_channels} are "
+                                   "supported")
+        if not self.min_rate <= rate <= self.max_rate:
+            raise AudioDecodeError(name, "unsupported_format",
+                                   f"sample rate {rate} Hz is outside {self.min_rate}-"
+                                   f"{self.max_rate} Hz")
+        seconds = frames / rate
+        if self.max_seconds is not None and seconds > self.max_seconds:
+            raise AudioDecodeError(name, "too_large",
+                                   f"the clip lasts {seconds:.1f} s; at most "
+                                   f"{self.max_seconds:g} s are allowed")
+        if self.max_samples is not None and frames * channels > self.max_samples:
+            raise AudioDecodeError(name, "too_large",
+                                   f"the clip decodes to {frames * channels} samples "
+                                   f"({frames} frames x {channels} channels); at most "
+                                   f"{self.max_samples} are allowed")
+
+
+#: The limits of :func:`load_audio` unless told otherwise: any real recording passes.
+FILE_LIMITS = AudioLimits()
 
 
 @dataclass(frozen=True)
@@ -127,7 +189,7 @@ def to_mono(
     """Mix ``waveform`` (``[n]``, or ``[n, channels]``) to mono float32 at ``target_rate``."""
     wave = np.asarray(waveform, dtype=np.float32)
     if wave.ndim == 2:
-        wave = wave.mean(axis=1) if wave.shape[1] <= 8 else wave.mean(axis=0)
+        wave = wave.mean(axis=1)
     elif wave.ndim != 1:
         raise ParameterError(f"waveform has shape {wave.shape}; expected [n] or [n, channels]")
     if not np.all(np.isfinite(wave)):
@@ -139,10 +201,14 @@ def to_mono(
     return np.ascontiguousarray(wave)
 
 
-def _sniff(path: Path) -> str:
-    """Classify a file from its first bytes: ``audio``, ``container``, ``other`` or ``unknown``."""
-    with open(path, "rb") as f:
-        head = f.read(64)
+def _sniff(path: Path | bytes) -> str:
+    """Classify a file (or its bytes) from its first bytes: ``audio``, ``container``,
+    ``other``, ``text`` or ``unknown``."""
+    if isinstance(path, bytes):
+        head = path[:64]
+    else:
+        with open(path, "rb") as f:
+            head = f.read(64)
     if head.startswith(_AUDIO_MAGIC) or (len(head) > 1 and head[0] == 0xFF
                                          and head[1] & 0xE0 == 0xE0):
         return "audio"
@@ -156,8 +222,9 @@ def _sniff(path: Path) -> str:
     return "unknown"
 
 
-def _classify_open_failure(path: Path, exc: Exception) -> AudioDecodeError:
-    kind = _sniff(path)
+def _classify_open_failure(path: Path, exc: Exception, data: bytes | None = None
+                           ) -> AudioDecodeError:
+    kind = _sniff(path if data is None else data)
     if kind in ("other", "text"):
         what = "a text file" if kind == "text" else "a non-audio file"
         return AudioDecodeError(path, "not_audio", f"the file is {what}")
@@ -194,6 +261,7 @@ def load_audio(
     sample_rate: int,
     window_seconds: float | None = None,
     n_windows: int = 1,
+    limits: AudioLimits = FILE_LIMITS,
 ) -> DecodedAudio:
     """Decode the windows of one audio file, mono, at ``sample_rate``.
 
@@ -207,6 +275,8 @@ def load_audio(
         Length of each window; ``None`` decodes the whole track as one window.
     n_windows : int
         How many windows to spread over a long track.
+    limits : AudioLimits
+        What the header may declare; checked before decoding.
 
     Returns
     -------
@@ -249,6 +319,7 @@ def load_audio(
                 f"the header declares {declared[0]} data bytes but only {declared[1]} follow")
         if n_frames <= 0:
             raise AudioDecodeError(path, "zero_length", "the file holds no audio samples")
+        limits.check(path, frames=n_frames, channels=handle.channels, rate=rate)
         width = n_frames if window_seconds is None else int(round(window_seconds * rate))
         windows = []
         for start in window_starts(n_frames=n_frames, window_frames=width,
@@ -265,6 +336,70 @@ def load_audio(
                                        f"no samples at frame {start} of {n_frames}")
             windows.append(to_mono(data, sample_rate=rate, target_rate=sample_rate))
     return _finish(path, windows, sample_rate, n_frames / rate)
+
+
+def read_clip(
+    data: bytes, *, limits: AudioLimits, name: str = "the clip"
+) -> tuple[np.ndarray, int]:
+    """Decode an uploaded clip from memory to one mono waveform at its own rate.
+
+    The header is checked against ``limits`` before decoding, and decoding stops as soon
+    as more samples arrive than ``limits.max_samples`` allows, whatever the header said.
+    Channels are mixed down block by block, so memory grows with the frames, not with
+    frames times channels.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's bytes (WAV, FLAC, Ogg Vorbis/Opus, MP3, AIFF: what libsndfile reads).
+    limits : AudioLimits
+        See :meth:`AudioLimits.for_clips`.
+    name : str
+        What error messages call the clip (never a server path).
+
+    Returns
+    -------
+    waveform : np.ndarray [shape=(n,), dtype=float32]
+    sample_rate : int
+
+    Raises
+    ------
+    AudioDecodeError
+        ``zero_length``, ``not_audio``, ``corrupt``, ``unsupported_format`` (channels,
+        rate) or ``too_large`` (duration, samples).
+    """
+    import soundfile as sf
+
+    if not data:
+        raise AudioDecodeError(name, "zero_length", "the clip is empty")
+    try:
+        handle = sf.SoundFile(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - classified from the bytes
+        raise _classify_open_failure(Path(name), exc, data) from None
+    with handle:
+        rate, channels = int(handle.samplerate), int(handle.channels)
+        if handle.frames <= 0:
+            raise AudioDecodeError(name, "zero_length", "the clip holds no audio samples")
+        limits.check(name, frames=handle.frames, channels=channels, rate=rate)
+        budget = limits.max_samples
+        blocks, decoded = [], 0
+        try:
+            for block in handle.blocks(blocksize=32768, dtype="float32", always_2d=True):
+                decoded += block.size
+                if budget is not None and decoded > budget:
+                    raise AudioDecodeError(name, "too_large",
+                                           f"the clip decodes to more than {budget} samples")
+                blocks.append(block.mean(axis=1))
+        except AudioDecodeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - libsndfile's error, for a person
+            raise AudioDecodeError(name, "truncated", f"decoding failed ({exc})") from None
+    wave = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+    if len(wave) == 0:
+        raise AudioDecodeError(name, "zero_length", "the clip holds no audio samples")
+    if not np.all(np.isfinite(wave)):
+        raise AudioDecodeError(name, "corrupt", "decoded samples are not finite")
+    return wave, rate
 
 
 def _load_with_librosa(

@@ -317,13 +317,67 @@ def test_query_by_example(audio_model_dir: Path, tmp_path: Path) -> None:
     assert empty.status_code == 422
     long = client.post("/v1/similar", data=wav_bytes(440, 5.0), content_type="audio/wav")
     assert long.status_code == 413
-    assert long.json["message"] == "the clip lasts 5.0 s; at most 3 s are allowed"
+    assert long.json["message"] == (
+        "the upload: too large: the clip lasts 5.0 s; at most 3 s are allowed")
     big = client.post("/v1/similar", data=b"\0" * 300_000, content_type="audio/wav")
     assert big.status_code == 413 and big.json["error"] == "payload_too_large"
     missing = client.post("/v1/similar", data={"clip": (io.BytesIO(clip), "c.wav")},
                           content_type="multipart/form-data")
     assert missing.status_code == 400
     assert missing.json["message"] == "send the clip as the multipart field 'audio'"
+
+
+def _wav_declaring(rate: int, *, channels: int = 1, frames: int = 100) -> bytes:
+    """A valid WAV whose header declares ``rate`` (soundfile writes at most 2**31 - 1 Hz,
+    so the field is patched afterwards)."""
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros((frames, channels), dtype=np.float32), 8000, format="WAV",
+             subtype="PCM_16")
+    data = bytearray(buf.getvalue())
+    data[24:28] = rate.to_bytes(4, "little")
+    data[28:32] = (rate * channels * 2).to_bytes(4, "little")
+    return bytes(data)
+
+
+@pytest.mark.parametrize(("clip", "status", "message"), [
+    # a FLAC at FLAC's highest rate, and a billion samples a second: refused from the header
+    (("FLAC", 655_350, 8, 0.1), 422, "sample rate 655350 Hz is outside 4000-192000 Hz"),
+    (1_000_000_007, 422, "sample rate 1000000007 Hz is outside 4000-192000 Hz"),
+    (("WAV", 48_000, 255, 0.01), 422, "255 channels; at most 8 are supported"),
+    # 2 s of 96 kHz stereo is within the 3 s limit but decodes to more samples than
+    # 3 s of 48 kHz stereo
+    (("WAV", 96_000, 2, 2.0), 413, "the clip decodes to 384000 samples (192000 frames x 2 "
+                                   "channels); at most 288000 are allowed"),
+])
+def test_uploads_that_would_decode_to_gigabytes_are_refused_from_the_header(
+        audio_model_dir: Path, clip: Any, status: int, message: str) -> None:
+    app = create_app({"MODEL_DIR": audio_model_dir, "MAX_UPLOAD_SECONDS": 3})
+    if isinstance(clip, int):
+        data = _wav_declaring(clip)
+    else:
+        fmt, rate, channels, seconds = clip
+        buf = io.BytesIO()
+        sf.write(buf, np.zeros((int(rate * seconds), channels), dtype=np.float32), rate,
+                 format=fmt)
+        data = buf.getvalue()
+    response = app.test_client().post("/v1/similar", data=data,
+                                      content_type="application/octet-stream")
+    assert response.status_code == status
+    assert response.json["message"].endswith(message), response.json
+
+
+def test_uploads_never_touch_the_disk(audio_model_dir: Path, monkeypatch: Any) -> None:
+    import tempfile
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an upload was written to a temporary file")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
+    app = create_app({"MODEL_DIR": audio_model_dir})
+    response = app.test_client().post("/v1/similar?n=2", data=wav_bytes(440, 1.0),
+                                      content_type="audio/wav")
+    assert response.status_code == 200 and len(response.json["results"]) == 2
 
 
 # -- model loading and hot reload ------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,10 @@ import soundfile as sf
 
 from musicrec.embedding.audio import (
     AudioDecodeError,
+    AudioLimits,
     decode_waveform,
     load_audio,
+    read_clip,
     spread_windows,
     window_starts,
 )
@@ -93,6 +96,41 @@ def test_truncated_and_headers_without_samples(tmp_path: Path) -> None:
     _expect(tmp_path / "cut.wav", "truncated", f"declares {len(full) - 44} data bytes")
     sf.write(tmp_path / "none.wav", np.zeros(0), 16000)
     _expect(tmp_path / "none.wav", "zero_length", "holds no audio samples")
+
+
+def test_many_channels_are_mixed_over_channels_not_time(tmp_path: Path) -> None:
+    """A 10-channel file (more than the old code's 8-channel guess) mixes to one sample
+    per frame: the mean of the channels."""
+    frames, channels = 4000, 10
+    levels = np.linspace(-0.5, 0.4, channels, dtype=np.float32)
+    sf.write(tmp_path / "ten.wav", np.tile(levels, (frames, 1)), 8000, subtype="FLOAT")
+    audio = load_audio(tmp_path / "ten.wav", sample_rate=8000)
+    assert audio.windows[0].shape == (frames,)
+    np.testing.assert_allclose(audio.windows[0], levels.mean(), atol=1e-6)
+    wave = decode_waveform(np.tile(levels, (frames, 1)), source_rate=8000, sample_rate=8000)
+    assert wave.windows[0].shape == (frames,)
+
+
+def test_clips_are_read_from_memory_within_limits(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    sf.write(buf, np.stack([np.full(16000, 0.2), np.full(16000, 0.4)], axis=1), 16000,
+             format="FLAC")
+    wave, rate = read_clip(buf.getvalue(), limits=AudioLimits.for_clips(10), name="clip")
+    assert rate == 16000 and wave.shape == (16000,)
+    np.testing.assert_allclose(wave, 0.3, atol=1e-4)
+    with pytest.raises(AudioDecodeError, match="clip: too large: the clip lasts 1.0 s; at "
+                                               "most 0.5 s are allowed") as info:
+        read_clip(buf.getvalue(), limits=AudioLimits.for_clips(0.5), name="clip")
+    assert info.value.kind == "too_large"
+    with pytest.raises(AudioDecodeError, match="clip: not audio: the file is a text file"):
+        read_clip(b"hello, this is not audio", limits=AudioLimits.for_clips(1), name="clip")
+    with pytest.raises(AudioDecodeError, match="zero length"):
+        read_clip(b"", limits=AudioLimits.for_clips(1), name="clip")
+    # catalogue files get generous limits, but a header beyond them is refused too
+    path = tmp_path / "wide.wav"
+    sf.write(path, np.zeros((10, 65), dtype=np.float32), 8000)
+    with pytest.raises(AudioDecodeError, match="65 channels; at most 64 are supported"):
+        load_audio(path, sample_rate=16000)
 
 
 def test_ogg_of_the_shared_recordings(librosa_audio_dir: Path) -> None:
