@@ -2,8 +2,10 @@
 
 Files are decoded in parallel threads (libsndfile and soxr release the GIL) while the
 model embeds the previous batch. Each vector is cached under
-``<cache>/embeddings/<hash of embedder id>/<sha256 of the file>.npy``, so a re-run embeds
-only new or changed files. A file that fails never stops the batch: it is returned (and
+``<cache>/embeddings/<hash of embedder id>/<sha256 of the file>.npz``, so a re-run embeds
+only new or changed files. An entry carries the sha256 of its vector: one that was
+damaged (flipped bytes, other values, NaN) is deleted, its file embedded again, and a
+warning names both. A file that fails never stops the batch: it is returned (and
 written) as a :class:`Failure` with its reason.
 """
 
@@ -56,6 +58,8 @@ class EmbeddingResult:
         Vectors taken from the cache.
     n_embedded : int
         Vectors computed in this run.
+    n_damaged : int
+        Damaged cache entries found, deleted and embedded again.
     embedder_id : str
         :attr:`AudioEmbedder.id` of the embedder.
     """
@@ -66,49 +70,72 @@ class EmbeddingResult:
     silent: list[str] = field(default_factory=list)
     n_cached: int = 0
     n_embedded: int = 0
+    n_damaged: int = 0
     embedder_id: str = ""
 
     def summary(self) -> str:
         """One line: counts of embedded, cached, silent and failed files."""
+        damaged = f", {self.n_damaged} damaged cache entries redone" if self.n_damaged else ""
         return (f"{len(self.track_ids)} embedded ({self.n_embedded} computed, {self.n_cached} "
-                f"from cache), {len(self.silent)} silent, {len(self.failures)} failed")
+                f"from cache{damaged}), {len(self.silent)} silent, {len(self.failures)} failed")
 
 
 class EmbeddingCache:
-    """Vectors stored by (file sha256, embedder id) under ``root``."""
+    """Vectors stored by (file sha256, embedder id) under ``root``, each with a checksum."""
 
     def __init__(self, root: Path, embedder: AudioEmbedder) -> None:
         key = hashlib.sha256(embedder.id.encode()).hexdigest()[:16]
         self.dir = Path(root) / "embeddings" / key
         self.dim = embedder.dim
+        self.n_damaged = 0
         self.dir.mkdir(parents=True, exist_ok=True)
         info = self.dir / "embedder.json"
         if not info.exists():
             _atomic_write_bytes(info, json.dumps({"embedder_id": embedder.id}).encode())
 
     def _path(self, sha: str) -> Path:
-        return self.dir / sha[:2] / f"{sha}.npy"
+        return self.dir / sha[:2] / f"{sha}.npz"
 
-    def get(self, sha: str) -> tuple[np.ndarray, bool] | None:
+    def get(self, sha: str, *, source: str | Path | None = None
+            ) -> tuple[np.ndarray, bool] | None:
+        """The cached (vector, silent) of a file, or None when absent or damaged.
+
+        A damaged entry is deleted and counted in :attr:`n_damaged`; the warning names
+        ``source`` (the audio file), which the caller then embeds again.
+        """
         path = self._path(sha)
         if not path.is_file():
             return None
+        problem = None
         try:
-            row = np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
-            log.warning("ignoring unreadable cache entry %s", path)
+            with np.load(path, allow_pickle=False) as entry:
+                row, checksum = entry["row"], str(entry["sha256"])
+        except Exception as exc:  # noqa: BLE001 - zip, npy or key errors alike
+            problem = f"unreadable ({type(exc).__name__})"
+        else:
+            if row.shape != (self.dim + 1,) or row.dtype != np.float32:
+                problem = f"shape {row.shape} of {row.dtype} instead of ({self.dim + 1},)"
+            elif hashlib.sha256(row.tobytes()).hexdigest() != checksum:
+                problem = "its checksum does not match"
+            elif not np.all(np.isfinite(row)):
+                problem = "it holds NaN or infinite values"
+        if problem is not None:
+            self.n_damaged += 1
+            log.warning("cache entry %s is damaged (%s); %s is embedded again", path, problem,
+                        source or f"the file with sha256 {sha}")
+            path.unlink(missing_ok=True)
             return None
-        if row.shape != (self.dim + 1,):
-            return None
-        return row[:-1].astype(np.float32), bool(row[-1])
+        return row[:-1].copy(), bool(row[-1])
 
     def put(self, sha: str, vector: np.ndarray, silent: bool) -> None:
         path = self._path(sha)
         path.parent.mkdir(exist_ok=True)
         row = np.append(vector.astype(np.float32), np.float32(silent))
+        if not np.all(np.isfinite(row)):
+            raise ParameterError(f"the vector of the file with sha256 {sha} is not finite")
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            np.save(f, row, allow_pickle=False)
+            np.savez(f, row=row, sha256=np.array(hashlib.sha256(row.tobytes()).hexdigest()))
         os.replace(tmp, path)
 
 
@@ -223,7 +250,7 @@ def embed_paths(
                 sha = file_sha256(path)
             except OSError:
                 return _decode(embedder, path, False)
-            if cache.get(sha) is not None:
+            if cache.get(sha, source=path) is not None:
                 return sha, None, None
         return _decode(embedder, path, cache is not None)
 
@@ -241,7 +268,8 @@ def embed_paths(
             if failure is not None:
                 failures[i] = Failure(ids[i], failure.path, failure.kind, failure.reason)
             elif decoded is None:
-                hit = cache.get(sha) if cache is not None and sha is not None else None
+                hit = (cache.get(sha, source=files[i]) if cache is not None and sha is not None
+                       else None)
                 if hit is None:  # removed meanwhile: decode now
                     sha, decoded, failure = _decode(embedder, files[i], True)
                     if failure is not None:
@@ -265,7 +293,8 @@ def embed_paths(
                  else np.zeros((0, embedder.dim), dtype=np.float32)),
         failures=[failures[i] for i in sorted(failures)],
         silent=[ids[i] for i in order if silent[i]],
-        n_cached=n_cached, n_embedded=n_embedded, embedder_id=embedder.id)
+        n_cached=n_cached, n_embedded=n_embedded,
+        n_damaged=0 if cache is None else cache.n_damaged, embedder_id=embedder.id)
     if len(result.track_ids) + len(result.failures) != len(files):
         raise RuntimeError("internal error: a file was neither embedded nor failed")
     for f in result.failures:

@@ -161,7 +161,7 @@ def _lookup(batch: Any, *, cache: EmbeddingCache | None, dim: int) -> Any:
             except OSError:
                 continue  # the embedding stage reports it exactly as locally
             rows["sha"][k] = sha
-            hit = cache.get(sha)
+            hit = cache.get(sha, source=path)
             if hit is not None:
                 rows["embedding"][k], rows["silent"][k] = hit
                 rows["status"][k] = "cached"

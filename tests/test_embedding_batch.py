@@ -79,6 +79,40 @@ def test_rerun_embeds_only_new_or_changed_files(music: Path, tmp_path: Path,
     assert (fourth.n_embedded, fourth.n_cached) == (4, 0)
 
 
+def test_damaged_cache_entries_are_embedded_again(
+        music: Path, tmp_path: Path, mfcc, caplog: pytest.LogCaptureFixture  # type: ignore[no-untyped-def]
+) -> None:
+    """Flipped bytes, other values written consistently, and NaN: each damaged entry is
+    noticed, named, deleted and its file embedded again to the original vector."""
+    import hashlib
+
+    cache = tmp_path / "cache"
+    first = embed_catalog(music, embedder=mfcc, cache_dir=cache, show_progress=False)
+    entries = sorted(cache.rglob("*.npz"))
+    assert len(entries) == 3
+    flipped = bytearray(entries[0].read_bytes())
+    flipped[len(flipped) // 2] ^= 0xFF
+    entries[0].write_bytes(bytes(flipped))
+    with np.load(entries[1]) as entry:  # random values under the old checksum
+        row, checksum = entry["row"], entry["sha256"]
+    np.savez(entries[1], row=np.random.default_rng(0).random(row.shape, dtype=np.float32),
+             sha256=checksum)
+    nan = np.full(row.shape, np.nan, dtype=np.float32)  # NaN under a matching checksum
+    np.savez(entries[2], row=nan, sha256=np.array(hashlib.sha256(nan.tobytes()).hexdigest()))
+    with caplog.at_level("WARNING"):
+        again = embed_catalog(music, embedder=mfcc, cache_dir=cache, show_progress=False)
+    assert (again.n_embedded, again.n_cached, again.n_damaged) == (3, 0, 3)
+    assert "3 damaged cache entries redone" in again.summary()
+    np.testing.assert_allclose(again.vectors, first.vectors, atol=1e-6)
+    warnings = [r.getMessage() for r in caplog.records if "cache entry" in r.getMessage()]
+    assert len(warnings) == 3
+    assert any("its checksum does not match" in w for w in warnings)
+    assert any("NaN or infinite" in w for w in warnings)
+    assert all(str(music) in w for w in warnings)  # each names the audio file
+    third = embed_catalog(music, embedder=mfcc, cache_dir=cache, show_progress=False)
+    assert (third.n_cached, third.n_damaged) == (3, 0)
+
+
 def test_catalogue_resolves_relative_paths(music: Path, tmp_path: Path,
                                            mfcc) -> None:  # type: ignore[no-untyped-def]
     cat = tmp_path / "cat.tsv"
