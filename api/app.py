@@ -19,6 +19,9 @@ Configuration keys (upper case, as Flask config):
     Folder that relative ``audio_path`` values of the catalogue are resolved against
     (default: the folder of the catalogue file the model was built from, as recorded in
     its manifest, else the model directory).
+``WATCH_INTERVAL``
+    Seconds between checks that the served model's files are unchanged on disk (default
+    1); a changed file makes ``/readyz`` and the model routes answer 503.
 ``RELOAD_HOOK``
     A callable run after ``POST /v1/admin/reload`` validated the model directory, instead
     of swapping the model in this process (``musicrec serve`` uses it to send SIGHUP to
@@ -38,6 +41,7 @@ from typing import Any
 from flask import Flask
 
 from musicrec.recommender.facade import Recommender
+from musicrec.recommender.model_dir import FileWatch, verify_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "ADMIN_TOKEN": None,
     "AUDIO_ROOT": None,
     "RELOAD_HOOK": None,
+    "WATCH_INTERVAL": 1.0,
     "JSON_SORT_KEYS": False,
 }
 
@@ -64,6 +69,8 @@ class LoadedModel:
     #: track id -> (title, artist), read once from the catalogue (pandas lookups per
     #: result cost ~80 us each, most of a response's formatting time)
     labels: dict[str, tuple[str, str]]
+    #: notices the model's files changing on disk after this load
+    watch: FileWatch
 
     def title(self, track_id: str) -> str:
         label = self.labels.get(track_id)
@@ -78,8 +85,10 @@ class ModelState:
     fails to load is refused and the old model keeps serving.
     """
 
-    def __init__(self, *, audio_root: str | Path | None = None) -> None:
+    def __init__(self, *, audio_root: str | Path | None = None,
+                 watch_interval: float = 1.0) -> None:
         self._lock = threading.Lock()
+        self._watch_interval = watch_interval
         self._current: LoadedModel | None = None
         self._audio_root = None if audio_root is None else Path(audio_root)
         self.reloads = 0
@@ -88,15 +97,22 @@ class ModelState:
         return self._current
 
     def open(self, model_dir: str | Path) -> LoadedModel:
-        """Load and warm a model directory without serving it (raises if it is broken)."""
+        """Verify, load and warm a model directory without serving it.
+
+        Every file's sha256 is compared with the manifest and arrays must be finite
+        (:func:`~musicrec.recommender.model_dir.verify_model_dir`): a damaged model raises
+        :class:`~musicrec.errors.ModelFormatError` and is never served.
+        """
         model_dir = Path(model_dir)
+        verify_model_dir(model_dir)
         rec = Recommender(model_dir)
         rec.catalog.search("")  # builds the search text once, before the first request
         frame = rec.catalog.frame
         labels = dict(zip(frame["track_id"].tolist(),
                           zip(frame["title"].tolist(), frame["artist"].tolist(), strict=True),
                           strict=True))
-        return LoadedModel(rec, model_dir, time.time(), self._resolve_audio_root(rec), labels)
+        return LoadedModel(rec, model_dir, time.time(), self._resolve_audio_root(rec), labels,
+                           FileWatch(model_dir, rec.manifest, interval=self._watch_interval))
 
     def load(self, model_dir: str | Path) -> LoadedModel:
         """Load ``model_dir`` and serve it from now on."""
@@ -159,7 +175,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(dict(config or {}))
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_BYTES"])
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    state = ModelState(audio_root=app.config["AUDIO_ROOT"])
+    state = ModelState(audio_root=app.config["AUDIO_ROOT"],
+                       watch_interval=float(app.config["WATCH_INTERVAL"]))
     app.extensions["musicrec"] = state
     if app.config["MODEL_DIR"] is not None:
         state.load(app.config["MODEL_DIR"])

@@ -37,6 +37,9 @@ def readyz() -> Any:
     loaded = model_state(current_app).current()
     if loaded is None:
         return error_response(503, "no model is loaded yet", "not_ready")
+    problem = loaded.watch.problem()
+    if problem is not None:
+        return error_response(503, f"the model cannot answer: {problem}", "not_ready")
     return jsonify({"status": "ready", "kind": loaded.recommender.kind,
                     "tracks": len(loaded.recommender.tracks)})
 

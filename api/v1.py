@@ -41,9 +41,13 @@ def bad(message: str) -> APIError:
 
 
 def ready() -> LoadedModel:
+    """The model to answer from; 503 when none is loaded or its files changed on disk."""
     loaded = model_state(current_app).current()
     if loaded is None:
         raise APIError(503, "not_ready", "no model is loaded yet")
+    problem = loaded.watch.problem()
+    if problem is not None:
+        raise APIError(503, "not_ready", f"the model cannot answer: {problem}")
     return loaded
 
 

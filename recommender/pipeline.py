@@ -229,7 +229,7 @@ def add_tracks(
     catalog = TrackCatalog(pd.concat([rec.catalog.frame, rows], ignore_index=True))
     manifest = {k: v for k, v in rec.manifest.items()
                 if k not in ("format", "format_version", "created", "versions", "files",
-                             "kind", "counts", "dims", "blend", "cf", "index")}
+                             "checksums", "kind", "counts", "dims", "blend", "cf", "index")}
     manifest["added_tracks"] = int(rec.manifest.get("added_tracks", 0)) + len(track_ids)
     index = rec.manifest.get("index", {})
     extra: dict[str, Any] = {}

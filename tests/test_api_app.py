@@ -414,6 +414,44 @@ def test_admin_reload(model_dir: Path, tmp_path: Path) -> None:
     assert client.get("/v1/tracks/t001/similar?n=3").status_code == 200
 
 
+def test_files_changed_under_the_served_model_make_it_unready(model_dir: Path,
+                                                              tmp_path: Path) -> None:
+    """A truncated array would crash a worker on its next read (SIGBUS) and a same-size
+    rewrite would serve garbage: both make /readyz and the model routes answer 503, and
+    a reload refuses the damaged directory."""
+    truncated, rewritten = tmp_path / "truncated", tmp_path / "rewritten"
+    shutil.copytree(model_dir, truncated)
+    shutil.copytree(model_dir, rewritten)
+    apps = [create_app({"MODEL_DIR": d, "WATCH_INTERVAL": 0, "ADMIN_TOKEN": "t"})
+            for d in (truncated, rewritten)]
+    for app in apps:
+        assert app.test_client().get("/readyz").status_code == 200
+    os.truncate(truncated / "content.npy", 1000)
+    content = np.load(rewritten / "content.npy")
+    with open(rewritten / "content.npy", "r+b") as f:  # same size, in place, all NaN
+        np.save(f, np.full_like(content, np.nan), allow_pickle=False)
+    assert (rewritten / "content.npy").stat().st_size == (model_dir / "content.npy").stat(
+        ).st_size
+    for app in apps:
+        client = app.test_client()
+        for url in ("/readyz", "/v1/tracks/t001/similar?n=3", "/v1/users/u1/recommendations"):
+            response = client.get(url)
+            assert response.status_code == 503, url
+            assert response.json["message"] == (
+                "the model cannot answer: content.npy changed on disk after the model was "
+                "loaded; rebuild or restore it, then reload")
+        refused = client.post("/v1/admin/reload", headers={"Authorization": "Bearer t"})
+        assert refused.status_code == 409
+    assert "content.npy has 1000 bytes, the manifest records" in refused_message(truncated)
+    assert "content.npy: sha256 differs from the manifest's" in refused_message(rewritten)
+
+
+def refused_message(model: Path) -> str:
+    with pytest.raises(ModelFormatError) as info:
+        create_app({"MODEL_DIR": model})
+    return str(info.value)
+
+
 def test_admin_reload_with_a_hook_signals_instead(model_dir: Path) -> None:
     calls: list[int] = []
     app = create_app({"MODEL_DIR": model_dir, "ADMIN_TOKEN": "t",

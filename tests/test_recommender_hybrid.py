@@ -23,6 +23,7 @@ from musicrec.recommender.cf import CFModel
 from musicrec.recommender.facade import CapabilityError, Recommender
 from musicrec.recommender.hybrid import HybridModel
 from musicrec.recommender.index import VectorIndex, exact_top_k, normalize_rows
+from musicrec.recommender.model_dir import FORMAT_VERSION
 from musicrec.recommender.pipeline import add_tracks, build_model_dir
 
 N_TRACKS, N_USERS, N_STYLES, N_SCENES, DIM = 400, 600, 6, 5, 16
@@ -210,7 +211,7 @@ def test_corrupt_or_mismatched_model_is_refused(model_dir: Path, tmp_path: Path)
     (broken / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelFormatError, match="format version 7 is not supported"):
         Recommender(broken)
-    manifest["format_version"] = 1
+    manifest["format_version"] = FORMAT_VERSION
     (broken / "manifest.json").write_text(json.dumps(manifest))
     (broken / "items.npy").unlink()
     with pytest.raises(ModelFormatError, match="manifest lists items.npy, which is missing"):
