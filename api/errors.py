@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -59,9 +60,36 @@ class APIError(Exception):
         self.message = message
 
 
+#: An absolute POSIX path of two or more parts, not inside a word or a URL.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/'\"]+/)+([^\s/'\"]+)")
+
+
+def redact_paths(text: str) -> str:
+    """``text`` with each absolute server path shortened to its last part.
+
+    Examples
+    --------
+    >>> redact_paths("/srv/models/demo: content.npy is missing")
+    'demo: content.npy is missing'
+    """
+    return _ABSOLUTE_PATH.sub(r"\1", text)
+
+
+def public_manifest(value: Any) -> Any:
+    """A manifest as clients may see it: absolute paths shortened to their last part."""
+    if isinstance(value, dict):
+        return {k: public_manifest(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [public_manifest(v) for v in value]
+    if isinstance(value, str) and value.startswith("/"):
+        return redact_paths(value)
+    return value
+
+
 def error_body(status: int, message: str, code: str | None = None) -> dict[str, str]:
-    """The JSON body of every error: ``{"error": code, "message": message}``."""
-    return {"error": code or HTTP_CODES.get(status, "error"), "message": message}
+    """The JSON body of every error: ``{"error": code, "message": message}``; server
+    paths in the message are shortened (:func:`redact_paths`)."""
+    return {"error": code or HTTP_CODES.get(status, "error"), "message": redact_paths(message)}
 
 
 def error_response(status: int, message: str, code: str | None = None,
@@ -121,9 +149,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Any:
         status = exc.code or 500
-        headers = {}
-        if status == 405 and exc.get_response().headers.get("Allow"):
-            headers["Allow"] = exc.get_response().headers["Allow"]
+        original = exc.get_response().headers
+        headers = {name: original[name] for name in ("Allow", "Content-Range", "Retry-After")
+                   if name in original}
         message = exc.description or exc.name
         return error_response(status, message, HTTP_CODES.get(status, "error"), headers)
 

@@ -10,6 +10,16 @@ from typing import Any
 
 from musicrec import __version__
 
+# The limits that the document states and :mod:`musicrec.api.v1` enforces.
+#: Largest ``offset`` of a page.
+MAX_OFFSET = 10**9
+#: Largest ``limit`` of a page of tracks, and of users.
+MAX_TRACK_PAGE, MAX_USER_PAGE = 100, 1000
+#: Largest play count of one track in ``POST /v1/recommendations``.
+MAX_PLAYS = 1e9
+#: Largest ``max_per_artist``.
+MAX_PER_ARTIST = 1000
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -25,6 +35,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
             409: "the model cannot answer this request (e.g. users on a content-only "
                  "model), or a reload was refused",
             413: "the upload is too large or too long", 415: "an unsupported media type",
+            416: "a byte range outside the file (Content-Range: bytes */size)",
             422: "audio that cannot be decoded", 503: "no model is loaded"}
     out = {str(s): _json(_ref("Error"), text[s]) for s in statuses}
     out["default"] = _json(_ref("Error"), "any other error (always JSON)")
@@ -47,12 +58,16 @@ def openapi_document(*, max_n: int = 100, max_upload_bytes: int = 10 * 1024 * 10
     n = _query("n", {"type": "integer", "minimum": 1, "maximum": max_n, "default": 10},
                "number of results")
     max_per_artist = _query("max_per_artist", {"type": "integer", "minimum": 1,
-                                               "maximum": 1000},
+                                               "maximum": MAX_PER_ARTIST},
                             "at most this many results by one artist")
-    page = [_query("offset", {"type": "integer", "minimum": 0, "maximum": 10**9,
-                              "default": 0}, "first result of the page"),
-            _query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
-                   "results per page")]
+    offset = _query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET,
+                               "default": 0}, "first result of the page")
+    page = [offset, _query("limit", {"type": "integer", "minimum": 1,
+                                     "maximum": MAX_TRACK_PAGE, "default": 20},
+                           "results per page")]
+    user_page = [offset, _query("limit", {"type": "integer", "minimum": 1,
+                                          "maximum": MAX_USER_PAGE, "default": 20},
+                                "user ids per page")]
     track_id = _path("track_id", "a catalogue track id")
     nullable_str = {"type": ["string", "null"]}
     schemas: dict[str, Any] = {
@@ -94,12 +109,14 @@ def openapi_document(*, max_n: int = 100, max_upload_bytes: int = 10 * 1024 * 10
             "properties": {
                 "tracks": {"type": "array", "minItems": 1, "maxItems": 10000,
                            "items": {"type": "string"}},
-                "plays": {"type": "array", "items": {"type": "number",
-                                                     "exclusiveMinimum": 0}},
+                "plays": {"type": "array", "minItems": 1, "maxItems": 10000,
+                          "items": {"type": "number", "exclusiveMinimum": 0,
+                                    "maximum": MAX_PLAYS},
+                          "description": "play counts, one per entry of tracks"},
                 "n": {"type": "integer", "minimum": 1, "maximum": max_n, "default": 10},
                 "exclude": {"type": "array", "maxItems": 10000, "items": {"type": "string"}},
                 "max_per_artist": {"type": ["integer", "null"], "minimum": 1,
-                                   "maximum": 1000}}},
+                                   "maximum": MAX_PER_ARTIST}}},
         "ListenerRecommendations": {"type": "object", "required": ["results"],
                                     "properties": {"results": _ref("Results")}},
         "AudioQuery": {
@@ -152,7 +169,7 @@ def openapi_document(*, max_n: int = 100, max_upload_bytes: int = 10 * 1024 * 10
                                             **_errors(503)}}},
         "/v1/users": {"get": {
             "operationId": "listUsers", "summary": "user ids of the listening logs, paged",
-            "parameters": page,
+            "parameters": user_page,
             "responses": {"200": _json(_ref("UserPage"), "one page"), **_errors(400, 503)}}},
         "/v1/users/{user_id}/recommendations": {"get": {
             "operationId": "recommendForUser",
@@ -200,7 +217,7 @@ def openapi_document(*, max_n: int = 100, max_upload_bytes: int = 10 * 1024 * 10
                         "content": {"audio/*": {"schema": audio_body}}},
                 "206": {"description": "a byte range of the audio file",
                         "content": {"audio/*": {"schema": audio_body}}},
-                **_errors(404, 503)}}},
+                **_errors(404, 416, 503)}}},
         "/v1/similar": {"post": {
             "operationId": "similarToAudio",
             "summary": "query by example: catalogue tracks that sound like an uploaded clip",

@@ -19,7 +19,14 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 
 from musicrec.api.app import LoadedModel, model_state
-from musicrec.api.errors import APIError
+from musicrec.api.errors import APIError, public_manifest
+from musicrec.api.openapi import (
+    MAX_OFFSET,
+    MAX_PER_ARTIST,
+    MAX_PLAYS,
+    MAX_TRACK_PAGE,
+    MAX_USER_PAGE,
+)
 from musicrec.errors import MusicrecError, UnknownTrackError
 from musicrec.recommender.types import Recommendation
 
@@ -27,7 +34,7 @@ log = logging.getLogger(__name__)
 
 v1 = Blueprint("v1", __name__, url_prefix="/v1")
 
-_INT = re.compile(r"-?[0-9]{1,9}")
+_INT = re.compile(r"-?[0-9]{1,12}")
 _FLOAT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 _AUDIO_TYPES = frozenset({
@@ -53,7 +60,7 @@ def ready() -> LoadedModel:
 
 def query_int(name: str, default: int | None, *, low: int, high: int) -> int | None:
     text = request.args.get(name)
-    if text is None or (text == "" and default is None):
+    if text is None:
         return default
     if not _INT.fullmatch(text):
         raise bad(f"{name}={text!r} must be an integer from {low} to {high}")
@@ -70,7 +77,7 @@ def check_int(name: str, value: Any, *, low: int, high: int) -> int:
 
 def query_float(name: str, *, low: float, high: float) -> float | None:
     text = request.args.get(name)
-    if text is None or text == "":
+    if text is None:
         return None
     value = float(text) if _FLOAT.fullmatch(text) else math.nan
     if not low <= value <= high:
@@ -145,7 +152,10 @@ def _json_body() -> Mapping[str, Any]:
         raise APIError(415, "unsupported_media_type",
                        f"Content-Type {request.mimetype or '(none)'!r} is not supported; "
                        "send application/json")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        raise bad("the JSON body is nested too deeply") from None
     if not isinstance(body, dict):
         raise bad("the body must be a JSON object")
     return body
@@ -169,14 +179,15 @@ def _str_list(body: Mapping[str, Any], name: str, *, required: bool) -> list[str
 def model_info() -> Any:
     loaded = ready()
     return jsonify({"model_dir": loaded.model_dir.name, "kind": loaded.recommender.kind,
-                    "loaded_at": loaded.loaded_at, "manifest": loaded.recommender.manifest})
+                    "loaded_at": loaded.loaded_at,
+                    "manifest": public_manifest(loaded.recommender.manifest)})
 
 
 @v1.get("/users")
 def users() -> Any:
     loaded = ready()
-    offset = query_int("offset", 0, low=0, high=10**9) or 0
-    limit = query_int("limit", 20, low=1, high=1000) or 20
+    offset = query_int("offset", 0, low=0, high=MAX_OFFSET) or 0
+    limit = query_int("limit", 20, low=1, high=MAX_USER_PAGE) or 20
     cf = loaded.recommender.cf
     ids: Any = [] if cf is None else cf.users_.ids
     return jsonify({"total": len(ids), "offset": offset, "limit": limit,
@@ -188,7 +199,7 @@ def user_recommendations(user_id: str) -> Any:
     loaded = ready()
     n = n_param()
     exclude_played = query_bool("exclude_played", True)
-    max_per_artist = query_int("max_per_artist", None, low=1, high=1000)
+    max_per_artist = query_int("max_per_artist", None, low=1, high=MAX_PER_ARTIST)
     recs = loaded.recommender.recommend(user_id, n=n, exclude_played=exclude_played,
                                         max_per_artist=max_per_artist)
     return jsonify({"user_id": user_id, "results": recs_json(loaded, recs)})
@@ -205,13 +216,14 @@ def listener_recommendations() -> Any:
     exclude = _str_list(body, "exclude", required=False)
     n = check_int("n", body.get("n", 10), low=1, high=current_app.config["MAX_N"])
     mpa = body.get("max_per_artist")
-    mpa = None if mpa is None else check_int("max_per_artist", mpa, low=1, high=1000)
+    mpa = None if mpa is None else check_int("max_per_artist", mpa, low=1,
+                                                   high=MAX_PER_ARTIST)
     plays = body.get("plays")
     if plays is not None:
         if not isinstance(plays, list) or not all(
-                isinstance(p, int | float) and not isinstance(p, bool) and math.isfinite(p)
-                and p > 0 for p in plays):
-            raise bad("plays must be a list of positive numbers")
+                isinstance(p, int | float) and not isinstance(p, bool) and 0 < p <= MAX_PLAYS
+                for p in plays):
+            raise bad(f"plays must be a list of numbers above 0 and at most {MAX_PLAYS:g}")
         if len(plays) != len(tracks):
             raise bad(f"{len(plays)} play counts for {len(tracks)} tracks")
     recs = loaded.recommender.recommend_for_tracks(tracks, n=n, plays=plays, exclude=exclude,
@@ -225,8 +237,8 @@ def search_tracks() -> Any:
     q = request.args.get("q", "")
     if len(q) > 200:
         raise bad(f"q has {len(q)} characters; at most 200 are allowed")
-    offset = query_int("offset", 0, low=0, high=10**9) or 0
-    limit = query_int("limit", 20, low=1, high=100) or 20
+    offset = query_int("offset", 0, low=0, high=MAX_OFFSET) or 0
+    limit = query_int("limit", 20, low=1, high=MAX_TRACK_PAGE) or 20
     total, ids = loaded.recommender.catalog.search(q, offset=offset, limit=limit)
     return jsonify({"q": q, "total": total, "offset": offset, "limit": limit,
                     "results": [track_json(loaded, t) for t in ids]})
@@ -245,7 +257,7 @@ def similar(track_id: str) -> Any:
     loaded = ready()
     n = n_param()
     alpha = query_float("alpha", low=0.0, high=1.0)
-    max_per_artist = query_int("max_per_artist", None, low=1, high=1000)
+    max_per_artist = query_int("max_per_artist", None, low=1, high=MAX_PER_ARTIST)
     recs = loaded.recommender.similar(track_id, n=n, alpha=alpha,
                                       max_per_artist=max_per_artist)
     return jsonify({"track_id": track_id, "alpha": alpha, "results": recs_json(loaded, recs)})
@@ -279,7 +291,8 @@ def similar_to_audio() -> Any:
                        "multipart/form-data with a field 'audio', or an audio/* body")
     loaded = ready()
     if not data:
-        raise APIError(422, "undecodable_audio", "the audio clip is empty")
+        raise bad("the audio clip is empty: send it as the body, or as the multipart field "
+                  "'audio'")
     result = _query_audio(loaded, data, n)
     return jsonify({
         "match": None if result.match is None else {

@@ -58,6 +58,10 @@ def _sniff_binary(path: Path, head: bytes, fmt: str) -> None:
     for magic, name in _MAGIC.items():
         if head.startswith(magic):
             raise DataFormatError(path, f"is not a text table: it looks like {name}")
+    for bom, encoding in ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+                          (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16")):
+        if head.startswith(bom):
+            raise DataFormatError(path, f"is {encoding} text; save it as UTF-8")
     if b"\x00" in head:
         raise DataFormatError(path, "is not a text table: it holds binary data")
     try:

@@ -244,6 +244,27 @@ def test_track_and_search(client: Any) -> None:
     ("post", "/v1/similar", {"data": b"{}", "content_type": "application/json"}, 415,
      "unsupported_media_type", "Content-Type 'application/json' is not supported; send "
      "multipart/form-data with a field 'audio', or an audio/* body"),
+    # the contract, exactly: what the OpenAPI document says is what the code does
+    ("get", "/v1/users?offset=1000000001", {}, 400, "bad_request",
+     "offset=1000000001 must be an integer from 0 to 1000000000"),
+    ("get", "/v1/users?limit=1001", {}, 400, "bad_request",
+     "limit=1001 must be an integer from 1 to 1000"),
+    ("get", "/v1/tracks?limit=101", {}, 400, "bad_request",
+     "limit=101 must be an integer from 1 to 100"),
+    ("get", "/v1/tracks/t001/similar?alpha=", {}, 400, "bad_request",
+     "alpha='' must be a number from 0 to 1"),
+    ("get", "/v1/tracks/t001/similar?max_per_artist=", {}, 400, "bad_request",
+     "max_per_artist='' must be an integer from 1 to 1000"),
+    ("post", "/v1/recommendations", {"json": {"tracks": ["t001"], "plays": [1e308]}}, 400,
+     "bad_request", "plays must be a list of numbers above 0 and at most 1e+09"),
+    ("post", "/v1/similar", {"data": b"", "content_type": "audio/wav"}, 400, "bad_request",
+     "the audio clip is empty: send it as the body, or as the multipart field 'audio'"),
+    ("post", "/v1/recommendations", {"data": "[" * 1000 + "]" * 1000,
+                                     "content_type": "application/json"}, 400, "bad_request",
+     "the JSON body is nested too deeply"),
+    ("post", "/v1/recommendations", {"data": '{"tracks": ' + "[" * 100_000 + "]" * 100_000
+                                     + "}", "content_type": "application/json"}, 400,
+     "bad_request", "the JSON body is nested too deeply"),
 ])
 def test_errors_are_json_with_the_right_status(client: Any, method: str, url: str,
                                                 kwargs: dict[str, Any], status: int,
@@ -251,6 +272,54 @@ def test_errors_are_json_with_the_right_status(client: Any, method: str, url: st
     response = getattr(client, method)(url, **kwargs)
     assert response.status_code == status
     assert response.json == {"error": error, "message": message}
+
+
+def test_the_document_states_the_limits_the_code_enforces(client: Any) -> None:
+    doc = client.get("/openapi.json").json
+    params = {p["name"]: p["schema"] for p in doc["paths"]["/v1/users"]["get"]["parameters"]}
+    assert params["offset"]["maximum"] == 10**9 and params["limit"]["maximum"] == 1000
+    assert client.get("/v1/users?offset=1000000000&limit=1000").status_code == 200
+    tracks = {p["name"]: p["schema"] for p in doc["paths"]["/v1/tracks"]["get"]["parameters"]}
+    assert tracks["limit"]["maximum"] == 100
+    plays = doc["components"]["schemas"]["ListenerRequest"]["properties"]["plays"]
+    assert plays["minItems"] == 1 and plays["items"]["maximum"] == 1e9
+    ok = client.post("/v1/recommendations", json={"tracks": ["t001"], "plays": [1e9]})
+    assert ok.status_code == 200 and ok.json["results"]
+    assert "416" in doc["paths"]["/v1/tracks/{track_id}/audio"]["get"]["responses"]
+
+
+def test_a_range_outside_the_file_is_416_with_its_size(client: Any) -> None:
+    with client.get("/v1/tracks/t001/audio") as full:
+        size = len(full.data)
+    with client.get("/v1/tracks/t001/audio", headers={"Range": f"bytes={size + 10}-"}
+                    ) as response:
+        pass
+    assert response.status_code == 416
+    assert response.headers["Content-Range"] == f"bytes */{size}"
+    assert response.json["error"] == "range_not_satisfiable"
+
+
+def test_errors_and_the_manifest_show_no_server_paths(audio_model_dir: Path,
+                                                      tmp_path: Path) -> None:
+    app = create_app({"MODEL_DIR": audio_model_dir})
+    client = app.test_client()
+    manifest = client.get("/v1/model").json["manifest"]
+    assert manifest["data"]["content"]["audio"] == "catalog.csv"
+    assert str(audio_model_dir.parent) not in json.dumps(client.get("/v1/model").json)
+    garbage = client.post("/v1/similar", data=b"RIFF not really a wave file" * 10,
+                          content_type="audio/wav")
+    assert garbage.status_code == 422
+    assert garbage.json["message"].startswith("the upload: ")
+    assert "/" not in garbage.json["message"].split(":")[0]
+    # the reload refusal names the model directory, not where it lies
+    live = tmp_path / "live"
+    shutil.copytree(audio_model_dir, live)
+    app = create_app({"MODEL_DIR": live, "ADMIN_TOKEN": "t"})
+    (live / "items.npy").unlink()
+    refused = app.test_client().post("/v1/admin/reload", headers={"Authorization": "Bearer t"})
+    assert refused.status_code == 409
+    assert str(tmp_path) not in refused.json["message"]
+    assert "live: manifest lists items.npy, which is missing" in refused.json["message"]
 
 
 def test_capability_errors_are_409(cf_model_dir: Path) -> None:
@@ -314,7 +383,7 @@ def test_query_by_example(audio_model_dir: Path, tmp_path: Path) -> None:
     assert garbage.status_code == 422 and garbage.json["error"] == "undecodable_audio"
     empty = client.post("/v1/similar", data={"audio": (io.BytesIO(b""), "x.wav")},
                         content_type="multipart/form-data")
-    assert empty.status_code == 422
+    assert empty.status_code == 400
     long = client.post("/v1/similar", data=wav_bytes(440, 5.0), content_type="audio/wav")
     assert long.status_code == 413
     assert long.json["message"] == (

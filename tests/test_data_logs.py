@@ -158,6 +158,19 @@ def test_not_a_table(tmp_path: Path, content: bytes, what: str) -> None:
         read_log(path)
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+def test_utf16_and_utf32_logs_say_so(tmp_path: Path, encoding: str) -> None:
+    text = "user,track,plays\nu1,t1,3\n"
+    data = text.encode(encoding)
+    if encoding == "utf-16-be":
+        data = b"\xfe\xff" + data  # the BOM Windows tools write
+    path = _write(tmp_path, "plays.csv", data)
+    expected = "UTF-32" if encoding == "utf-32" else "UTF-16"
+    with pytest.raises(DataFormatError,
+                       match=f"plays.csv: is {expected} text; save it as UTF-8"):
+        read_log(path)
+
+
 def test_parquet_expected_but_csv_given(tmp_path: Path) -> None:
     path = _write(tmp_path, "p.parquet", "user,track\nu,t\n")
     with pytest.raises(DataFormatError, match=r"p\.parquet: is not a Parquet file"):
