@@ -236,7 +236,7 @@ def remove_stale_siblings(out: str | Path) -> list[Path]:
     is still running (a build in progress) are kept.
     """
     out = Path(out)
-    removed = []
+    removed: list[Path] = []
     if not out.parent.is_dir():
         return removed
     for sibling in out.parent.iterdir():
