@@ -14,8 +14,9 @@ from musicrec.recommender.baselines import (
     ItemKNNScorer,
     PopularityScorer,
     RandomScorer,
+    RP3betaScorer,
 )
-from musicrec.recommender.evaluation.registry import ModelSkipped, Scorer
+from musicrec.recommender.evaluation.registry import Scorer
 
 
 def tiny() -> ListeningLog:
@@ -29,7 +30,8 @@ def tiny() -> ListeningLog:
 
 
 def test_every_baseline_is_a_scorer() -> None:
-    for cls in (RandomScorer, PopularityScorer, ALSScorer, ItemKNNScorer, EASEScorer):
+    for cls in (RandomScorer, PopularityScorer, ALSScorer, ItemKNNScorer, RP3betaScorer,
+                EASEScorer):
         model = cls().fit(tiny())
         assert isinstance(model, Scorer)
         scores = model.score(np.array([0, 2]))
@@ -73,9 +75,22 @@ def test_symmetrise_lower_across_blocks(rng: np.random.Generator) -> None:
     np.testing.assert_array_equal(garbage, full)
 
 
-def test_ease_is_skipped_above_the_item_limit() -> None:
-    with pytest.raises(ModelSkipped, match="EASE skipped: 3 played tracks exceed max_items=2"):
-        EASEScorer(max_items=2).fit(tiny())
+def test_ease_keeps_the_most_listened_tracks_above_the_item_limit(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """t1 has 3 listeners, t0 and t2 one each: max_items=2 keeps t1 and t0 (ties by
+    index); t2 then scores below everything, and the kept pair is EASE on those two."""
+    log = tiny()
+    with caplog.at_level("WARNING"):
+        model = EASEScorer(l2=0.5, confidence="none", max_items=2).fit(log)
+    assert "keeps the 2 tracks with the most listeners of 3 played" in caplog.text
+    np.testing.assert_array_equal(model.active_, [0, 1])
+    x = log.to_csr().toarray().astype(np.float64)[:, :2]
+    x[x > 0] = 1.0
+    p = np.linalg.inv(x.T @ x + 0.5 * np.eye(2))
+    b = np.eye(2) - p / np.diag(p)
+    got = model.score(np.arange(3))
+    np.testing.assert_allclose(got[:, :2], x @ b, atol=1e-5)
+    assert np.all(got[:, 2] == -np.inf) and np.all(got[:, 3] == 0)
 
 
 def test_itemknn_scores_by_cosine_neighbours() -> None:
@@ -90,6 +105,33 @@ def test_itemknn_scores_by_cosine_neighbours() -> None:
     scores = model.score(np.array([2]))[0]
     assert scores[0] == pytest.approx(1 / np.sqrt(3), abs=1e-6)
     assert scores[2] == pytest.approx(1 / np.sqrt(3), abs=1e-6)
+    # a track is never its own neighbour: user c's own t1 scores nothing from itself
+    assert np.all(np.diag(sim) == 0) and scores[1] == pytest.approx(0.0)
+    # shrinkage: 1 / (|t0| |t1| + 2) = 1 / (sqrt(3) + 2)
+    shrunk = ItemKNNScorer(k=10, shrink=2.0, confidence="none").fit(log).similarity_.toarray()
+    assert shrunk[0, 1] == pytest.approx(1 / (np.sqrt(3) + 2), abs=1e-6)
+    # k=1 keeps each track's single best neighbour: t1's ties t0 and t2 keep one
+    assert ItemKNNScorer(k=1, confidence="none").fit(log).similarity_.getnnz(axis=1).max() == 1
+
+
+def test_rp3beta_by_hand() -> None:
+    """Binary plays a:{t0,t1}, b:{t1,t2}, c:{t1}. P_ui rows: a (1/2, 1/2, 0), b (0, 1/2,
+    1/2), c (0, 1, 0); P_iu rows: t0 (1, 0, 0), t1 (1/3, 1/3, 1/3), t2 (0, 1, 0).
+    W = P_iu P_ui, column j divided by popularity_j ** beta (popularity 1, 3, 1)."""
+    log = tiny()
+    w = RP3betaScorer(k=10, beta=0.5).fit(log).similarity_.toarray()
+    # t0 -> t1: 1 * 1/2 / sqrt(3); t1 -> t0: 1/3 * 1/2 / 1; t1 -> t2: 1/3 * 1/2
+    assert w[0, 1] == pytest.approx(0.5 / np.sqrt(3), abs=1e-6)
+    assert w[1, 0] == pytest.approx(1 / 6, abs=1e-6)
+    assert w[1, 2] == pytest.approx(1 / 6, abs=1e-6)
+    assert w[0, 2] == 0 and np.all(np.diag(w) == 0)
+    # alpha squares each transition probability: t0 -> t1 = 1 * 1/4 / sqrt(3)
+    w2 = RP3betaScorer(k=10, alpha=2.0, beta=0.5).fit(log).similarity_.toarray()
+    assert w2[0, 1] == pytest.approx(0.25 / np.sqrt(3), abs=1e-6)
+    # user a (t0, t1): score(t2) = w[0, 2] + w[1, 2] = 1/6
+    assert RP3betaScorer(k=10).fit(log).score(np.array([0]))[0, 2] == pytest.approx(1 / 6)
+    with pytest.raises(ParameterError, match="beta=-1 must be a number >= 0"):
+        RP3betaScorer(beta=-1).fit(log)
 
 
 def test_als_wraps_cfmodel() -> None:

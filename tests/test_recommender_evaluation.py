@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -188,13 +189,27 @@ def test_report_schema_and_files(rng: np.random.Generator, tmp_path: Path) -> No
     assert json.loads(json.dumps(report_payload(result)))["reference"] == result.reference
 
 
-def test_ease_skipped_is_reported(rng: np.random.Generator, tmp_path: Path) -> None:
-    log = block_log(rng)
-    result = evaluate(log, models=["popularity", "ease"], ks=[5], n_bootstrap=50,
-                      model_params={"ease": {"max_items": 10}})
-    ease = result.model("ease")
-    assert ease.status == "skipped"
-    assert "40 played tracks exceed max_items=10" in ease.message
+def test_a_skipped_model_is_reported(rng: np.random.Generator, tmp_path: Path) -> None:
+    from musicrec.recommender.evaluation import ModelSkipped, register_model, unregister_model
+
+    class Declines:
+        name = "declines"
+
+        def fit(self, train: Any, *, content: Any = None) -> Any:
+            raise ModelSkipped(f"declines: {train.n_tracks} tracks are too many")
+
+        def score(self, user_idx: Any) -> Any:
+            raise AssertionError("never fitted")
+
+    register_model("declines", Declines)
+    try:
+        result = evaluate(block_log(rng), models=["popularity", "declines"], ks=[5],
+                          n_bootstrap=50)
+    finally:
+        unregister_model("declines")
+    skipped = result.model("declines")
+    assert skipped.status == "skipped"
+    assert skipped.message == "declines: 40 tracks are too many"
     payload = load_report(write_report(result, tmp_path)["json"])
     assert payload["models"][1]["status"] == "skipped"
 

@@ -154,7 +154,8 @@ def _ensure_builtins() -> None:
         ("popularity", baselines.PopularityScorer, "tracks by number of training listeners"),
         ("als", baselines.ALSScorer, "implicit ALS matrix factorisation (CFModel)"),
         ("bpr", baselines.BPRScorer, "implicit BPR matrix factorisation (CFModel)"),
-        ("itemknn", baselines.ItemKNNScorer, "item-kNN, cosine, K=100 (implicit)"),
+        ("itemknn", baselines.ItemKNNScorer, "item-kNN, shrunk cosine, K=100"),
+        ("rp3beta", baselines.RP3betaScorer, "RP3beta random walks (Paudel et al. 2016)"),
         ("ease", baselines.EASEScorer, "EASE, dense closed form (Steck 2019)"),
     ):
         _REGISTRY.setdefault(name, ModelSpec(name, factory, False, description))
