@@ -231,6 +231,10 @@ def topk_similarity(
 class _NeighbourScorer(_Base):
     """Scores ``X_u @ S``: a user's weighted plays times a sparse item-item matrix."""
 
+    k: int
+    user_items_: sp.csr_matrix
+    similarity_: sp.csr_matrix
+
     def _check_k(self) -> None:
         if not isinstance(self.k, int | np.integer) or isinstance(self.k, bool) or self.k < 1:
             raise ParameterError(f"k={self.k!r} must be a positive integer")
