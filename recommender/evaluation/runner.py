@@ -4,7 +4,8 @@ Ranking is over the full catalogue with each user's training tracks excluded, ex
 the ``cold-tracks`` protocol, where each test user ranks only the held-out (cold) tracks:
 the other tracks were all in training, so ranking them would only measure how well a
 model re-finds warm tracks. This is the protocol of the hybrid issue's reference.
-Ties in scores are broken by the lower track index.
+Ties in scores are broken by a seeded random order of the tracks (:func:`rank_top`),
+never by track index, which would favour whatever the ids sort first.
 """
 
 from __future__ import annotations
