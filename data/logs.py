@@ -22,6 +22,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from musicrec.data._tables import infer_format, read_table, row_location
+from musicrec.data.catalog import TrackCatalog
 from musicrec.data.idmap import IdMap
 from musicrec.errors import DataFormatError, ParameterError
 
@@ -188,6 +189,14 @@ class ListeningLog:
         return digest.hexdigest()
 
 
+@dataclass
+class NamedLog:
+    """A log with a catalogue of its tracks' names (``None`` where the source has none)."""
+
+    log: ListeningLog
+    catalog: TrackCatalog | None = None
+
+
 def read_log(
     path: str | Path,
     *,
@@ -265,7 +274,7 @@ def _line(fmt: str, row: int, first_line: int | None) -> int:
     return row_location(fmt, row) if first_line is None else first_line + row
 
 
-def _parse_weights(
+def parse_weights(
     values: pd.Series, column: str, fmt: str, path: Path | str, *, first_line: int | None = None
 ) -> np.ndarray:
     """Play counts as float64, validated; ``first_line`` is the line of ``values[0]`` when
@@ -300,7 +309,7 @@ def _parse_weights(
     return arr
 
 
-def _parse_timestamps(
+def parse_timestamps(
     values: pd.Series, column: str, fmt: str, path: Path | str, *, first_line: int | None = None
 ) -> np.ndarray:
     """Play times as datetime64[s] (UTC); unix seconds or any date pandas parses."""
@@ -343,19 +352,19 @@ def _build(
             raise DataFormatError(where, f"no column {col!r}; the columns are "
                                          f"{[str(c) for c in frame.columns]}", column=col)
     report.rows_read = len(frame)
-    user_ids = _parse_ids(frame[user_c], "user", user_c, fmt, where)
-    track_ids = _parse_ids(frame[track_c], "track", track_c, fmt, where)
+    user_ids = parse_ids(frame[user_c], "user", user_c, fmt, where)
+    track_ids = parse_ids(frame[track_c], "track", track_c, fmt, where)
     if weight_c is not None:
-        plays = _parse_weights(frame[weight_c], weight_c, fmt, where)
+        plays = parse_weights(frame[weight_c], weight_c, fmt, where)
     else:
         plays = np.ones(len(frame), dtype=np.float64)
-    stamps = _parse_timestamps(frame[time_c], time_c, fmt, where) if time_c else None
+    stamps = parse_timestamps(frame[time_c], time_c, fmt, where) if time_c else None
     acc = LogAccumulator(report)
     acc.add(user_ids, track_ids, plays, stamps)
     return acc.finish(where, users=users, tracks=tracks)
 
 
-def _parse_ids(
+def parse_ids(
     values: pd.Series, role: str, column: str, fmt: str, path: Path | str,
     *, first_line: int | None = None,
 ) -> np.ndarray:
@@ -390,6 +399,9 @@ class LogAccumulator:
     >>> acc.finish("plays").plays
     array([5.], dtype=float32)
     """
+
+    #: Pairs held unmerged before the chunks' pairs are merged again (at least).
+    merge_rows = 1_000_000
 
     def __init__(self, report: ReadReport) -> None:
         self.report = report
@@ -434,7 +446,7 @@ class LogAccumulator:
         if latest is not None:
             self._stamps.append(latest)
         self._pending += len(keys)
-        if self._pending > max(self._merged, 1_000_000):
+        if self._pending > max(self._merged, self.merge_rows):
             self._merge()
 
     def _merge(self) -> None:
