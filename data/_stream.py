@@ -12,10 +12,11 @@ import csv
 import gzip
 import io
 import lzma
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -26,9 +27,9 @@ from musicrec.errors import DataFormatError, ParameterError
 
 #: Compressed suffixes and their openers (each wraps a binary file object).
 _DECOMPRESS: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
-    ".gz": lambda raw: gzip.GzipFile(fileobj=raw),  # type: ignore[dict-item]
-    ".bz2": lambda raw: bz2.BZ2File(raw),
-    ".xz": lambda raw: lzma.LZMAFile(raw),
+    ".gz": lambda raw: cast(IO[bytes], gzip.GzipFile(fileobj=raw)),
+    ".bz2": lambda raw: cast(IO[bytes], bz2.BZ2File(raw)),
+    ".xz": lambda raw: cast(IO[bytes], lzma.LZMAFile(raw)),
 }
 
 #: Rows per chunk of a delimited file, lines per chunk of a JSON lines file.
@@ -111,7 +112,7 @@ def open_binary(path: Path) -> Iterator[tuple[IO[bytes], IO[bytes]]]:
 def open_text(path: Path, *, errors: str = "strict") -> Iterator[tuple[IO[str], IO[bytes]]]:
     """The UTF-8 text of a plain or compressed file, and the raw file under it."""
     with open_binary(path) as (binary, raw):
-        text = io.TextIOWrapper(binary, encoding="utf-8", errors=errors, newline="")  # type: ignore[type-var]
+        text = io.TextIOWrapper(binary, encoding="utf-8", errors=errors, newline="")
         try:
             yield text, raw
         finally:
@@ -176,29 +177,55 @@ def delimited_chunks(
 ) -> Iterator[tuple[int, pd.DataFrame]]:
     """Chunks of a delimited text file read as strings: ``(line of the first row, frame)``.
 
-    A row with too few fields has ``NaN`` where they are missing; blank lines are kept
-    as rows of ``NaN`` so that line numbers stay exact (callers skip them). Too many
-    fields is an error naming the line.
+    Each row must have ``len(names)`` fields; a missing trailing field reads as ``""``.
+    Blank lines are kept as rows of ``""`` so that line numbers stay exact (callers skip
+    them with :func:`drop_blank`). A row with too many fields, or a first row with too
+    few, is an error naming the line. With ``header``, the first line is skipped.
     """
+    width = len(names)
     with open_text(path) as (text, raw):
         try:
             reader = pd.read_csv(
-                text, sep=sep, header=0 if header else None, names=list(names), dtype=str,
-                keep_default_na=False, na_values=[], quoting=csv.QUOTE_MINIMAL if sep == ","
-                else csv.QUOTE_NONE, skip_blank_lines=False, chunksize=size or CHUNK_ROWS,
-                engine="c", index_col=False,
+                text, sep=sep, header=None, dtype=str, keep_default_na=False, na_values=[],
+                quoting=csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE,
+                skip_blank_lines=False, chunksize=size or CHUNK_ROWS, engine="c",
             )
-            first, done = 2 if header else 1, 0
+            line, done = 1, 0
             for frame in reader:
-                yield first, frame
-                first += len(frame)
+                first, line = line, line + len(frame)
+                if header and first == 1:
+                    frame, first = frame.iloc[1:], 2
+                _check_width(path, frame, first, names)
+                yield first, frame.iloc[:, :width].set_axis(list(names), axis=1)
                 done = _advance(bar, raw, done)
         except pd.errors.ParserError as exc:
-            raise DataFormatError(path, f"malformed line: {_parser_message(exc)}") from None
+            message = _parser_message(exc)
+            found = re.search(r"Expected (\d+) fields in line (\d+)", message)
+            if found and int(found.group(1)) < width:  # the first row was short
+                raise DataFormatError(
+                    path, f"expected {width} fields ({', '.join(names)}), the first row has "
+                          f"{found.group(1)}", line=1) from None
+            raise DataFormatError(path, message, line=int(found.group(2)) if found else None
+                                  ) from None
         except pd.errors.EmptyDataError:
             raise DataFormatError(path, "file is empty") from None
         except UnicodeDecodeError as exc:
             raise DataFormatError(path, f"is not UTF-8 text ({exc.reason})") from None
+
+
+def _check_width(path: Path, frame: pd.DataFrame, first: int, names: Sequence[str]) -> None:
+    width = len(names)
+    expected = f"expected {width} fields ({', '.join(names)})"
+    if frame.shape[1] < width:
+        rows = np.flatnonzero((frame != "").any(axis=1).to_numpy())
+        raise DataFormatError(path, f"{expected}, found {frame.shape[1]}",
+                              line=first + int(rows[0]) if len(rows) else first)
+    if frame.shape[1] > width:
+        over = (frame.iloc[:, width:] != "").any(axis=1).to_numpy()
+        if over.any():
+            row = int(np.flatnonzero(over)[0])
+            found = int((frame.iloc[row] != "").to_numpy().nonzero()[0].max()) + 1
+            raise DataFormatError(path, f"{expected}, found {found}", line=first + row)
 
 
 def _parser_message(exc: Exception) -> str:

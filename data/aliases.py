@@ -24,7 +24,7 @@ import pandas as pd
 from musicrec.data._stream import delimited_chunks, progress
 from musicrec.data._tables import read_table
 from musicrec.data.catalog import TrackCatalog
-from musicrec.data.logs import ListeningLog, NamedLog, assemble_log, reduce_pairs
+from musicrec.data.logs import NamedLog, assemble_log, reduce_pairs
 from musicrec.errors import DataFormatError
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ MBID when the export has a valid one). The user is the file's name (``alice.csv`
 ``alice``); a folder is read recursively, one user per file, or per first-level folder.
 
 Rows without a time (a "now playing" row of some exports; the time field empty or
-missing) are skipped by rule and counted. A row without an artist or a track, a field too many or too few, or a time that
-does not parse is an error naming the file, line and column.
+missing) are skipped by rule and counted. A row without an artist or a track, a field too
+many, or a time that does not parse is an error naming the file, line and column.
 """
 
 from __future__ import annotations
