@@ -9,7 +9,8 @@ of the same credit meet:
 - case is folded (``casefold``: "Straße" and "STRASSE" meet);
 - runs of whitespace become one space, and leading/trailing space goes;
 - featured-artist credits are dropped: "A feat. B", "A ft. B", "A featuring B" and a title's
-  "(feat. B)" or "[ft. B]" all lose the featured part.
+  "(feat. B)" or "[ft. B]" all lose the featured part (so does a name that has the word
+  "featuring" in it: everything after the word goes).
 
 Nothing else is merged: punctuation, "&" against "and", "The" prefixes, remaster or live
 suffixes and misspellings stay distinct (map them with aliases), and a listen with an MBID
