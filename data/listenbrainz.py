@@ -15,20 +15,24 @@ and title (:mod:`musicrec.data.trackid`). Every listen is one play; the latest
 Files are read as a stream in chunks of lines (``.gz``, ``.bz2`` and ``.xz`` are
 decompressed on the fly), so memory grows with the distinct users, tracks and pairs, not
 with the listens. A folder is read recursively (``*.jsonl``, ``*.json``, ``*.listens``,
-``*.ndjson``). Blank lines are ignored. Every other fault is an error naming the file, the
-line and the field: invalid JSON, a missing or non-integer ``listened_at``, a missing or
-empty artist or track name, a missing ``user_name``.
+``*.ndjson``) except the files of an export that are not listens (``feedback``,
+``pinned_recording``, ``user``, ``index``, ``playlists``). Blank lines are ignored. Every
+other fault is an error naming the file, the line and the field: invalid JSON, a missing
+or non-integer ``listened_at``, a missing or empty artist or track name, a missing
+``user_name``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from musicrec.data._stream import (
+    base_name,
     check_user_from,
     line_chunks,
     list_files,
@@ -40,7 +44,11 @@ from musicrec.data.logs import LogAccumulator, NamedLog, ReadReport
 from musicrec.data.trackid import TrackNamer
 from musicrec.errors import DataFormatError
 
+log = logging.getLogger(__name__)
+
 SUFFIXES = (".jsonl", ".json", ".listens", ".ndjson")
+#: Files of an export or a dump folder that are not listens (by name, without extension).
+NOT_LISTENS = frozenset({"feedback", "pinned_recording", "user", "index", "playlists"})
 _ARRAY = ("is a JSON array, not JSON lines (one listen per line); convert it with: "
           "jq -c '.[]'")
 NO_MBID = "listens without a recording MBID identified by text"
@@ -75,6 +83,14 @@ def read_listenbrainz(
     path = Path(path)
     check_user_from(user_from)
     files = list_files(path, SUFFIXES, "ListenBrainz JSON lines")
+    if path.is_dir():
+        others = [f for f in files if base_name(f) in NOT_LISTENS]
+        if others:
+            log.info("not listens, not read: %s", ", ".join(map(str, others)))
+        files = [f for f in files if f not in others]
+        if not files:
+            raise DataFormatError(path, "folder holds no listens (only "
+                                        f"{', '.join(f.name for f in others)})")
     report = ReadReport(str(path))
     acc = LogAccumulator(report)
     reader = _ChunkReader(report)
@@ -85,8 +101,8 @@ def read_listenbrainz(
                 users, tracks, stamps = reader.parse(file, first, lines, user)
                 acc.add(np.asarray(users, dtype=object), np.asarray(tracks, dtype=object),
                         np.ones(len(users)), np.asarray(stamps, dtype="datetime64[s]"))
-    log = acc.finish(path)
-    return NamedLog(log, TrackCatalog.for_tracks(log.tracks.ids, reader.namer.frame()))
+    log_ = acc.finish(path)
+    return NamedLog(log_, TrackCatalog.for_tracks(log_.tracks.ids, reader.namer.frame()))
 
 
 class _ChunkReader:

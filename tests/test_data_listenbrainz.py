@@ -129,6 +129,8 @@ def test_compressed_file_and_folder_of_per_user_exports(tmp_path: Path) -> None:
     write_jsonl(folder / "bob" / "2023" / "2.listens",
                 [listen(None, "Daft Punk", "Get Lucky", T0 + 5)])
     (folder / "notes.txt").write_text("not a listen")
+    (folder / "bob" / "feedback.jsonl").write_text('{"score": 1}\n')
+    (folder / "bob" / "user.json").write_text('{"user_name": "bob"}\n')
     log = read_listenbrainz(folder, user_from="filename", show_progress=False).log
     assert log.to_frame()[["user", "track", "plays"]].values.tolist() == [
         ["alice", "radiohead – creep", 3.0], ["bob", "daft punk – get lucky", 2.0]]
@@ -185,6 +187,9 @@ def test_bad_files(tmp_path: Path) -> None:
         read_listenbrainz(tmp_path / "nope.jsonl", show_progress=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataFormatError, match="folder holds no ListenBrainz"):
+        read_listenbrainz(tmp_path / "empty", show_progress=False)
+    (tmp_path / "empty" / "feedback.jsonl").write_text('{"score": 1}\n')
+    with pytest.raises(DataFormatError, match=r"holds no listens \(only feedback.jsonl\)"):
         read_listenbrainz(tmp_path / "empty", show_progress=False)
     array = tmp_path / "listens.json"
     array.write_text(json.dumps([listen("u", "A", "B")]))
