@@ -102,8 +102,10 @@ def open_binary(path: Path) -> Iterator[tuple[IO[bytes], IO[bytes]]]:
         if opener is None:
             _refuse_binary(path, raw.read(8))
             raw.seek(0)
+            yield raw, raw
+            return
         try:
-            yield (opener(raw) if opener is not None else raw), raw
+            yield opener(raw), raw
         except (EOFError, OSError, lzma.LZMAError) as exc:
             raise DataFormatError(path, f"cannot decompress: {exc}") from None
 
