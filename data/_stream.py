@@ -21,7 +21,7 @@ from typing import IO, Any, cast
 import numpy as np
 import pandas as pd
 
-from musicrec.data._tables import _MAGIC
+from musicrec.data._tables import sniff_binary
 from musicrec.data.logs import LogAccumulator, parse_ids, parse_weights
 from musicrec.errors import DataFormatError, ParameterError
 
@@ -92,15 +92,16 @@ def check_user_from(user_from: str) -> None:
 
 
 @contextmanager
-def open_binary(path: Path) -> Iterator[tuple[IO[bytes], IO[bytes]]]:
+def open_binary(path: Path, *, utf8: bool = True) -> Iterator[tuple[IO[bytes], IO[bytes]]]:
     """The bytes of a plain or decompressed file, and the raw file under it (whose
-    position is what a progress bar counts)."""
+    position is what a progress bar counts). A plain file that is not text (or, with
+    ``utf8``, whose head is not UTF-8) is refused."""
     if path.is_dir():
         raise DataFormatError(path, "is a directory, not a file")
     with path.open("rb") as raw:
         opener = _DECOMPRESS.get(path.suffix.lower())
         if opener is None:
-            _refuse_binary(path, raw.read(8))
+            sniff_binary(path, raw.read(65536), "csv", utf8=utf8)
             raw.seek(0)
             yield raw, raw
             return
@@ -113,20 +114,12 @@ def open_binary(path: Path) -> Iterator[tuple[IO[bytes], IO[bytes]]]:
 @contextmanager
 def open_text(path: Path, *, errors: str = "strict") -> Iterator[tuple[IO[str], IO[bytes]]]:
     """The UTF-8 text of a plain or compressed file, and the raw file under it."""
-    with open_binary(path) as (binary, raw):
+    with open_binary(path, utf8=errors == "strict") as (binary, raw):
         text = io.TextIOWrapper(binary, encoding="utf-8", errors=errors, newline="")
         try:
             yield text, raw
         finally:
             text.detach()
-
-
-def _refuse_binary(path: Path, head: bytes) -> None:
-    if head.startswith(b"PAR1"):
-        raise DataFormatError(path, "is a Parquet file, not text")
-    for magic, name in _MAGIC.items():
-        if head.startswith(magic):
-            raise DataFormatError(path, f"is not a text file: it looks like {name}")
 
 
 def progress(files: Sequence[Path], desc: str, show: bool) -> Any:
@@ -144,7 +137,7 @@ def line_chunks(
     """Chunks of lines of a text file as ``(number of the first line, lines)``; ``errors``
     is how undecodable bytes are handled (``"strict"``: an error naming the line)."""
     size = size or CHUNK_ROWS
-    with open_binary(path) as (binary, raw):
+    with open_binary(path, utf8=errors == "strict") as (binary, raw):
         first, lines, done = 1, [], 0
         for data in binary:
             try:

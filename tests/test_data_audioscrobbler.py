@@ -72,6 +72,15 @@ def test_the_file_itself_and_an_extra_alias_file(tmp_path: Path) -> None:
     assert data.log.report.aliased_pairs == 5
 
 
+def test_undecodable_names_are_replaced_not_fatal(tmp_path: Path) -> None:
+    root = folder(tmp_path, names=None)
+    (root / "artist_data.txt").write_bytes(b"100\tRadiohead\n200\tBj"
+                                          + b"\xf6rk\n")
+    data = read_audioscrobbler(root, show_progress=False)
+    assert data.catalog is not None
+    assert data.catalog.title("200") == "Bj\ufffdrk"
+
+
 def test_without_alias_and_name_files(tmp_path: Path) -> None:
     data = read_audioscrobbler(folder(tmp_path, aliases=None, names=None),
                                show_progress=False)

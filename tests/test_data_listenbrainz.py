@@ -204,6 +204,10 @@ def test_bad_files(tmp_path: Path) -> None:
                       + b'{"user_name": "\xe9"}\n')
     with pytest.raises(DataFormatError, match=r"latin.jsonl, line 2: is not UTF-8"):
         read_listenbrainz(latin, show_progress=False)
+    utf16 = tmp_path / "utf16.jsonl"
+    utf16.write_bytes((json.dumps(listen("u", "A", "B")) + "\n").encode("utf-16"))
+    with pytest.raises(DataFormatError, match="utf16.jsonl: is UTF-16 text; save it as UTF-8"):
+        read_listenbrainz(utf16, show_progress=False)
     audio = tmp_path / "clip.jsonl"
     audio.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ")
     with pytest.raises(DataFormatError, match="looks like WAV audio"):
