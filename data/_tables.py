@@ -45,7 +45,9 @@ def infer_format(path: Path, fmt: str | None) -> str:
     )
 
 
-def _sniff_binary(path: Path, head: bytes, fmt: str) -> None:
+def sniff_binary(path: Path, head: bytes, fmt: str, *, utf8: bool = True) -> None:
+    """Refuse a file that is not what ``fmt`` says: audio, archives, binary, Parquet as
+    text (or text as Parquet), UTF-16/32, and (with ``utf8``) bytes that are not UTF-8."""
     if fmt == "parquet":
         if not head.startswith(b"PAR1"):
             what = next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
@@ -64,13 +66,16 @@ def _sniff_binary(path: Path, head: bytes, fmt: str) -> None:
             raise DataFormatError(path, f"is {encoding} text; save it as UTF-8")
     if b"\x00" in head:
         raise DataFormatError(path, "is not a text table: it holds binary data")
+    if not utf8:
+        return
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as exc:
         # A multi-byte character cut by the 64 KiB window is fine; anything else is not text.
         if exc.start < len(head) - 4:
             raise DataFormatError(
-                path, f"is not UTF-8 text (bad byte at offset {exc.start})"
+                path, f"is not UTF-8 text (bad byte at offset {exc.start})",
+                line=head.count(b"\n", 0, exc.start) + 1,
             ) from None
 
 
@@ -95,7 +100,7 @@ def read_table(
         raise DataFormatError(path, "file is empty")
     with path.open("rb") as fh:
         head = fh.read(65536)
-    _sniff_binary(path, head, fmt)
+    sniff_binary(path, head, fmt)
 
     if fmt == "parquet":
         try:

@@ -111,6 +111,20 @@ class TrackCatalog:
     def from_ids(cls, track_ids: list[str] | np.ndarray) -> TrackCatalog:
         return cls(pd.DataFrame({"track_id": [str(t) for t in track_ids]}))
 
+    @classmethod
+    def for_tracks(
+        cls, track_ids: list[str] | np.ndarray, names: pd.DataFrame | None
+    ) -> TrackCatalog:
+        """A catalogue of exactly ``track_ids``, in their order: the first row of ``names``
+        (``track_id``, ``title``, ``artist``, ...) for each id it has; the id itself as the
+        title of the others."""
+        frame = pd.DataFrame({"track_id": [str(t) for t in track_ids]})
+        if names is not None and len(names):
+            names = names.assign(track_id=names["track_id"].astype(str))
+            frame = frame.merge(names.drop_duplicates("track_id"), on="track_id", how="left")
+            frame["title"] = frame["title"].fillna(frame["track_id"])
+        return cls(frame)
+
 
 def read_catalog(
     path: str | Path, *, format: str | None = None, track_col: str | None = None

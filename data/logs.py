@@ -22,6 +22,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from musicrec.data._tables import infer_format, read_table, row_location
+from musicrec.data.catalog import TrackCatalog
 from musicrec.data.idmap import IdMap
 from musicrec.errors import DataFormatError, ParameterError
 
@@ -39,22 +40,51 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 
 @dataclass
 class ReadReport:
-    """What happened to the rows of a log file."""
+    """What happened to the rows of a log file.
+
+    ``skipped`` counts rows dropped by a reader's documented rules (rule -> rows), beside
+    the rows with 0 plays; ``notes`` counts rows read in a documented special way (for
+    example, listens identified by text because they carry no MusicBrainz id). Aliases
+    re-point ``aliased_pairs`` (user, track) pairs to canonical ids, and ``alias_merged`` of
+    those land on a pair that already exists and are merged into it.
+    """
 
     source: str
     rows_read: int = 0
     rows_zero_weight: int = 0
     duplicates_merged: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, int] = field(default_factory=dict)
+    aliased_pairs: int = 0
+    alias_merged: int = 0
 
     @property
     def rows_skipped(self) -> int:
-        return self.rows_zero_weight
+        return self.rows_zero_weight + sum(self.skipped.values())
+
+    def skip(self, rule: str, rows: int) -> None:
+        """Count ``rows`` skipped by ``rule`` (and log it)."""
+        if rows:
+            self.skipped[rule] = self.skipped.get(rule, 0) + rows
+            log.warning("%s: skipped %d %s", self.source, rows, rule)
+
+    def note(self, what: str, rows: int) -> None:
+        if rows:
+            self.notes[what] = self.notes.get(what, 0) + rows
 
     def summary(self) -> str:
-        return (
+        text = (
             f"{self.source}: {self.rows_read} rows read, {self.duplicates_merged} duplicate "
             f"(user, track) rows merged, {self.rows_zero_weight} rows with 0 plays skipped"
         )
+        for rule, rows in self.skipped.items():
+            text += f", {rows} {rule} skipped"
+        for what, rows in self.notes.items():
+            text += f", {rows} {what}"
+        if self.aliased_pairs:
+            text += (f"; aliases re-pointed {self.aliased_pairs} (user, track) pairs to "
+                     f"canonical ids, {self.alias_merged} of them merged into an existing pair")
+        return text
 
 
 @dataclass
@@ -159,6 +189,14 @@ class ListeningLog:
         return digest.hexdigest()
 
 
+@dataclass
+class NamedLog:
+    """A log with a catalogue of its tracks' names (``None`` where the source has none)."""
+
+    log: ListeningLog
+    catalog: TrackCatalog | None = None
+
+
 def read_log(
     path: str | Path,
     *,
@@ -232,7 +270,15 @@ def read_log(
                   ReadReport(str(path)), fmt, path=path)
 
 
-def _parse_weights(values: pd.Series, column: str, fmt: str, path: Path | str) -> np.ndarray:
+def _line(fmt: str, row: int, first_line: int | None) -> int:
+    return row_location(fmt, row) if first_line is None else first_line + row
+
+
+def parse_weights(
+    values: pd.Series, column: str, fmt: str, path: Path | str, *, first_line: int | None = None
+) -> np.ndarray:
+    """Play counts as float64, validated; ``first_line`` is the line of ``values[0]`` when
+    the values are a chunk of a file (else it follows from ``fmt``)."""
     if values.dtype == object or pd.api.types.is_string_dtype(values):
         stripped = values.astype(str).str.strip()
         numbers = pd.to_numeric(stripped, errors="coerce")
@@ -241,7 +287,7 @@ def _parse_weights(values: pd.Series, column: str, fmt: str, path: Path | str) -
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataFormatError(
                 path, f"play count {stripped.iloc[row]!r} is not a number",
-                line=row_location(fmt, row), column=column,
+                line=_line(fmt, row, first_line), column=column,
             )
     else:
         numbers = pd.to_numeric(values, errors="coerce")
@@ -250,20 +296,23 @@ def _parse_weights(values: pd.Series, column: str, fmt: str, path: Path | str) -
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
         raise DataFormatError(path, "play count is missing (NaN)",
-                              line=row_location(fmt, row), column=column)
+                              line=_line(fmt, row, first_line), column=column)
     if np.isinf(arr).any():
         row = int(np.flatnonzero(np.isinf(arr))[0])
         raise DataFormatError(path, "play count is infinite",
-                              line=row_location(fmt, row), column=column)
+                              line=_line(fmt, row, first_line), column=column)
     negative = arr < 0
     if negative.any():
         row = int(np.flatnonzero(negative)[0])
         raise DataFormatError(path, f"play count {arr[row]:g} is negative",
-                              line=row_location(fmt, row), column=column)
+                              line=_line(fmt, row, first_line), column=column)
     return arr
 
 
-def _parse_timestamps(values: pd.Series, column: str, fmt: str, path: Path | str) -> np.ndarray:
+def parse_timestamps(
+    values: pd.Series, column: str, fmt: str, path: Path | str, *, first_line: int | None = None
+) -> np.ndarray:
+    """Play times as datetime64[s] (UTC); unix seconds or any date pandas parses."""
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = pd.to_datetime(values, utc=True)
         text = values.astype(str)
@@ -279,7 +328,7 @@ def _parse_timestamps(values: pd.Series, column: str, fmt: str, path: Path | str
         row = int(np.flatnonzero(bad)[0])
         raise DataFormatError(
             path, f"cannot parse timestamp {text.iloc[row]!r} (use unix seconds or ISO 8601)",
-            line=row_location(fmt, row), column=column,
+            line=_line(fmt, row, first_line), column=column,
         )
     return parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[s]")
 
@@ -303,56 +352,192 @@ def _build(
             raise DataFormatError(where, f"no column {col!r}; the columns are "
                                          f"{[str(c) for c in frame.columns]}", column=col)
     report.rows_read = len(frame)
-    ids = {}
-    for role, col in (("user", user_c), ("track", track_c)):
-        raw = frame[col]
-        text = raw.astype(str).str.strip()
-        empty = (text == "") | raw.isna().to_numpy()
-        if empty.any():
-            row = int(np.flatnonzero(empty.to_numpy())[0])
-            raise DataFormatError(where, f"empty {role} id", line=row_location(fmt, row),
-                                  column=col)
-        ids[role] = text.to_numpy(dtype=object)
-
+    user_ids = parse_ids(frame[user_c], "user", user_c, fmt, where)
+    track_ids = parse_ids(frame[track_c], "track", track_c, fmt, where)
     if weight_c is not None:
-        plays = _parse_weights(frame[weight_c], weight_c, fmt, where)
+        plays = parse_weights(frame[weight_c], weight_c, fmt, where)
     else:
         plays = np.ones(len(frame), dtype=np.float64)
-    stamps = _parse_timestamps(frame[time_c], time_c, fmt, where) if time_c else None
+    stamps = parse_timestamps(frame[time_c], time_c, fmt, where) if time_c else None
+    acc = LogAccumulator(report)
+    acc.add(user_ids, track_ids, plays, stamps)
+    return acc.finish(where, users=users, tracks=tracks)
 
-    keep = plays > 0
-    report.rows_zero_weight = int((~keep).sum())
-    if report.rows_zero_weight:
-        log.warning("%s: skipped %d rows with 0 plays", report.source, report.rows_zero_weight)
-    if not keep.any():
-        raise DataFormatError(where, "every row has 0 plays: there is nothing to learn from")
 
-    agg = pd.DataFrame({"user": ids["user"][keep], "track": ids["track"][keep],
-                        "plays": plays[keep]})
+def parse_ids(
+    values: pd.Series, role: str, column: str, fmt: str, path: Path | str,
+    *, first_line: int | None = None,
+) -> np.ndarray:
+    """Ids as stripped strings (an object array); an empty or missing id is an error."""
+    text = values.astype(str).str.strip()
+    empty = (text == "").to_numpy() | values.isna().to_numpy()
+    if empty.any():
+        row = int(np.flatnonzero(empty)[0])
+        raise DataFormatError(path, f"empty {role} id", line=_line(fmt, row, first_line),
+                              column=column)
+    return text.to_numpy(dtype=object)
+
+
+# -- aggregation ------------------------------------------------------------------------
+_NO_TIME = np.iinfo(np.int64).min
+
+
+class LogAccumulator:
+    """Builds a :class:`ListeningLog` from chunks of rows, in memory bounded by the
+    distinct ids and (user, track) pairs rather than by the rows read.
+
+    Each chunk's ids are coded against growing vocabularies, its rows are aggregated
+    into (user, track) pairs at once (plays summed, latest timestamp kept), and the pairs
+    of all chunks are merged again whenever they outgrow the last merge. Rows with 0 plays
+    are skipped and counted in the report, which also gets the duplicates merged.
+
+    Examples
+    --------
+    >>> acc = LogAccumulator(ReadReport("plays"))
+    >>> acc.add(np.array(["u1", "u1"], dtype=object), np.array(["t1", "t1"], dtype=object),
+    ...         np.array([2.0, 3.0]))
+    >>> acc.finish("plays").plays
+    array([5.], dtype=float32)
+    """
+
+    #: Pairs held unmerged before the chunks' pairs are merged again (at least).
+    merge_rows = 1_000_000
+
+    def __init__(self, report: ReadReport) -> None:
+        self.report = report
+        self._users: dict[str, int] = {}
+        self._tracks: dict[str, int] = {}
+        self._keys: list[np.ndarray] = []
+        self._plays: list[np.ndarray] = []
+        self._stamps: list[np.ndarray] = []
+        self._timed: bool | None = None
+        self._pending = 0
+        self._merged = 0
+        self._rows_kept = 0
+
+    def add(
+        self,
+        users: np.ndarray,
+        tracks: np.ndarray,
+        plays: np.ndarray,
+        timestamps: np.ndarray | None = None,
+    ) -> None:
+        """Add rows: ids as arrays of str, validated plays (>= 0), datetime64 times."""
+        timed = timestamps is not None
+        if self._timed is None:
+            self._timed = timed
+        elif self._timed != timed:
+            raise ParameterError("every chunk of a log must have timestamps, or none")
+        keep = plays > 0
+        zero = int(len(plays) - keep.sum())
+        if zero:
+            self.report.rows_zero_weight += zero
+            users, tracks, plays = users[keep], tracks[keep], plays[keep]
+            timestamps = None if timestamps is None else timestamps[keep]
+        if len(plays) == 0:
+            return
+        self._rows_kept += len(plays)
+        keys = (_code(self._users, users) << 32) | _code(self._tracks, tracks)
+        stamps = (np.asarray(timestamps, dtype="datetime64[s]").astype(np.int64)
+                  if timestamps is not None else None)
+        keys, summed, latest = reduce_pairs(keys, np.asarray(plays, dtype=np.float64), stamps)
+        self._keys.append(keys)
+        self._plays.append(summed)
+        if latest is not None:
+            self._stamps.append(latest)
+        self._pending += len(keys)
+        if self._pending > max(self._merged, self.merge_rows):
+            self._merge()
+
+    def _merge(self) -> None:
+        keys, plays, stamps = reduce_pairs(
+            np.concatenate(self._keys), np.concatenate(self._plays),
+            np.concatenate(self._stamps) if self._stamps else None)
+        self._keys, self._plays = [keys], [plays]
+        self._stamps = [] if stamps is None else [stamps]
+        self._merged, self._pending = len(keys), 0
+
+    def finish(
+        self, where: Path | str, *, users: IdMap | None = None, tracks: IdMap | None = None
+    ) -> ListeningLog:
+        """The aggregated log (ids sorted unless ``users``/``tracks`` maps are given)."""
+        if self.report.rows_zero_weight:
+            log.warning("%s: skipped %d rows with 0 plays", self.report.source,
+                        self.report.rows_zero_weight)
+        if not self._keys:
+            if self.report.rows_zero_weight:
+                raise DataFormatError(where, "every row has 0 plays: there is nothing to "
+                                             "learn from")
+            raise DataFormatError(where, "holds no listening data")
+        self._merge()
+        self.report.duplicates_merged = self._rows_kept - self._merged
+        out = assemble_log(
+            np.fromiter(self._users, dtype=object, count=len(self._users)),
+            np.fromiter(self._tracks, dtype=object, count=len(self._tracks)),
+            self._keys[0], self._plays[0], self._stamps[0] if self._stamps else None,
+            self.report, users=users, tracks=tracks)
+        log.info("%s", self.report.summary())
+        return out
+
+
+def _code(vocab: dict[str, int], values: np.ndarray) -> np.ndarray:
+    """Codes of ``values`` in ``vocab`` (int64), adding the new ones."""
+    codes, uniques = pd.factorize(values)
+    lookup = np.fromiter((vocab.setdefault(u, len(vocab)) for u in uniques),
+                         dtype=np.int64, count=len(uniques))
+    return lookup[codes]
+
+
+def reduce_pairs(
+    keys: np.ndarray, plays: np.ndarray, stamps: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Aggregate rows by key: sorted distinct keys, summed plays, latest stamp per key."""
+    order = np.lexsort((stamps, keys)) if stamps is not None else np.argsort(keys, kind="stable")
+    keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    summed = np.add.reduceat(plays[order], starts)
+    latest = None
     if stamps is not None:
-        agg["timestamp"] = stamps[keep]
-    grouped = agg.groupby(["user", "track"], sort=True, as_index=False)
-    if stamps is not None:
-        agg = grouped.agg(plays=("plays", "sum"), timestamp=("timestamp", "max"))
-    else:
-        agg = grouped.agg(plays=("plays", "sum"))
-    report.duplicates_merged = int(keep.sum()) - len(agg)
+        ends = np.r_[starts[1:], len(keys)] - 1
+        latest = stamps[order][ends]
+    return keys[starts], summed, latest
 
-    if users is None:
-        users, user_idx = IdMap.from_values(agg["user"].to_numpy(), kind="user")
-    else:
-        user_idx = users.to_idx_many(agg["user"]).astype(np.int32)
-    if tracks is None:
-        tracks, track_idx = IdMap.from_values(agg["track"].to_numpy(), kind="track")
-    else:
-        track_idx = tracks.to_idx_many(agg["track"]).astype(np.int32)
-    log.info("%s", report.summary())
+
+def assemble_log(
+    user_vocab: np.ndarray,
+    track_vocab: np.ndarray,
+    keys: np.ndarray,
+    plays: np.ndarray,
+    stamps: np.ndarray | None,
+    report: ReadReport,
+    *,
+    users: IdMap | None = None,
+    tracks: IdMap | None = None,
+) -> ListeningLog:
+    """A log from distinct pair keys ``user_code << 32 | track_code`` over vocabularies.
+
+    Unless maps are given, the ids are sorted, so the same pairs give the same log
+    whatever order the rows came in.
+    """
+    def remap(vocab: np.ndarray, given: IdMap | None, kind: str) -> tuple[IdMap, np.ndarray]:
+        if given is not None:
+            return given, given.to_idx_many(vocab)
+        order = np.argsort(vocab, kind="stable")  # object: code-point order, as IdMap
+        rank = np.empty(len(vocab), dtype=np.int64)
+        rank[order] = np.arange(len(vocab))
+        return IdMap(vocab[order], kind=kind), rank
+
+    users, user_rank = remap(user_vocab, users, "user")
+    tracks, track_rank = remap(track_vocab, tracks, "track")
+    user_idx = user_rank[keys >> 32]
+    track_idx = track_rank[keys & 0xFFFFFFFF]
+    order = np.lexsort((track_idx, user_idx))
     return ListeningLog(
         users=users,
         tracks=tracks,
-        user_idx=np.asarray(user_idx, dtype=np.int32),
-        track_idx=np.asarray(track_idx, dtype=np.int32),
-        plays=agg["plays"].to_numpy(dtype=np.float32),
-        timestamp=None if stamps is None else agg["timestamp"].to_numpy(dtype="datetime64[s]"),
+        user_idx=user_idx[order].astype(np.int32),
+        track_idx=track_idx[order].astype(np.int32),
+        plays=plays[order].astype(np.float32),
+        timestamp=None if stamps is None else stamps[order].astype("datetime64[s]"),
         report=report,
     )

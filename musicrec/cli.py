@@ -71,10 +71,19 @@ def _clip(text: str, width: int = 48) -> str:
 
 # -- commands -----------------------------------------------------------------------------
 def _add_log_options(p: argparse.ArgumentParser) -> None:
+    from musicrec.data.readers import FORMATS
+
     p.add_argument("--interactions", required=True, type=Path,
-                   help="listening log: a CSV/TSV/Parquet file, or a HetRec 2011 folder")
-    p.add_argument("--format", choices=["hetrec", "csv", "tsv", "parquet"],
-                   help="input format (default: from the extension; a folder means hetrec)")
+                   help="listening log: a CSV/TSV/Parquet table, ListenBrainz JSON lines, "
+                        "Last.fm CSV exports, Taste Profile triplets, or a folder (HetRec, "
+                        "Audioscrobbler, or exports)")
+    p.add_argument("--format", choices=FORMATS,
+                   help="input format (default: detected where unambiguous; lastfm never is)")
+    p.add_argument("--aliases", type=Path,
+                   help="alias file: 'alias<TAB>canonical' track ids (chains are followed)")
+    p.add_argument("--user-from", choices=["column", "filename"],
+                   help="listenbrainz/lastfm: the user from each row, or from each file's "
+                        "name (a folder of single-user exports; lastfm's default)")
     p.add_argument("--user-col", help="column of user ids (default: user, user_id, ...)")
     p.add_argument("--track-col", help="column of track ids (default: track, track_id, ...)")
     p.add_argument("--weight-col", help="column of play counts (default: plays, count, ...)")
@@ -83,17 +92,13 @@ def _add_log_options(p: argparse.ArgumentParser) -> None:
 
 def load_interactions(args: argparse.Namespace) -> tuple[Any, Any]:
     """The (ListeningLog, TrackCatalog or None) named by the ``--interactions`` options."""
-    from musicrec.data.hetrec import read_hetrec
-    from musicrec.data.logs import read_log
+    from musicrec.data.readers import read_interactions
 
-    path: Path = args.interactions
-    if args.format == "hetrec" or (args.format is None and path.is_dir()):
-        data = read_hetrec(path)
-        return data.log, data.catalog
-    fmt = None if args.format is None else args.format
-    log_ = read_log(path, format=fmt, user_col=args.user_col, track_col=args.track_col,
-                    weight_col=args.weight_col, timestamp_col=args.timestamp_col)
-    return log_, None
+    data = read_interactions(
+        args.interactions, format=args.format, aliases=args.aliases, user_from=args.user_from,
+        user_col=args.user_col, track_col=args.track_col, weight_col=args.weight_col,
+        timestamp_col=args.timestamp_col)
+    return data.log, data.catalog
 
 
 def cmd_train(args: argparse.Namespace) -> int:

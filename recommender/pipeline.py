@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 def _log_manifest(log_: ListeningLog) -> dict[str, Any]:
     return {"source": log_.report.source, "sha256": log_.fingerprint(),
             "rows_read": log_.report.rows_read, "rows_skipped": log_.report.rows_skipped,
-            "duplicates_merged": log_.report.duplicates_merged}
+            "duplicates_merged": log_.report.duplicates_merged,
+            "skipped_by_rule": dict(log_.report.skipped),
+            "aliased_pairs": log_.report.aliased_pairs,
+            "alias_merged": log_.report.alias_merged}
 
 
 def train_cf_model_dir(

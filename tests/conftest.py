@@ -74,3 +74,27 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
             f"CI: {len(_SKIPPED)} test(s) skipped; in CI every test must run:", red=True)
         for line in _SKIPPED:
             terminalreporter.write_line(f"  {line}", red=True)
+
+
+# -- Log readers: a format's log and its plain-CSV equivalent must give the same model. ---
+def assert_same_model(a, b) -> None:  # type: ignore[no-untyped-def]
+    """Two ListeningLogs hold the same data and train the same CF model (fixed seed)."""
+    from musicrec.recommender.cf import CFModel
+
+    assert list(a.users) == list(b.users)
+    assert list(a.tracks) == list(b.tracks)
+    for name in ("user_idx", "track_idx", "plays", "timestamp"):
+        left, right = getattr(a, name), getattr(b, name)
+        assert (left is None) == (right is None), name
+        if left is not None:
+            np.testing.assert_array_equal(left, right, err_msg=name)
+    assert a.fingerprint() == b.fingerprint()
+    fa = CFModel(factors=4, iterations=3, random_state=7, show_progress=False).fit(a)
+    fb = CFModel(factors=4, iterations=3, random_state=7, show_progress=False).fit(b)
+    np.testing.assert_array_equal(fa.user_factors_, fb.user_factors_)
+    np.testing.assert_array_equal(fa.item_factors_, fb.item_factors_)
+
+
+@pytest.fixture
+def same_model():  # type: ignore[no-untyped-def]
+    return assert_same_model
