@@ -179,8 +179,14 @@ def test_load_refuses_other_versions_and_files(tmp_path: Path) -> None:
         CFModel.load(tmp_path / "missing.npz")
 
 
-def test_same_seed_same_model() -> None:
-    log, _ = checkerboard(12, 8)
-    a = CFModel(factors=4, iterations=3, random_state=5).fit(log)
-    b = CFModel(factors=4, iterations=3, random_state=5).fit(log)
+@pytest.mark.parametrize("algorithm", ["als", "bpr"])
+def test_same_seed_same_model(algorithm: str) -> None:
+    """BPR too: implicit's multi-threaded BPR races on shared vectors (Hogwild), so it
+    trains on one thread."""
+    rng = np.random.default_rng(0)
+    rows = [(f"u{u}", f"t{t}") for u in range(3000) for t in rng.choice(300, 30, replace=False)]
+    log = ListeningLog.from_frame(pd.DataFrame(rows, columns=["user", "track"]))
+    a = CFModel(algorithm=algorithm, factors=4, iterations=20, random_state=5).fit(log)
+    b = CFModel(algorithm=algorithm, factors=4, iterations=20, random_state=5).fit(log)
     np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
