@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from musicrec.data.logs import ListeningLog
 from musicrec.errors import DataFormatError, ParameterError
@@ -42,6 +43,27 @@ class Split:
     @property
     def test_users(self) -> np.ndarray:
         return np.unique(self.test.user_idx)
+
+    def fingerprint(self) -> str:
+        """A sha256 that identifies the split: the protocol, its parameters, and the
+        training and test logs (:meth:`ListeningLog.fingerprint`)."""
+        import hashlib
+        import json
+
+        digest = hashlib.sha256()
+        digest.update(json.dumps({"protocol": self.protocol, "params": self.params},
+                                 sort_keys=True, default=str).encode())
+        digest.update(self.train.fingerprint().encode())
+        digest.update(self.test.fingerprint().encode())
+        if self.cold_tracks is not None:
+            digest.update(np.sort(np.asarray(self.cold_tracks, dtype=np.int64)).tobytes())
+        return digest.hexdigest()
+
+    def test_frame(self) -> pd.DataFrame:
+        """The held-out pairs as raw ids (``user_id``, ``track_id``, ``plays``)."""
+        return pd.DataFrame({"user_id": self.test.users.to_ids(self.test.user_idx),
+                             "track_id": self.test.tracks.to_ids(self.test.track_idx),
+                             "plays": self.test.plays})
 
 
 def _check_fraction(fraction: float) -> None:

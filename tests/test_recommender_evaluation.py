@@ -22,6 +22,7 @@ from musicrec.recommender.evaluation import (
 from musicrec.recommender.evaluation.report import (
     SCHEMA_VERSION,
     load_report,
+    render_markdown,
     report_payload,
     validate_report,
     write_report,
@@ -117,6 +118,14 @@ def test_cold_tracks_rank_only_the_cold_tracks(rng: np.random.Generator) -> None
     assert result.model("content-test").mean("ndcg@2") > result.model("popularity").mean(
         "ndcg@2")
     assert "diversity@2" in result.model("content-test").per_user
+    # cold tracks have no training plays: novelty and popularity bias are undefined
+    rows, header = result.table(k=2)
+    for row in rows:
+        assert np.isnan(row[header.index("novelty@2")])
+        assert np.isnan(row[header.index("pop_bias@2")])
+    payload = report_payload(result)
+    assert payload["models"][0]["metrics"]["novelty@2"]["mean"] is None
+    assert "| n/a |" in render_markdown(payload, title="t")
 
 
 def test_bad_input_errors(rng: np.random.Generator) -> None:
@@ -180,6 +189,15 @@ def test_report_schema_and_files(rng: np.random.Generator, tmp_path: Path) -> No
     assert page.count("data:image/png;base64,") == 3  # metric vs k, popularity bias, α sweep
     assert "http" not in page.replace("http-equiv", "")  # self-contained
     assert "| popularity |" in paths["markdown"].read_text()
+    assert "<div class='scroll'><table>" in page
+    # the split: its sha256 in the report, its held-out pairs beside it
+    assert payload["protocol"]["split_sha256"] == result.split.fingerprint()
+    held_out = pd.read_parquet(paths["split"])
+    assert len(held_out) == result.n_test
+    assert set(held_out.columns) == {"user_id", "track_id", "plays"}
+    again = evaluate(log, models=["popularity"], ks=[5], n_bootstrap=10)
+    other = evaluate(log, models=["popularity"], ks=[5], n_bootstrap=10, seed=1)
+    assert again.split_sha256 == result.split_sha256 != other.split_sha256
     broken = dict(payload)
     del broken["comparisons"]
     with pytest.raises(ModelFormatError, match="report field 'comparisons' is missing"):

@@ -109,7 +109,8 @@ def report_payload(
         "protocol": {"name": result.protocol, "params": result.split_params,
                      "n_train": result.n_train, "n_test": result.n_test,
                      "n_test_users": int(len(result.test_users)),
-                     "ranked_tracks": result.n_candidates, "candidates": result.candidates},
+                     "ranked_tracks": result.n_candidates, "candidates": result.candidates,
+                     "split_sha256": result.split_sha256},
         "ks": list(result.ks),
         "metrics": list(result.metrics),
         "primary_metric": result.primary_metric,
@@ -219,7 +220,9 @@ def write_report(
     alpha_sweep: Sequence[Mapping[str, Any]] | None = None,
     title: str | None = None,
 ) -> dict[str, Path]:
-    """Write ``report.json``, ``per_user.parquet``, ``report.md`` and ``report.html``.
+    """Write ``report.json``, ``per_user.parquet``, ``report.md``, ``report.html`` and,
+    when the result holds its split, ``split.parquet`` (the held-out pairs, whose
+    sha256 the report records as ``protocol.split_sha256``).
 
     Parameters
     ----------
@@ -234,7 +237,8 @@ def write_report(
     Returns
     -------
     dict
-        The written paths by kind (``json``, ``per_user``, ``markdown``, ``html``).
+        The written paths by kind (``json``, ``per_user``, ``markdown``, ``html``,
+        ``split``).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -249,12 +253,17 @@ def write_report(
     _atomic_write(paths["per_user"], buffer.getvalue())
     _atomic_write(paths["markdown"], render_markdown(payload, title=title).encode())
     _atomic_write(paths["html"], render_html(payload, result, title=title).encode())
+    if result.split is not None:
+        paths["split"] = directory / "split.parquet"
+        buffer = io.BytesIO()
+        result.split.test_frame().to_parquet(buffer, index=False)
+        _atomic_write(paths["split"], buffer.getvalue())
     return paths
 
 
 def _f(x: Any, digits: int = 4) -> str:
     if x is None:
-        return "–"
+        return "n/a"
     if isinstance(x, float):
         if x != 0 and abs(x) < 10 ** -digits:
             return f"{x:.1e}"
@@ -370,14 +379,16 @@ def render_plots(
             ax.legend(fontsize=8)
     fig.tight_layout()
     plots.append(("Accuracy against k, per model", _png(fig)))
-    if result is not None and result.evaluated:
+    if result is not None and any(np.isfinite(m.per_user[f"popularity_bias@{ks[0]}"]).any()
+                                  for m in result.evaluated):
         k = ks[0]
         fig = Figure(figsize=(7, 3.5))
         ax = fig.add_subplot(1, 1, 1)
         bins = np.linspace(0, 100, 41).tolist()
         for m in result.evaluated:
             values = m.per_user[f"popularity_bias@{k}"]
-            ax.hist(values[~np.isnan(values)], bins=bins, alpha=0.5, label=m.name)
+            if np.isfinite(values).any():
+                ax.hist(values[~np.isnan(values)], bins=bins, alpha=0.5, label=m.name)
         ax.set_xlabel(f"mean popularity percentile of a user's top {k}")
         ax.set_ylabel("users")
         ax.legend(fontsize=8)
@@ -407,15 +418,15 @@ def render_html(payload: Mapping[str, Any], result: EvaluationResult | None, *,
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
         "padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
-        "img{max-width:100%}</style></head><body>",
+        "img{max-width:100%}.scroll{overflow-x:auto}</style></head><body>",
         f"<h1>{e(title)}</h1>",
         *(f"<p>{e(x).replace('**', '')}</p>" for x in _describe(payload)),
     ]
     for caption, header, rows in _tables(payload):
-        parts.append(f"<h2>{e(caption)}</h2><table><tr>"
+        parts.append(f"<h2>{e(caption)}</h2><div class='scroll'><table><tr>"
                      + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
         parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows]
-        parts.append("</table>")
+        parts.append("</table></div>")
     for caption, png in render_plots(payload, result):
         parts.append(f"<h2>{e(caption)}</h2><img alt='{e(caption)}' "
                      f"src='data:image/png;base64,{png}'>")

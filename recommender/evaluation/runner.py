@@ -55,7 +55,9 @@ class ModelResult:
     ranked: np.ndarray | None = None
 
     def mean(self, metric: str) -> float:
-        return float(np.nanmean(self.per_user[metric]))
+        """The mean over users with a value; NaN when the metric is undefined for all."""
+        values = self.per_user[metric]
+        return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
 @dataclass
@@ -81,6 +83,8 @@ class EvaluationResult:
     data: dict[str, Any]
     has_content: bool
     split: Split | None = None
+    #: :meth:`Split.fingerprint` of the split evaluated
+    split_sha256: str = ""
 
     def model(self, name: str) -> ModelResult:
         for m in self.models:
@@ -332,9 +336,17 @@ def evaluate(
         result.per_user = M.accuracy_from_hits(hits, n_relevant, ks, metrics)
         for k in ks:
             result.coverage[f"coverage@{k}"] = M.catalog_coverage(ranked, k, n_items=n_candidates)
-            result.per_user[f"novelty@{k}"] = M.novelty(ranked, k, item_information=information)
-            result.per_user[f"popularity_bias@{k}"] = M.popularity_bias(
-                ranked, k, item_percentile=percentile)
+            if candidates is not None:
+                # every ranked (cold) track has no training plays: novelty and popularity
+                # bias would be one constant for every model, so they are undefined here
+                undefined = np.full(len(users), np.nan)
+                result.per_user[f"novelty@{k}"] = undefined
+                result.per_user[f"popularity_bias@{k}"] = undefined.copy()
+            else:
+                result.per_user[f"novelty@{k}"] = M.novelty(ranked, k,
+                                                             item_information=information)
+                result.per_user[f"popularity_bias@{k}"] = M.popularity_bias(
+                    ranked, k, item_percentile=percentile)
             if content is not None:
                 result.per_user[f"diversity@{k}"] = M.intra_list_diversity(
                     ranked, k, vectors=content)
@@ -380,7 +392,7 @@ def evaluate(
         data={"source": log_.report.source, "fingerprint": log_.fingerprint(),
               "n_users": log_.n_users, "n_tracks": log_.n_tracks,
               "n_interactions": len(log_), "has_timestamps": log_.has_timestamps},
-        has_content=content is not None, split=split,
+        has_content=content is not None, split=split, split_sha256=split.fingerprint(),
     )
 
 
