@@ -28,6 +28,7 @@ many or too large headers) are answered in the same JSON form instead of gunicor
 from __future__ import annotations
 
 import errno
+import re
 import selectors
 import socket
 import time
@@ -45,6 +46,8 @@ MAX_HEADER_BYTES = 64 * 1024
 MIN_BODY_RATE = 32 * 1024
 #: Slack over the body limit for chunked framing, bytes.
 CHUNK_FRAMING_SLACK = 64 * 1024
+
+_EXPECT_CONTINUE = re.compile(rb"\r\nexpect:[ \t]*100-continue[ \t]*\r\n", re.IGNORECASE)
 
 _PARSE_ERRORS: tuple[tuple[type[Exception], int], ...] = (
     (http_errors.LimitRequestLine, 414),
@@ -226,6 +229,13 @@ class BufferingWorker(ThreadWorker):
                 size = framing[1] if framing[1] is not None else (max_body or 0)
                 self.buffering[conn] = (buf, time.monotonic() + self.body_timeout
                                         + size / MIN_BODY_RATE)
+                if _EXPECT_CONTINUE.search(bytes(buf[:framing[0]])):
+                    # the client (curl, for bodies over 1 kB) waits for this before the
+                    # body; gunicorn sends its own later, and a client ignores a second
+                    try:
+                        conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    except OSError:
+                        pass
             return
         self._forget(conn)
         self.poller.unregister(conn.sock)

@@ -764,6 +764,24 @@ def test_slow_clients_hold_no_thread(served: int) -> None:
 
 
 @pytest.mark.slow
+def test_expect_100_continue_is_answered_before_the_body(served: int) -> None:
+    """curl withholds a body over 1 MB until it sees 100 Continue (or 1 s passes): the
+    buffering worker sends it as soon as the headers are in."""
+    body = json.dumps({"tracks": ["t001"], "n": 2}).encode()
+    with socket.create_connection(("127.0.0.1", served), timeout=5) as s:
+        s.sendall(b"POST /v1/recommendations HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                  b"application/json\r\nExpect: 100-continue\r\nConnection: close\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body))
+        assert s.recv(1024).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        s.sendall(body)
+        response = b""
+        while chunk := s.recv(65536):
+            response += chunk
+    final = response[response.rindex(b"HTTP/1.1 "):]
+    assert final.startswith(b"HTTP/1.1 200") and b'"results"' in final
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(("request_bytes", "status", "code", "message"), [
     (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long",
      "Request Line is too large (5014 > 4094)"),
