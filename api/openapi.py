@@ -91,7 +91,8 @@ def openapi_document(*, max_n: int = 100, max_upload_bytes: int = 10 * 1024 * 10
                 "properties": {
                     "score": {"type": "number"},
                     "kind": {"type": "string", "enum": ["cf", "content", "played-content",
-                                                        "hybrid", "popular", "fingerprint"]},
+                                                        "hybrid", "popular", "fingerprint",
+                                                        "radio-content"]},
                     "reason": {"type": "string",
                                "description": "the reason, with track titles"},
                     "because": nullable_str, "because_title": nullable_str}}]},
@@ -104,6 +105,20 @@ def openapi_document(*, max_n: int = 100, max_upload_bytes: int = 10 * 1024 * 10
             "properties": {"track_id": {"type": "string"},
                            "alpha": {"type": ["number", "null"]},
                            "results": _ref("Results")}},
+        "Radio": {
+            "type": "object", "required": ["radio", "cursor", "exhausted", "results"],
+            "properties": {
+                "radio": {"type": "object", "required": ["seeds", "source", "played"],
+                          "properties": {"seeds": {"type": "array",
+                                                   "items": {"type": "string"}},
+                                         "source": {"type": "string"},
+                                         "played": {"type": "integer", "minimum": 0},
+                                         "params": {"type": "object"}}},
+                "cursor": {"type": "string",
+                           "description": "pass it back as ?cursor= for the next tracks"},
+                "exhausted": {"type": "boolean",
+                              "description": "no further track within the radio's reach"},
+                "results": _ref("Results")}},
         "ListenerRequest": {
             "type": "object", "required": ["tracks"], "additionalProperties": False,
             "properties": {
@@ -218,6 +233,29 @@ def openapi_document(*, max_n: int = 100, max_upload_bytes: int = 10 * 1024 * 10
                 "206": {"description": "a byte range of the audio file",
                         "content": {"audio/*": {"schema": audio_body}}},
                 **_errors(404, 416, 503)}}},
+        "/v1/radio": {"get": {
+            "operationId": "radio",
+            "summary": "an endless, varied playlist from seed tracks, an artist or a user; "
+                       "continue it with the returned cursor",
+            "parameters": [
+                _query("seed", {"type": "array", "items": {"type": "string"}, "maxItems": 50},
+                       "seed track ids (repeat the parameter)"),
+                _query("artist", {"type": "string"}, "seed with this artist's tracks"),
+                _query("user", {"type": "string"},
+                       "seed with this user's most played tracks (when no other seeds)"),
+                _query("cursor", {"type": "string"},
+                       "continue the radio that returned this cursor"),
+                n,
+                _query("alpha", {"type": "number", "minimum": 0, "maximum": 1},
+                       "0 = listeners also played, 1 = sounds like"),
+                _query("variety", {"type": "number", "minimum": 0, "maximum": 1,
+                                   "default": 0.3},
+                       "0 = always the closest next track; higher spreads out (MMR)"),
+                _query("random_seed", {"type": "integer", "minimum": 0,
+                                       "maximum": 2**31 - 1, "default": 0},
+                       "the same number gives the same radio")],
+            "responses": {"200": _json(_ref("Radio"), "the next tracks, in play order"),
+                          **_errors(400, 404, 409, 503)}}},
         "/v1/similar": {"post": {
             "operationId": "similarToAudio",
             "summary": "query by example: catalogue tracks that sound like an uploaded clip",

@@ -340,3 +340,34 @@ def admin_reload() -> Any:
     return jsonify({"status": "reloaded", "kind": candidate.recommender.kind,
                     "tracks": len(candidate.recommender.tracks)})
 
+
+
+@v1.get("/radio")
+def radio() -> Any:
+    """An endless playlist: start it from seeds, then pass ``cursor`` back to continue."""
+    loaded = ready()
+    n = n_param()
+    seeds = request.args.getlist("seed")
+    if len(seeds) > 50:
+        raise bad(f"{len(seeds)} seed tracks; at most 50 are allowed")
+    cursor = request.args.get("cursor")
+    if cursor is not None:
+        page = loaded.recommender.radio(cursor=cursor, n=n, seeds=seeds,
+                                        artist=request.args.get("artist"),
+                                        user=request.args.get("user"))
+    else:
+        options: dict[str, Any] = {}
+        variety = query_float("variety", low=0.0, high=1.0)
+        if variety is not None:
+            options["variety"] = variety
+        random_seed = query_int("random_seed", None, low=0, high=2**31 - 1)
+        if random_seed is not None:
+            options["seed"] = random_seed
+        page = loaded.recommender.radio(seeds, n=n, artist=request.args.get("artist"),
+                                        user=request.args.get("user"),
+                                        alpha=query_float("alpha", low=0.0, high=1.0),
+                                        **options)
+    from musicrec.recommender.radio import describe_state
+
+    return jsonify({"radio": describe_state(page.state), "cursor": page.cursor,
+                    "exhausted": page.exhausted, "results": recs_json(loaded, page.items)})

@@ -37,6 +37,7 @@ from musicrec.recommender.cf import CFModel
 from musicrec.recommender.hybrid import HybridModel
 from musicrec.recommender.index import Metric, VectorIndex
 from musicrec.recommender.model_dir import read_manifest, write_model_dir
+from musicrec.recommender.radio import RadioPage, RadioState
 from musicrec.recommender.types import Recommendation
 
 log = logging.getLogger(__name__)
@@ -451,6 +452,68 @@ class Recommender:
             total += (1 - alpha) * (self.unit_items[cand] @ unit_cf)
         scores[cand] = total
         return scores
+
+    def blend_parts(self, rows: np.ndarray, cols: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Content and CF cosines between tracks ``rows`` and ``cols``.
+
+        Returns two ``[len(rows), len(cols)]`` float64 arrays; the similarity of
+        :meth:`similar` is ``alpha * content + (1 - alpha) * cf``.
+        """
+        content = np.asarray(self.content[rows], dtype=np.float64) @ \
+            np.asarray(self.content[cols], dtype=np.float64).T
+        cf = np.asarray(self.unit_items[rows], dtype=np.float64) @ \
+            np.asarray(self.unit_items[cols], dtype=np.float64).T
+        return content, cf
+
+    def radio(
+        self,
+        seeds: Sequence[str] = (),
+        *,
+        n: int = 10,
+        user: str | None = None,
+        artist: str | None = None,
+        cursor: str | RadioState | None = None,
+        alpha: float | None = None,
+        variety: float = 0.3,
+        artist_window: int = 4,
+        reach: int = 300,
+        seed: int = 0,
+        **options: Any,
+    ) -> RadioPage:
+        """An endless, varied playlist: the next ``n`` tracks and a cursor to continue.
+
+        Seeds are track ids, an ``artist``'s tracks, or (without either) the ``user``'s
+        most played tracks. Pass the returned page's ``cursor`` (or ``state``) back as
+        ``cursor`` to continue; the other arguments are then taken from it. The rules and
+        knobs (``alpha``, ``variety``, ``artist_window``, ``reach``, ``seed`` and
+        :class:`~musicrec.recommender.radio.RadioParams`' others) are described in
+        :mod:`musicrec.recommender.radio`.
+
+        Examples
+        --------
+        >>> page = rec.radio(["t00001"], n=10)  # doctest: +SKIP
+        >>> more = rec.radio(cursor=page.cursor, n=10)  # doctest: +SKIP
+        """
+        from musicrec.recommender import radio
+
+        self._validate(n, None)
+        if cursor is not None:
+            if seeds or user is not None or artist is not None:
+                raise ParameterError("give either a cursor or seeds/artist/user, not both")
+            state = (cursor if isinstance(cursor, radio.RadioState)
+                     else radio.RadioState.from_cursor(cursor))
+        else:
+            try:
+                params = radio.RadioParams(alpha=alpha, variety=variety,
+                                           artist_window=artist_window, reach=reach,
+                                           seed=seed, **options)
+            except TypeError as exc:
+                raise ParameterError(f"unknown radio option ({exc})") from None
+            if alpha is not None:
+                self._alpha(alpha)
+            state = radio.start_state(self, seeds, artist=artist, user=user, params=params)
+        return radio.play(self, state, n)
 
     def exact_similar(self, track_id: str, *, n: int = 10, alpha: float | None = None
                       ) -> list[str]:

@@ -14,6 +14,7 @@ REASONS = {
     "hybrid": "sounds like {because} and shares its listeners",
     "popular": "popular with listeners",
     "fingerprint": "same recording as {because}",
+    "radio-content": "after {because}: sounds like it",
 }
 
 

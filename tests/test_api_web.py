@@ -130,3 +130,53 @@ def test_search_similar_play_in_chromium(server: Any, tmp_path: Path) -> None:
         finally:
             browser.close()
     assert ranges and set(ranges) <= {200, 206}
+
+
+def test_start_radio_plays_on_when_a_track_ends(server: Any, tmp_path: Path) -> None:
+    _need(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install -y chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need(False, "the playwright pip package is missing")
+    base, _ = server
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            radio_calls: list[str] = []
+            page.on("request", lambda r: radio_calls.append(r.url) if "/v1/radio" in r.url
+                    else None)
+            page.goto(base + "/")
+            page.wait_for_selector("body[data-ready=true]")
+            page.fill("#q", "march")
+            page.click("#search-btn")
+            page.wait_for_selector("#search-results li")
+            page.click("#search-results li:first-child button.radio")
+            page.wait_for_selector("#radio-results li")
+            assert page.locator("#radio-results li").count() == 10
+            assert page.locator("#radio-results .reason").count() == 10
+            # the seed plays first; when it ends, the first radio track follows
+            page.wait_for_function("document.getElementById('player').currentTime > 0.2",
+                                   timeout=15000)
+            first = page.get_attribute("#radio-results li:first-child", "data-track-id")
+            assert first
+            for k in range(9):  # skip to the end of each track: the queue runs low
+                page.eval_on_selector("#player", "p => { p.currentTime = p.duration - 0.05; }")
+                page.wait_for_function(
+                    f"document.querySelectorAll('#radio-results li.playing').length === 1 && "
+                    f"Array.from(document.querySelectorAll('#radio-results li'))"
+                    f".findIndex(li => li.classList.contains('playing')) === {k}",
+                    timeout=15000)
+                page.wait_for_function("document.getElementById('player').currentTime > 0.1",
+                                       timeout=15000)
+            # with two tracks left, the page fetched more with the cursor
+            page.wait_for_function("document.querySelectorAll('#radio-results li').length "
+                                   "=== 20", timeout=15000)
+            assert len(radio_calls) == 2 and "cursor=" in radio_calls[1]
+            assert "playing: " in page.text_content("#radio-status")
+            assert errors == []
+        finally:
+            browser.close()

@@ -4,6 +4,8 @@
 const $ = (id) => document.getElementById(id);
 const enc = encodeURIComponent;
 const state = { q: "", offset: 0, seed: null };
+// The radio: the tracks still to play, the cursor to fetch more, the one playing now.
+const radio = { on: false, queue: [], cursor: null, exhausted: false, current: null };
 
 async function api(path) {
   const response = await fetch(path, { headers: { Accept: "application/json" } });
@@ -34,7 +36,9 @@ function trackItem(track, withReason) {
   play.addEventListener("click", () => playTrack(track));
   const similar = el("button", { type: "button", className: "similar", textContent: "similar" });
   similar.addEventListener("click", () => showSimilar(track));
-  li.append(play, similar);
+  const start = el("button", { type: "button", className: "radio", textContent: "start radio" });
+  start.addEventListener("click", () => startRadio(track));
+  li.append(play, similar, start);
   if (withReason && track.reason) {
     li.append(el("div", { className: "reason", textContent: track.reason }));
   }
@@ -64,6 +68,57 @@ function playTrack(track) {
   player.src = track.audio_url;
   $("now-playing").textContent = track.title + (track.artist ? " — " + track.artist : "");
   player.play().catch((err) => setStatus("similar-status", "cannot play: " + err.message, true));
+}
+
+// -- radio: plays on when a track ends, fetching more with the cursor before it runs out --
+async function fetchRadio(query) {
+  const body = await api(`/v1/radio?n=10&${query}`);
+  radio.cursor = body.cursor;
+  radio.exhausted = body.exhausted;
+  for (const t of body.results) {
+    radio.queue.push(t);
+    $("radio-results").append(trackItem(t, true));
+  }
+  return body;
+}
+
+async function startRadio(track) {
+  radio.on = true;
+  radio.queue = [];
+  radio.cursor = null;
+  $("radio-results").replaceChildren();
+  $("radio-section").hidden = false;
+  $("radio-title").textContent = "from " + track.title;
+  setStatus("radio-status", "loading…");
+  try {
+    const body = await fetchRadio(`seed=${enc(track.track_id)}`);
+    setStatus("radio-status", `${body.results.length} tracks queued`);
+    if (track.audio_url) playTrack(track); else await radioNext();
+  } catch (err) { setStatus("radio-status", err.message, true); }
+}
+
+async function radioNext() {
+  if (!radio.on) return;
+  try {
+    if (radio.queue.length <= 2 && radio.cursor && !radio.exhausted) {
+      await fetchRadio(`cursor=${enc(radio.cursor)}`);
+    }
+  } catch (err) { setStatus("radio-status", err.message, true); }
+  let next = radio.queue.shift();
+  while (next && !next.audio_url) next = radio.queue.shift();  // tracks without audio
+  if (!next) { setStatus("radio-status", "the radio has played everything in its reach"); return; }
+  radio.current = next;
+  for (const li of $("radio-results").children) {
+    li.classList.toggle("playing", li.dataset.trackId === next.track_id);
+  }
+  setStatus("radio-status", `playing: ${next.title} (${next.reason})`);
+  playTrack(next);
+}
+
+function stopRadio() {
+  radio.on = false;
+  radio.queue = [];
+  setStatus("radio-status", "radio stopped");
 }
 
 async function showSimilar(track) {
@@ -98,6 +153,8 @@ async function init() {
   });
   $("alpha").addEventListener("change", () => { if (state.seed) showSimilar(state.seed); });
   $("user").addEventListener("change", showUser);
+  $("player").addEventListener("ended", radioNext);
+  $("radio-stop").addEventListener("click", stopRadio);
   $("exclude-played").addEventListener("change", showUser);
   try {
     const model = await api("/v1/model");
