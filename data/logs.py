@@ -233,19 +233,89 @@ def read_log(
     >>> log = read_log("plays.csv", user_col="listener", weight_col="count")  # doctest: +SKIP
     """
     path = Path(path)
+    frame, fmt, (user_c, track_c, weight_c, time_c) = _read_columns(
+        path, format, sep, user_col=user_col, track_col=track_col, weight_col=weight_col,
+        timestamp_col=timestamp_col)
+    return _build(frame, user_c, track_c, weight_c, time_c, None, None,
+                  ReadReport(str(path)), fmt, path=path)
+
+
+@dataclass
+class PlayEvents:
+    """Single plays in time order per user (nothing merged): what sessions are cut from.
+
+    ``frame`` has the columns ``user``, ``track`` (raw ids), ``plays`` and ``timestamp``
+    (``datetime64[s]``), sorted by user, then time (file order among equal times).
+    """
+
+    frame: pd.DataFrame
+    report: ReadReport
+
+
+def read_play_events(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    user_col: str | None = None,
+    track_col: str | None = None,
+    weight_col: str | None = None,
+    timestamp_col: str | None = None,
+    sep: str | None = None,
+) -> PlayEvents:
+    """Read a log's rows as single timed plays, validated as :func:`read_log` does
+    (rows with 0 plays are skipped and counted the same way).
+
+    Raises :class:`DataFormatError` when the file has no timestamp column.
+    """
+    path = Path(path)
+    frame, fmt, (user_c, track_c, weight_c, time_c) = _read_columns(
+        path, format, sep, user_col=user_col, track_col=track_col, weight_col=weight_col,
+        timestamp_col=timestamp_col)
+    if time_c is None:
+        raise DataFormatError(path, "play events need a timestamp column: expected one of "
+                                    f"{list(COLUMN_ALIASES['timestamp'][:4])}, found "
+                                    f"{[str(c) for c in frame.columns]}; name yours with "
+                                    "--timestamp-col")
+    report = ReadReport(str(path), rows_read=len(frame))
+    users = parse_ids(frame[user_c], "user", user_c, fmt, path)
+    tracks = parse_ids(frame[track_c], "track", track_c, fmt, path)
+    plays = (parse_weights(frame[weight_c], weight_c, fmt, path) if weight_c is not None
+             else np.ones(len(frame), dtype=np.float64))
+    stamps = parse_timestamps(frame[time_c], time_c, fmt, path)
+    keep = plays > 0
+    report.rows_zero_weight = int((~keep).sum())
+    if report.rows_zero_weight:
+        log.warning("%s: skipped %d rows with 0 plays", report.source,
+                    report.rows_zero_weight)
+    if not keep.any():
+        raise DataFormatError(path, "every row has 0 plays: there is nothing to learn from")
+    events = pd.DataFrame({"user": users[keep], "track": tracks[keep], "plays": plays[keep],
+                           "timestamp": stamps[keep]})
+    events = events.sort_values(["user", "timestamp"], kind="stable").reset_index(drop=True)
+    return PlayEvents(events, report)
+
+
+def _read_columns(
+    path: Path,
+    format: str | None,
+    sep: str | None,
+    **given: str | None,
+) -> tuple[pd.DataFrame, str, tuple[str, str, str | None, str | None]]:
+    """The table and the columns of each role (given explicitly or found by alias)."""
     fmt = infer_format(path, format) if path.exists() else (format or "csv")
     frame = read_table(path, fmt=fmt, sep=sep)
     columns = [str(c) for c in frame.columns]
 
-    def pick(role: str, given: str | None, required: bool) -> str | None:
-        if given is not None:
-            if given not in columns:
+    def pick(role: str, required: bool) -> str | None:
+        wanted = given[f"{role}_col"]
+        if wanted is not None:
+            if wanted not in columns:
                 raise DataFormatError(
                     path,
-                    f"no column {given!r} for the {role}; the columns are {columns}",
-                    column=given,
+                    f"no column {wanted!r} for the {role}; the columns are {columns}",
+                    column=wanted,
                 )
-            return given
+            return wanted
         for alias in COLUMN_ALIASES[role]:
             if alias in columns:
                 return alias
@@ -261,13 +331,10 @@ def read_log(
             )
         return None
 
-    user_c = pick("user", user_col, True)
-    track_c = pick("track", track_col, True)
-    weight_c = pick("weight", weight_col, False)
-    time_c = pick("timestamp", timestamp_col, False)
+    user_c = pick("user", True)
+    track_c = pick("track", True)
     assert user_c is not None and track_c is not None
-    return _build(frame, user_c, track_c, weight_c, time_c, None, None,
-                  ReadReport(str(path)), fmt, path=path)
+    return frame, fmt, (user_c, track_c, pick("weight", False), pick("timestamp", False))
 
 
 def _line(fmt: str, row: int, first_line: int | None) -> int:

@@ -17,7 +17,8 @@ from musicrec.errors import DataFormatError, ParameterError
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_CHOICES = ("random-holdout", "leave-last-out", "temporal", "cold-tracks")
+PROTOCOL_CHOICES = ("random-holdout", "leave-last-out", "temporal", "cold-tracks", "sessions")
+DEFAULT_MODELS = "random,popularity,als,itemknn,ease"
 
 
 def _fraction(text: str) -> float:
@@ -157,7 +158,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     if args.interactions is None or args.report is None:
         raise ParameterError("--interactions and --report are required")
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.protocol == "sessions":
+        return _evaluate_sessions(args)
+    models = [m.strip() for m in (args.models or DEFAULT_MODELS).split(",") if m.strip()]
     ks = parse_ks(args.k)
     sweep = None
     if args.alpha_sweep is not None:
@@ -194,6 +197,60 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"\nreport written to {paths['html'].parent} (report.json, report.md, report.html, "
           "per_user.parquet)")
     return 0
+
+
+def _evaluate_sessions(args: argparse.Namespace) -> int:
+    """``--protocol sessions``: the radio and its baselines continue held-out sessions."""
+    from musicrec.cli import print_table
+    from musicrec.data.catalog import TrackCatalog, read_catalog
+    from musicrec.data.logs import read_play_events
+    from musicrec.recommender.evaluation import parse_ks
+    from musicrec.recommender.evaluation.sessions import METHODS, evaluate_sessions
+
+    if args.format == "hetrec" or args.interactions.is_dir():
+        raise ParameterError("--protocol sessions needs a log of single timed plays (CSV, "
+                             "TSV or Parquet); HetRec 2011 has no play times")
+    methods = [m.strip() for m in (args.models or ",".join(METHODS)).split(",") if m.strip()]
+    k = parse_ks(args.k)[0]  # the smallest cut-off: default 10
+    events = read_play_events(args.interactions, format=args.format, user_col=args.user_col,
+                              track_col=args.track_col, weight_col=args.weight_col,
+                              timestamp_col=args.timestamp_col)
+    catalog = None
+    if args.catalog is not None:
+        catalog = read_catalog(args.catalog)
+    elif args.content is not None and (args.content / "catalog.parquet").exists():
+        catalog = TrackCatalog.load(args.content / "catalog.parquet")
+    ids = list(dict.fromkeys([*events.frame["track"].tolist(),
+                              *([] if catalog is None else catalog.track_ids)]))
+    content = read_content(args.content, np.asarray(ids)) if args.content else None
+    print(f"{events.report.source}: {len(events.frame)} plays", file=sys.stderr)
+    result = evaluate_sessions(
+        events, content_ids=ids if content is not None else None, content=content,
+        catalog=catalog, methods=methods, k=k, gap=args.session_gap * 60,
+        n_seeds=args.seed_tracks, max_sessions=args.max_sessions, seed=args.seed,
+        n_bootstrap=args.bootstrap, show_progress=True)
+    paths = result.write(args.report)
+    split = result.split
+    print(f"\nsessions: {split['n_test']} held-out sessions of {split['n_sessions']} "
+          f"({args.session_gap:g}-min gaps, {args.seed_tracks} seed tracks), next {result.k} "
+          "tracks; means with 95 % bootstrap CIs")
+    print_table(*result.table())
+    print("\ndifference to the radio (method - radio), 95 % paired bootstrap CI")
+    print_table([(c["model"], c["metric"], c["mean_diff"],
+                  f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]") for c in result.comparisons],
+                ("method", "metric", "delta", "95% CI"))
+    print(f"\nreport written to {paths['md'].parent} (report.json, report.md)")
+    return 0
+
+
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} must be a positive number of minutes")
+    return value
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -235,8 +292,10 @@ def register(sub: Any) -> None:
             action.required = False
     _split_options(p)
     p.add_argument("--k", default="10,20,50", help="cut-offs, comma-separated (default 10,20,50)")
-    p.add_argument("--models", default="random,popularity,als,itemknn,ease",
-                   help="comma-separated model names (see --list-models)")
+    p.add_argument("--models",
+                   help=f"comma-separated model names (see --list-models; default "
+                        f"{DEFAULT_MODELS}); with --protocol sessions: radio, similar-last, "
+                        "popularity, user (default all)")
     p.add_argument("--report", type=Path, help="directory for report.json/.md/.html")
     p.add_argument("--params", type=Path,
                    help="JSON of hyper-parameters per model, or the output of `musicrec tune`")
@@ -248,6 +307,12 @@ def register(sub: Any) -> None:
                         "training part and plot it in the report")
     p.add_argument("--alpha-sweep", type=Path,
                    help="JSON rows {alpha, metric, value} of a hybrid α sweep to plot")
+    p.add_argument("--session-gap", type=_minutes, default=30.0,
+                   help="--protocol sessions: minutes of silence that end a session (30)")
+    p.add_argument("--seed-tracks", type=_positive_int, default=2,
+                   help="--protocol sessions: first tracks of a session given as seeds (2)")
+    p.add_argument("--max-sessions", type=_positive_int,
+                   help="--protocol sessions: test at most this many sessions (seeded sample)")
     p.add_argument("--list-models", action="store_true", help="list the available models")
     p.set_defaults(handler=cmd_evaluate)
 
