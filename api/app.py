@@ -22,6 +22,9 @@ Configuration keys (upper case, as Flask config):
 ``WATCH_INTERVAL``
     Seconds between checks that the served model's files are unchanged on disk (default
     1); a changed file makes ``/readyz`` and the model routes answer 503.
+``SUBSONIC_USERS``
+    A users file (``user:password`` lines): mounts the Subsonic API under ``/rest/``
+    (:mod:`musicrec.api.subsonic`); ``None`` (the default) leaves it off.
 ``RELOAD_HOOK``
     A callable run after ``POST /v1/admin/reload`` validated the model directory, instead
     of swapping the model in this process (``musicrec serve`` uses it to send SIGHUP to
@@ -54,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "AUDIO_ROOT": None,
     "RELOAD_HOOK": None,
     "WATCH_INTERVAL": 1.0,
+    "SUBSONIC_USERS": None,
     "JSON_SORT_KEYS": False,
 }
 
@@ -183,6 +187,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(v1)
     app.register_blueprint(site)
+    if app.config["SUBSONIC_USERS"] is not None:
+        from musicrec.api.subsonic import register_subsonic
+
+        register_subsonic(app)
     return app
 
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 import hmac
 import logging
 import math
-import mimetypes
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request, send_file, url_for
+from flask import Blueprint, current_app, jsonify, request, url_for
 
 from musicrec.api.app import LoadedModel, model_state
 from musicrec.api.errors import APIError, public_manifest
+from musicrec.api.media import audio_file, send_audio
 from musicrec.api.openapi import (
     MAX_OFFSET,
     MAX_PER_ARTIST,
@@ -100,31 +100,6 @@ def n_param() -> int:
     n = query_int("n", 10, low=1, high=current_app.config["MAX_N"])
     assert n is not None
     return n
-
-
-def audio_file(loaded: LoadedModel, track_id: str) -> Path | None:
-    """The audio file of a catalogue track, from the catalogue's ``audio_path`` column.
-
-    Only catalogue paths are served (never a client-supplied one); relative paths are
-    resolved against the model's audio root.
-    """
-    frame = loaded.recommender.catalog.frame
-    if "audio_path" not in frame.columns:
-        return None
-    from musicrec.embedding.audio import AUDIO_EXTENSIONS
-
-    row = loaded.recommender.catalog._row.get(track_id)
-    if row is None:
-        return None
-    value = frame["audio_path"].iat[row]
-    if not isinstance(value, str) or not value:
-        return None
-    path = Path(value)
-    if not path.is_absolute():
-        path = loaded.audio_root / path
-    if path.suffix.lower() not in AUDIO_EXTENSIONS or not path.is_file():
-        return None
-    return path
 
 
 def track_json(loaded: LoadedModel, track_id: str, *, full: bool = False) -> dict[str, Any]:
@@ -271,8 +246,7 @@ def track_audio(track_id: str) -> Any:
     path = audio_file(loaded, track_id)
     if path is None:
         raise APIError(404, "no_audio", f"track {track_id!r} has no audio file")
-    mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return send_file(path, mimetype=mimetype, conditional=True, max_age=3600)
+    return send_audio(path)
 
 
 @v1.post("/similar")

@@ -8,6 +8,8 @@ track at a time. With ``sim(a, b) = alpha * cos(c_a, c_b) + (1 - alpha) * cos(y_
 * **relevance** of a candidate ``j`` is ``seed_weight * mean_s sim(j, s)`` over the seeds
   plus ``(1 - seed_weight) * sum_k w_k sim(j, r_k)`` over the ``recent`` tracks played last
   (weights ``1, 1/2, 1/4, ...``, normalised): close to the seeds and to what just played;
+  plus ``popularity * log1p(listeners_j) / log1p(max listeners)``, a prior for tracks
+  many listeners played;
 * **variety** is maximal marginal relevance (Carbonell and Goldstein, 1998): the pick
   maximises ``(1 - variety) * relevance - variety * max_m sim(j, m)`` over the ``memory``
   tracks played last, so ``variety=0`` is "most similar next" and higher values spread out;
@@ -68,11 +70,12 @@ class RadioParams:
     artist_window: int = 4
     reach: int = 300
     temperature: float = 0.01
+    popularity: float = 0.0
     seed: int = 0
 
     def validate(self) -> RadioParams:
         for name, low, high in (("variety", 0.0, 1.0), ("seed_weight", 0.0, 1.0),
-                                ("temperature", 0.0, 1.0)):
+                                ("temperature", 0.0, 1.0), ("popularity", 0.0, 1.0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or \
                     not low <= value <= high:
@@ -207,6 +210,10 @@ def play(rec: Recommender, state: RadioState, n: int) -> RadioPage:
     pool = _pool(rec, seeds, alpha, p.reach)
     seed_content, seed_cf = rec.blend_parts(pool, seeds)
     seed_sim = (alpha * seed_content + (1 - alpha) * seed_cf).mean(axis=1)
+    prior = np.zeros(len(pool))
+    if p.popularity > 0 and len(pool):
+        listeners = np.log1p(np.asarray(rec.evidence, dtype=np.float64))
+        prior = p.popularity * listeners[pool] / max(float(listeners.max()), 1e-12)
     history = np.concatenate([seeds, played])  # seeds play "before" the radio
     used = np.zeros(len(rec.tracks), dtype=bool)
     used[history] = True
@@ -221,6 +228,7 @@ def play(rec: Recommender, state: RadioState, n: int) -> RadioPage:
         recent_content, recent_cf = rec.blend_parts(pool, recent)
         recent_part = (alpha * recent_content + (1 - alpha) * recent_cf) * weights
         relevance = p.seed_weight * seed_sim + (1 - p.seed_weight) * recent_part.sum(axis=1)
+        relevance = relevance + prior
         mmr = (1 - p.variety) * relevance
         radio_played = history[len(seeds):]
         memory = radio_played[::-1][: p.memory]

@@ -57,7 +57,9 @@ def test_demo_pipeline_then_every_main_endpoint(tmp_path: Path,
     port = _free_port()
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "musicrec", "serve", "--model",
-                             str(work / "model"), "--port", str(port), "--workers", "1"],
+                             str(work / "model"), "--port", str(port), "--workers", "1",
+                             "--subsonic", "--subsonic-users",
+                             str(work / "subsonic-users.txt")],
                             env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -86,6 +88,12 @@ def test_demo_pipeline_then_every_main_endpoint(tmp_path: Path,
         assert len(recs["results"]) == 3 and all(r["reason"] for r in recs["results"])
         new = _json(f"{base}/v1/recommendations", {"tracks": [track], "n": 3})
         assert len(new["results"]) == 3
+        radio = _json(f"{base}/v1/radio?seed={track}&n=3")
+        more = _json(f"{base}/v1/radio?cursor={radio['cursor']}&n=3")
+        assert len({r["track_id"] for r in radio["results"] + more["results"]}) == 6
+        # the Subsonic API with the demo's user (demo:demo)
+        rest = f"{base}/rest/getSimilarSongs2?u=demo&p=demo&f=json&count=4&id={track}"
+        assert len(_json(rest)["subsonic-response"]["similarSongs2"]["song"]) == 4
 
         status, audio, headers = _request(f"{base}/v1/tracks/{track}/audio",
                                           headers={"Range": "bytes=0-99"})

@@ -224,3 +224,14 @@ def test_api_radio(model_dir: Path) -> None:
                               ("/v1/radio?artist=Nobody", 404, "unknown artist")]:
         response = client.get(url)
         assert response.status_code == status and text in response.json["message"], url
+
+
+def test_the_popularity_prior(rec: Recommender) -> None:
+    page = rec.radio(["t000"], n=1, variety=0.0, temperature=0.0, artist_window=1,
+                     alpha=1.0, popularity=0.5)
+    content, _ = rec.blend_parts(np.arange(N_TRACKS), np.array([0]))
+    listeners = np.log1p(np.asarray(rec.evidence, dtype=np.float64))
+    expected = content[:, 0] + 0.5 * listeners / listeners.max()
+    expected[0] = -np.inf
+    assert page.items[0].track_id == rec.tracks.to_id(int(np.argmax(expected)))
+    assert page.items[0].score == pytest.approx(float(expected.max()))

@@ -9,7 +9,8 @@ Steps, each reusing its cache on a second run:
    (embeddings are cached by file content in ``DIR/cache`` anyway);
 3. evaluate popularity, ALS, item-kNN, content and hybrid on a random holdout and on
    cold tracks, print the tables and write HTML reports to ``DIR/report-*``;
-4. serve the API and the web page on http://127.0.0.1:8000 until Ctrl-C.
+4. serve the API, the web page and the Subsonic API (``/rest/``, user ``demo``, password
+   ``demo``, from ``DIR/subsonic-users.txt``) on http://127.0.0.1:8000 until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -107,14 +108,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
                      *(["--sweep-hybrid"] if protocol == "random-holdout" else [])])
         if code:
             return code
+    users = root / "subsonic-users.txt"
+    if not users.exists():  # the Subsonic API's demo user (the file is yours to edit)
+        users.write_text("# Subsonic users of the demo: user:password, one per line\n"
+                         "demo:demo\n")
     print(f"\nprepared in {time.perf_counter() - started:.0f} s; reports: "
           f"{root / 'report-random-holdout' / 'report.html'}", file=sys.stderr)
 
     if args.no_serve:
         return 0
-    _step("4/4 serving the API and the web page (Ctrl-C stops)")
-    print(f"open http://{args.host}:{args.port}/  (API docs: /docs)", flush=True)
-    serve = ["serve", "--model", str(model), "--host", args.host, "--port", str(args.port)]
+    _step("4/4 serving the API, the web page and the Subsonic API (Ctrl-C stops)")
+    print(f"open http://{args.host}:{args.port}/  (API docs: /docs)\n"
+          f"Subsonic apps: server http://{args.host}:{args.port}, user demo, password demo "
+          f"(users in {users})", flush=True)
+    serve = ["serve", "--model", str(model), "--host", args.host, "--port", str(args.port),
+             "--subsonic", "--subsonic-users", str(users)]
     try:
         return main(serve)
     except KeyboardInterrupt:

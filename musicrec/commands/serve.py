@@ -63,7 +63,10 @@ def worker_class(*, header_timeout: float, body_timeout: float) -> type:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from musicrec.api import create_app
+    from musicrec.errors import ParameterError
 
+    if args.subsonic and args.subsonic_users is None:
+        raise ParameterError("--subsonic needs --subsonic-users FILE (lines user:password)")
     token = os.environ.get(ADMIN_TOKEN_ENV) or None
     master = os.getpid()
     config: dict[str, Any] = {
@@ -73,6 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "MAX_UPLOAD_SECONDS": args.max_upload_seconds,
         "AUDIO_ROOT": args.audio_root,
         "RELOAD_HOOK": None if args.dev else (lambda: os.kill(master, signal.SIGHUP)),
+        "SUBSONIC_USERS": args.subsonic_users if args.subsonic else None,
     }
     app = create_app(config)  # a broken model stops here, before any socket is opened
     if args.dev:
@@ -123,6 +127,10 @@ def register(sub: Any) -> None:
     p.add_argument("--audio-root", type=Path,
                    help="folder that relative catalogue audio_path values resolve against "
                         "(default: the folder of the catalogue the model was built from)")
+    p.add_argument("--subsonic", action="store_true",
+                   help="also serve the (Open)Subsonic API under /rest/ for music apps")
+    p.add_argument("--subsonic-users", type=Path, metavar="FILE",
+                   help="users of the Subsonic API: one user:password per line")
     p.add_argument("--dev", action="store_true",
                    help="Flask's development server instead of gunicorn (never in production)")
     p.set_defaults(handler=cmd_serve)
