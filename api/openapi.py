@@ -249,7 +249,7 @@ def openapi_document(*, max_n: int = 100, max_upload_bytes: int = 10 * 1024 * 10
                 _query("alpha", {"type": "number", "minimum": 0, "maximum": 1},
                        "0 = listeners also played, 1 = sounds like"),
                 _query("variety", {"type": "number", "minimum": 0, "maximum": 1,
-                                   "default": 0.3},
+                                   "default": 0.1},
                        "0 = always the closest next track; higher spreads out (MMR)"),
                 _query("random_seed", {"type": "integer", "minimum": 0,
                                        "maximum": 2**31 - 1, "default": 0},

@@ -37,7 +37,7 @@ from musicrec.recommender.cf import CFModel
 from musicrec.recommender.hybrid import HybridModel
 from musicrec.recommender.index import Metric, VectorIndex
 from musicrec.recommender.model_dir import read_manifest, write_model_dir
-from musicrec.recommender.radio import RadioPage, RadioState
+from musicrec.recommender.radio import RadioPage, RadioParams, RadioState
 from musicrec.recommender.types import Recommendation
 
 log = logging.getLogger(__name__)
@@ -475,10 +475,10 @@ class Recommender:
         artist: str | None = None,
         cursor: str | RadioState | None = None,
         alpha: float | None = None,
-        variety: float = 0.3,
-        artist_window: int = 4,
-        reach: int = 300,
-        seed: int = 0,
+        variety: float = RadioParams.variety,
+        artist_window: int = RadioParams.artist_window,
+        reach: int = RadioParams.reach,
+        seed: int = RadioParams.seed,
         **options: Any,
     ) -> RadioPage:
         """An endless, varied playlist: the next ``n`` tracks and a cursor to continue.

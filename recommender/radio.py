@@ -60,17 +60,21 @@ class UnknownArtistError(UnknownIdError):
 
 @dataclass(frozen=True)
 class RadioParams:
-    """The knobs of a radio (see the module docstring)."""
+    """The knobs of a radio (see the module docstring).
+
+    ``variety``, ``seed_weight`` and ``popularity`` were chosen on validation sessions of
+    the demo dataset (``benchmarks/bench_radio.py``; the README has the numbers).
+    """
 
     alpha: float | None = None
-    variety: float = 0.3
-    seed_weight: float = 0.5
+    variety: float = 0.1
+    seed_weight: float = 0.9
     recent: int = 3
     memory: int = 10
     artist_window: int = 4
     reach: int = 300
     temperature: float = 0.01
-    popularity: float = 0.0
+    popularity: float = 0.5
     seed: int = 0
 
     def validate(self) -> RadioParams:

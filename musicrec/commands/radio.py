@@ -38,6 +38,9 @@ def cmd_radio(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     from musicrec.cli import _positive_int
+    from musicrec.recommender.radio import RadioParams
+
+    defaults = RadioParams()
 
     p = sub.add_parser("radio", help="an endless, varied playlist from seeds, an artist or a "
                                      "user", description=__doc__)
@@ -49,12 +52,15 @@ def register(sub: Any) -> None:
     p.add_argument("--cursor", help="continue a radio from the cursor of its --json output")
     p.add_argument("--alpha", type=float,
                    help="1 = sounds like, 0 = listeners also played (default 0.5 on a hybrid)")
-    p.add_argument("--variety", type=float, default=0.3,
-                   help="0 = always the closest next track; up to 1 = spread out (MMR)")
-    p.add_argument("--artist-window", type=_positive_int, default=4,
-                   help="no artist twice within this many consecutive tracks (default 4)")
-    p.add_argument("--reach", type=_positive_int, default=300,
-                   help="play only among the tracks this close to the seeds (default 300)")
+    p.add_argument("--variety", type=float, default=defaults.variety,
+                   help="0 = always the closest next track; up to 1 = spread out (MMR; "
+                        f"default {defaults.variety:g})")
+    p.add_argument("--artist-window", type=_positive_int, default=defaults.artist_window,
+                   help="no artist twice within this many consecutive tracks (default "
+                        f"{defaults.artist_window})")
+    p.add_argument("--reach", type=_positive_int, default=defaults.reach,
+                   help="play only among the tracks this close to the seeds (default "
+                        f"{defaults.reach})")
     p.add_argument("--random-seed", type=int, default=0,
                    help="the same number always gives the same radio (default 0)")
     p.add_argument("--json", action="store_true")

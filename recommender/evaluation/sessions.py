@@ -153,12 +153,13 @@ def _run(split: SessionSplit, model_dir: Path, content_ids: Sequence[str] | None
          radio_options: Mapping[str, Any] | None, show_progress: bool) -> SessionResult:
     from tqdm.auto import tqdm
 
+    from musicrec.recommender.cf import CFModel
     from musicrec.recommender.facade import Recommender
     from musicrec.recommender.pipeline import build_model_dir
 
     build_model_dir(model_dir, log=split.train, catalog=catalog,
                     content_ids=None if content_ids is None else list(content_ids),
-                    content=content)
+                    content=content, cf_model=CFModel(random_state=seed))
     rec = Recommender(model_dir)
     options = {"seed": seed, **dict(radio_options or {})}
     popular = np.lexsort((np.arange(len(rec.tracks)), -np.asarray(rec.evidence)))
