@@ -331,9 +331,10 @@ def radio() -> Any:
                                         user=request.args.get("user"))
     else:
         options: dict[str, Any] = {}
-        variety = query_float("variety", low=0.0, high=1.0)
-        if variety is not None:
-            options["variety"] = variety
+        for name in ("variety", "popularity"):
+            value = query_float(name, low=0.0, high=1.0)
+            if value is not None:
+                options[name] = value
         random_seed = query_int("random_seed", None, low=0, high=2**31 - 1)
         if random_seed is not None:
             options["seed"] = random_seed

@@ -22,8 +22,9 @@ track at a time. With ``sim(a, b) = alpha * cos(c_a, c_b) + (1 - alpha) * cos(y_
   ``default_rng([seed, position])`` breaks near-ties, so one seed number always gives
   the same radio, and a continued radio equals one long call.
 
-Each item's reason names the seed or recent track that contributes most to its
-relevance, and whether sound or listeners dominate that contribution.
+Each item's reason names the seed or recent track whose similarity to it stands out most
+(above that similarity's mean over the candidates), and whether sound or listeners
+stand out more.
 
 The whole state fits in a :class:`RadioState`, which :meth:`RadioState.to_cursor`
 turns into a URL-safe string for the API.
@@ -249,9 +250,13 @@ def play(rec: Recommender, state: RadioState, n: int) -> RadioPage:
             break
         best = int(np.flatnonzero(allowed)[np.argmax(mmr[allowed])])
         pick = int(pool[best])
-        items.append(_explain(rec, pick, float(relevance[best]), alpha, p.seed_weight,
-                              seeds, seed_content[best], seed_cf[best], recent, weights,
-                              recent_content[best], recent_cf[best]))
+        # what stands out: each part's similarity above its mean over the pool
+        items.append(_explain(
+            rec, pick, float(relevance[best]), alpha, p.seed_weight, seeds,
+            seed_content[best] - seed_content.mean(axis=0),
+            seed_cf[best] - seed_cf.mean(axis=0), recent, weights,
+            recent_content[best] - recent_content.mean(axis=0),
+            recent_cf[best] - recent_cf.mean(axis=0)))
         used[pick] = True
         history = np.append(history, pick)
     new_state = replace(state, played=state.played + tuple(r.track_id for r in items))
@@ -283,7 +288,10 @@ def _explain(rec: Recommender, pick: int, score: float, alpha: float, seed_weigh
              seeds: np.ndarray, seed_content: np.ndarray, seed_cf: np.ndarray,
              recent: np.ndarray, weights: np.ndarray, recent_content: np.ndarray,
              recent_cf: np.ndarray) -> Recommendation:
-    """The anchor (seed or recent track) that contributes most, and what dominates it."""
+    """The anchor (seed or recent track) whose similarity stands out most, and whether
+    sound or listeners stand out more (similarities are given above their pool means, so
+    a "sounds like" is not claimed from the high cosines every track of a catalogue may
+    share in an embedding space)."""
     anchors = np.concatenate([seeds, recent])
     share = np.concatenate([np.full(len(seeds), seed_weight / len(seeds)),
                             (1 - seed_weight) * weights])

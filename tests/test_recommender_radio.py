@@ -217,10 +217,17 @@ def test_api_radio(model_dir: Path) -> None:
     assert [t["track_id"] for t in first["results"] + more["results"]] == \
         [t["track_id"] for t in whole["results"]]
     assert client.get("/v1/radio?artist=Artist%203&n=2").status_code == 200
+    plain = client.get("/v1/radio?seed=t000&n=5&popularity=0&variety=0.2").json
+    assert plain["radio"]["params"]["popularity"] == 0 and \
+        plain["radio"]["params"]["variety"] == 0.2
+    rec = Recommender(model_dir)
+    assert [t["track_id"] for t in plain["results"]] == ids_of(
+        rec.radio(["t000"], n=5, popularity=0.0, variety=0.2))
     for url, status, text in [("/v1/radio?n=5", 400, "a radio needs seeds"),
                               ("/v1/radio?seed=zzz", 404, "unknown track 'zzz'"),
                               ("/v1/radio?cursor=%21%21", 400, "is not a radio cursor"),
                               ("/v1/radio?seed=t000&variety=2", 400, "variety='2'"),
+                              ("/v1/radio?seed=t000&popularity=-1", 400, "popularity='-1'"),
                               ("/v1/radio?artist=Nobody", 404, "unknown artist")]:
         response = client.get(url)
         assert response.status_code == status and text in response.json["message"], url

@@ -19,7 +19,7 @@ def cmd_radio(args: argparse.Namespace) -> int:
         page = rec.radio(args.seed or (), n=args.n, user=args.user, artist=args.artist,
                          alpha=args.alpha, variety=args.variety,
                          artist_window=args.artist_window, reach=args.reach,
-                         seed=args.random_seed)
+                         seed=args.random_seed, popularity=args.popularity)
     if args.json:
         print_json({"radio": describe_state(page.state), "exhausted": page.exhausted,
                     "cursor": page.cursor,
@@ -61,6 +61,9 @@ def register(sub: Any) -> None:
     p.add_argument("--reach", type=_positive_int, default=defaults.reach,
                    help="play only among the tracks this close to the seeds (default "
                         f"{defaults.reach})")
+    p.add_argument("--popularity", type=float, default=defaults.popularity,
+                   help="weight of the prior for tracks many listeners played (0 = none; "
+                        f"default {defaults.popularity:g})")
     p.add_argument("--random-seed", type=int, default=0,
                    help="the same number always gives the same radio (default 0)")
     p.add_argument("--json", action="store_true")
