@@ -327,6 +327,9 @@ def _library() -> Library:
     loaded = model_state(current_app).current()
     if loaded is None:
         raise SubsonicError(GENERIC, "no model is loaded yet")
+    problem = loaded.watch.problem()  # files changed on disk: never read them
+    if problem is not None:
+        raise SubsonicError(GENERIC, f"the model cannot answer: {problem}")
     cache: dict[str, Library] = current_app.extensions["subsonic_library"]
     library = cache.get("current")
     if library is None or library.loaded is not loaded:  # built again after a reload

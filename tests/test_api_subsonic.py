@@ -283,3 +283,17 @@ def test_stream_supports_ranges(client: Any) -> None:
 def test_off_without_a_users_file() -> None:
     client = create_app({"MODEL_DIR": None}).test_client()
     assert client.get("/rest/ping", query_string=AUTH).status_code == 404
+
+
+def test_files_changed_on_disk_make_it_answer_an_error(tmp_path: Path, users_file: Path
+                                                       ) -> None:
+    import os
+
+    model = make_model(tmp_path, albums=False)
+    client = create_app({"MODEL_DIR": model, "SUBSONIC_USERS": users_file,
+                         "WATCH_INTERVAL": 0}).test_client()
+    assert call(client, "getSong", id="t01")["status"] == "ok"
+    os.truncate(model / "content.npy", 1000)
+    body = call(client, "getSimilarSongs", id="t01")
+    assert body["status"] == "failed" and body["error"]["code"] == 0
+    assert body["error"]["message"].startswith("the model cannot answer: content.npy changed")

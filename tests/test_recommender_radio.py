@@ -242,3 +242,11 @@ def test_the_popularity_prior(rec: Recommender) -> None:
     expected[0] = -np.inf
     assert page.items[0].track_id == rec.tracks.to_id(int(np.argmax(expected)))
     assert page.items[0].score == pytest.approx(float(expected.max()))
+
+
+def test_through_the_annoy_indexes(model_dir: Path, rec: Recommender) -> None:
+    # with the indexes, candidates come from each seed's nearest neighbours; on 120
+    # tracks those are all the tracks, so the radio is the exact one
+    indexed = Recommender(model_dir, exact_below=0)
+    assert ids_of(indexed.radio(["t000", "t050"], n=15, reach=40)) == \
+        ids_of(rec.radio(["t000", "t050"], n=15, reach=40))
