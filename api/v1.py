@@ -324,24 +324,12 @@ def radio() -> Any:
     seeds = request.args.getlist("seed")
     if len(seeds) > 50:
         raise bad(f"{len(seeds)} seed tracks; at most 50 are allowed")
-    cursor = request.args.get("cursor")
-    if cursor is not None:
-        page = loaded.recommender.radio(cursor=cursor, n=n, seeds=seeds,
-                                        artist=request.args.get("artist"),
-                                        user=request.args.get("user"))
-    else:
-        options: dict[str, Any] = {}
-        for name in ("variety", "popularity"):
-            value = query_float(name, low=0.0, high=1.0)
-            if value is not None:
-                options[name] = value
-        random_seed = query_int("random_seed", None, low=0, high=2**31 - 1)
-        if random_seed is not None:
-            options["seed"] = random_seed
-        page = loaded.recommender.radio(seeds, n=n, artist=request.args.get("artist"),
-                                        user=request.args.get("user"),
-                                        alpha=query_float("alpha", low=0.0, high=1.0),
-                                        **options)
+    page = loaded.recommender.radio(
+        seeds, n=n, cursor=request.args.get("cursor"), artist=request.args.get("artist"),
+        user=request.args.get("user"), alpha=query_float("alpha", low=0.0, high=1.0),
+        variety=query_float("variety", low=0.0, high=1.0),
+        popularity=query_float("popularity", low=0.0, high=1.0),
+        seed=query_int("random_seed", None, low=0, high=2**31 - 1))
     from musicrec.recommender.radio import describe_state
 
     return jsonify({"radio": describe_state(page.state), "cursor": page.cursor,

@@ -37,7 +37,7 @@ from musicrec.recommender.cf import CFModel
 from musicrec.recommender.hybrid import HybridModel
 from musicrec.recommender.index import Metric, VectorIndex
 from musicrec.recommender.model_dir import read_manifest, write_model_dir
-from musicrec.recommender.radio import RadioPage, RadioParams, RadioState
+from musicrec.recommender.radio import RadioPage, RadioState
 from musicrec.recommender.types import Recommendation
 
 log = logging.getLogger(__name__)
@@ -475,20 +475,20 @@ class Recommender:
         artist: str | None = None,
         cursor: str | RadioState | None = None,
         alpha: float | None = None,
-        variety: float = RadioParams.variety,
-        artist_window: int = RadioParams.artist_window,
-        reach: int = RadioParams.reach,
-        seed: int = RadioParams.seed,
+        variety: float | None = None,
+        artist_window: int | None = None,
+        reach: int | None = None,
+        seed: int | None = None,
         **options: Any,
     ) -> RadioPage:
         """An endless, varied playlist: the next ``n`` tracks and a cursor to continue.
 
         Seeds are track ids, an ``artist``'s tracks, or (without either) the ``user``'s
         most played tracks. Pass the returned page's ``cursor`` (or ``state``) back as
-        ``cursor`` to continue; the other arguments are then taken from it. The rules and
-        knobs (``alpha``, ``variety``, ``artist_window``, ``reach``, ``seed`` and
-        :class:`~musicrec.recommender.radio.RadioParams`' others) are described in
-        :mod:`musicrec.recommender.radio`.
+        ``cursor`` to continue; the seeds and knobs are then the cursor's. The knobs
+        (``alpha``, ``variety``, ``artist_window``, ``reach``, ``seed`` and the other
+        fields of :class:`~musicrec.recommender.radio.RadioParams`, whose defaults apply
+        to those not given) are described in :mod:`musicrec.recommender.radio`.
 
         Examples
         --------
@@ -498,16 +498,20 @@ class Recommender:
         from musicrec.recommender import radio
 
         self._validate(n, None)
+        knobs = {k: v for k, v in {"alpha": alpha, "variety": variety,
+                                   "artist_window": artist_window, "reach": reach,
+                                   "seed": seed, **options}.items() if v is not None}
         if cursor is not None:
             if seeds or user is not None or artist is not None:
                 raise ParameterError("give either a cursor or seeds/artist/user, not both")
+            if knobs:
+                raise ParameterError(f"the cursor carries the radio's settings; "
+                                     f"{sorted(knobs)[0]} cannot change them")
             state = (cursor if isinstance(cursor, radio.RadioState)
                      else radio.RadioState.from_cursor(cursor))
         else:
             try:
-                params = radio.RadioParams(alpha=alpha, variety=variety,
-                                           artist_window=artist_window, reach=reach,
-                                           seed=seed, **options)
+                params = radio.RadioParams(**knobs)
             except TypeError as exc:
                 raise ParameterError(f"unknown radio option ({exc})") from None
             if alpha is not None:

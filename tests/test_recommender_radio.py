@@ -161,6 +161,8 @@ def test_artist_and_user_seeds(rec: Recommender) -> None:
     ({"seeds": ["t000"], "reach": 0}, ParameterError, "reach=0"),
     ({"seeds": ["t000"], "colour": "red"}, ParameterError, "unknown radio option"),
     ({"seeds": ["t000"], "cursor": "abc"}, ParameterError, "not both"),
+    ({"cursor": "abc", "variety": 0.5}, ParameterError,
+     "the cursor carries the radio's settings; variety cannot change them"),
     ({"cursor": "abc"}, ParameterError, "cursor='abc' is not a radio cursor"),
     ({"seeds": ["t000"], "n": 0}, ParameterError, "n=0"),
 ])
@@ -228,6 +230,8 @@ def test_api_radio(model_dir: Path) -> None:
                               ("/v1/radio?cursor=%21%21", 400, "is not a radio cursor"),
                               ("/v1/radio?seed=t000&variety=2", 400, "variety='2'"),
                               ("/v1/radio?seed=t000&popularity=-1", 400, "popularity='-1'"),
+                              (f"/v1/radio?cursor={first['cursor']}&random_seed=3", 400,
+                               "seed cannot change them"),
                               ("/v1/radio?artist=Nobody", 404, "unknown artist")]:
         response = client.get(url)
         assert response.status_code == status and text in response.json["message"], url

@@ -13,13 +13,10 @@ def cmd_radio(args: argparse.Namespace) -> int:
     from musicrec.recommender.radio import describe_state
 
     rec = Recommender(args.model)
-    if args.cursor is not None:
-        page = rec.radio(cursor=args.cursor, n=args.n)
-    else:
-        page = rec.radio(args.seed or (), n=args.n, user=args.user, artist=args.artist,
-                         alpha=args.alpha, variety=args.variety,
-                         artist_window=args.artist_window, reach=args.reach,
-                         seed=args.random_seed, popularity=args.popularity)
+    page = rec.radio(args.seed or (), n=args.n, cursor=args.cursor, user=args.user,
+                     artist=args.artist, alpha=args.alpha, variety=args.variety,
+                     artist_window=args.artist_window, reach=args.reach,
+                     seed=args.random_seed, popularity=args.popularity)
     if args.json:
         print_json({"radio": describe_state(page.state), "exhausted": page.exhausted,
                     "cursor": page.cursor,
@@ -52,19 +49,20 @@ def register(sub: Any) -> None:
     p.add_argument("--cursor", help="continue a radio from the cursor of its --json output")
     p.add_argument("--alpha", type=float,
                    help="1 = sounds like, 0 = listeners also played (default 0.5 on a hybrid)")
-    p.add_argument("--variety", type=float, default=defaults.variety,
+    p.add_argument("--variety", type=float,
                    help="0 = always the closest next track; up to 1 = spread out (MMR; "
                         f"default {defaults.variety:g})")
-    p.add_argument("--artist-window", type=_positive_int, default=defaults.artist_window,
+    p.add_argument("--artist-window", type=_positive_int,
                    help="no artist twice within this many consecutive tracks (default "
                         f"{defaults.artist_window})")
-    p.add_argument("--reach", type=_positive_int, default=defaults.reach,
+    p.add_argument("--reach", type=_positive_int,
                    help="play only among the tracks this close to the seeds (default "
                         f"{defaults.reach})")
-    p.add_argument("--popularity", type=float, default=defaults.popularity,
+    p.add_argument("--popularity", type=float,
                    help="weight of the prior for tracks many listeners played (0 = none; "
                         f"default {defaults.popularity:g})")
-    p.add_argument("--random-seed", type=int, default=0,
-                   help="the same number always gives the same radio (default 0)")
+    p.add_argument("--random-seed", type=int,
+                   help="the same number always gives the same radio (default "
+                        f"{defaults.seed})")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_radio)
