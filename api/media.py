@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import send_file
 
-from musicrec.api.app import LoadedModel
+from musicrec.api.state import LoadedModel
 
 
 def audio_file(loaded: LoadedModel, track_id: str) -> Path | None:

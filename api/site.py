@@ -8,9 +8,9 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, send_from_directory
 
-from musicrec.api.app import model_state
 from musicrec.api.errors import error_response
 from musicrec.api.openapi import openapi_document
+from musicrec.api.state import model_state
 
 STATIC = Path(__file__).with_name("static")
 

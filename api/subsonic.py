@@ -40,8 +40,8 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from musicrec import __version__
-from musicrec.api.app import LoadedModel, model_state
 from musicrec.api.media import audio_file, audio_type, send_audio
+from musicrec.api.state import LoadedModel, model_state
 from musicrec.errors import DataFormatError, MusicrecError, UnknownIdError
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,6 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
-from musicrec.api.app import LoadedModel, model_state
 from musicrec.api.errors import APIError, public_manifest
 from musicrec.api.media import audio_file, send_audio
 from musicrec.api.openapi import (
@@ -27,6 +26,7 @@ from musicrec.api.openapi import (
     MAX_TRACK_PAGE,
     MAX_USER_PAGE,
 )
+from musicrec.api.state import LoadedModel, model_state
 from musicrec.errors import MusicrecError, UnknownTrackError
 from musicrec.recommender.types import Recommendation
 
