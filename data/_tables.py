@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -90,6 +93,26 @@ def read_table(
 
     Raises :class:`DataFormatError` for a missing, empty, binary or malformed file.
     """
+    chunks = [chunk for chunk, _ in iter_table(path, fmt=fmt, sep=sep, encoding=encoding,
+                                               chunk_rows=None)]
+    return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+
+
+def iter_table(
+    path: str | Path,
+    *,
+    fmt: str | None = None,
+    sep: str | None = None,
+    encoding: str = "utf-8",
+    columns: list[str] | None = None,
+    chunk_rows: int | None = 500_000,
+) -> Iterator[tuple[pd.DataFrame, int]]:
+    """Read a table in chunks of ``chunk_rows`` rows: ``(chunk, index of its first row)``.
+
+    Memory stays at one chunk of the ``columns`` asked for (all by default), whatever the
+    file's size. ``chunk_rows=None`` reads the whole table as one chunk. The checks are
+    those of :func:`read_table`; a malformed line in any chunk is a :class:`DataFormatError`.
+    """
     path = Path(path)
     if not path.exists():
         raise DataFormatError(path, "file not found")
@@ -101,35 +124,70 @@ def read_table(
     with path.open("rb") as fh:
         head = fh.read(65536)
     sniff_binary(path, head, fmt)
-
+    rows = 0
     if fmt == "parquet":
+        import pyarrow.parquet as pq
+
         try:
-            frame = pd.read_parquet(path)
+            table = pq.ParquetFile(path)
+            batches = (table.iter_batches(batch_size=chunk_rows, columns=columns)
+                       if chunk_rows else [table.read(columns=columns)])
+            for batch in batches:
+                frame = batch.to_pandas()
+                if len(frame):
+                    yield frame, rows
+                rows += len(frame)
+        except DataFormatError:
+            raise
         except Exception as exc:  # pyarrow raises many types for a corrupt file
             raise DataFormatError(path, f"cannot read Parquet: {exc}") from None
     else:
         delimiter = sep or _SEPARATORS[fmt]
+        options: dict[str, Any] = {
+            "sep": delimiter, "dtype": str, "keep_default_na": False, "encoding": encoding,
+            "quoting": csv.QUOTE_MINIMAL, "skip_blank_lines": True, "usecols": columns}
         try:
-            frame = pd.read_csv(
-                path,
-                sep=delimiter,
-                dtype=str,
-                keep_default_na=False,
-                encoding=encoding,
-                quoting=csv.QUOTE_MINIMAL,
-                skip_blank_lines=True,
-            )
+            with contextlib.ExitStack() as stack:
+                if chunk_rows is None:
+                    frames: Iterable[pd.DataFrame] = [pd.read_csv(path, **options)]
+                else:
+                    frames = stack.enter_context(
+                        pd.read_csv(path, chunksize=chunk_rows, **options))
+                for frame in frames:
+                    if rows == 0 and frame.shape[1] == 1 and columns is None:
+                        _check_delimiter(path, str(frame.columns[0]), delimiter, fmt)
+                    if len(frame):
+                        yield frame, rows
+                    rows += len(frame)
         except pd.errors.EmptyDataError:
             raise DataFormatError(path, "file is empty") from None
         except pd.errors.ParserError as exc:
             raise DataFormatError(path, f"malformed {fmt.upper()}: {exc}") from None
         except UnicodeDecodeError as exc:
             raise DataFormatError(path, f"is not {encoding} text: {exc.reason}") from None
-        if frame.shape[1] == 1:
-            _check_delimiter(path, str(frame.columns[0]), delimiter, fmt)
-    if len(frame) == 0:
+    if rows == 0:
         raise DataFormatError(path, "has a header but no rows")
-    return frame
+
+
+def table_columns(path: str | Path, *, fmt: str, sep: str | None = None,
+                  encoding: str = "utf-8") -> list[str]:
+    """The column names of a table, read from its header (or Parquet schema) alone."""
+    path = Path(path)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return [str(c) for c in pq.ParquetFile(path).schema_arrow.names]
+        except Exception as exc:  # noqa: BLE001 - a corrupt file, for a person
+            raise DataFormatError(path, f"cannot read Parquet: {exc}") from None
+    try:
+        header = pd.read_csv(path, sep=sep or _SEPARATORS[fmt], dtype=str, nrows=0,
+                             encoding=encoding, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise DataFormatError(path, "file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataFormatError(path, f"malformed {fmt.upper()}: {exc}") from None
+    return [str(c) for c in header.columns]
 
 
 def _check_delimiter(path: Path, header: str, delimiter: str, fmt: str) -> None:

@@ -20,13 +20,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from tqdm.auto import tqdm
 
-from musicrec.data._tables import infer_format, read_table, row_location
+from musicrec.data._tables import infer_format, iter_table, read_table, row_location
 from musicrec.data.catalog import TrackCatalog
 from musicrec.data.idmap import IdMap
 from musicrec.errors import DataFormatError, ParameterError
 
 log = logging.getLogger(__name__)
+
+#: Rows of a CSV, TSV or Parquet log read at a time: memory follows the distinct
+#: (user, track) pairs and one chunk, not the file's size.
+CHUNK_ROWS = 500_000
 
 #: Column names tried, in order, when a role's column is not given explicitly.
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -233,11 +238,21 @@ def read_log(
     >>> log = read_log("plays.csv", user_col="listener", weight_col="count")  # doctest: +SKIP
     """
     path = Path(path)
-    frame, fmt, (user_c, track_c, weight_c, time_c) = _read_columns(
-        path, format, sep, user_col=user_col, track_col=track_col, weight_col=weight_col,
-        timestamp_col=timestamp_col)
-    return _build(frame, user_c, track_c, weight_c, time_c, None, None,
-                  ReadReport(str(path)), fmt, path=path)
+    fmt = infer_format(path, format) if path.exists() else (format or "csv")
+    given = {"user_col": user_col, "track_col": track_col, "weight_col": weight_col,
+             "timestamp_col": timestamp_col}
+    report = ReadReport(str(path))
+    acc = LogAccumulator(report)
+    roles: tuple[str, str, str | None, str | None] | None = None
+    chunks = iter_table(path, fmt=fmt, sep=sep, chunk_rows=CHUNK_ROWS)
+    for frame, first in tqdm(chunks, desc=f"reading {path.name}", unit=" chunks",
+                             disable=not path.is_file() or path.stat().st_size < 64 * 2**20,
+                             leave=False):
+        if roles is None:
+            roles = _pick_columns(path, [str(c) for c in frame.columns], given)
+        report.rows_read += len(frame)
+        _add_rows(acc, frame, roles, fmt, path, first_line=row_location(fmt, first))
+    return acc.finish(path)
 
 
 @dataclass
@@ -301,10 +316,16 @@ def _read_columns(
     sep: str | None,
     **given: str | None,
 ) -> tuple[pd.DataFrame, str, tuple[str, str, str | None, str | None]]:
-    """The table and the columns of each role (given explicitly or found by alias)."""
+    """The whole table and the columns of each role (given explicitly or found by alias)."""
     fmt = infer_format(path, format) if path.exists() else (format or "csv")
     frame = read_table(path, fmt=fmt, sep=sep)
-    columns = [str(c) for c in frame.columns]
+    return frame, fmt, _pick_columns(path, [str(c) for c in frame.columns], given)
+
+
+def _pick_columns(
+    path: Path, columns: list[str], given: dict[str, str | None]
+) -> tuple[str, str, str | None, str | None]:
+    """The column of each role: given explicitly, or the first alias present."""
 
     def pick(role: str, required: bool) -> str | None:
         wanted = given[f"{role}_col"]
@@ -334,7 +355,7 @@ def _read_columns(
     user_c = pick("user", True)
     track_c = pick("track", True)
     assert user_c is not None and track_c is not None
-    return frame, fmt, (user_c, track_c, pick("weight", False), pick("timestamp", False))
+    return user_c, track_c, pick("weight", False), pick("timestamp", False)
 
 
 def _line(fmt: str, row: int, first_line: int | None) -> int:
@@ -419,16 +440,31 @@ def _build(
             raise DataFormatError(where, f"no column {col!r}; the columns are "
                                          f"{[str(c) for c in frame.columns]}", column=col)
     report.rows_read = len(frame)
-    user_ids = parse_ids(frame[user_c], "user", user_c, fmt, where)
-    track_ids = parse_ids(frame[track_c], "track", track_c, fmt, where)
+    acc = LogAccumulator(report)
+    _add_rows(acc, frame, (user_c, track_c, weight_c, time_c), fmt, where)
+    return acc.finish(where, users=users, tracks=tracks)
+
+
+def _add_rows(
+    acc: LogAccumulator,
+    frame: pd.DataFrame,
+    roles: tuple[str, str, str | None, str | None],
+    fmt: str,
+    where: Path | str,
+    *,
+    first_line: int | None = None,
+) -> None:
+    """Validate one table (or chunk of one) and add its rows to ``acc``."""
+    user_c, track_c, weight_c, time_c = roles
+    user_ids = parse_ids(frame[user_c], "user", user_c, fmt, where, first_line=first_line)
+    track_ids = parse_ids(frame[track_c], "track", track_c, fmt, where, first_line=first_line)
     if weight_c is not None:
-        plays = parse_weights(frame[weight_c], weight_c, fmt, where)
+        plays = parse_weights(frame[weight_c], weight_c, fmt, where, first_line=first_line)
     else:
         plays = np.ones(len(frame), dtype=np.float64)
-    stamps = parse_timestamps(frame[time_c], time_c, fmt, where) if time_c else None
-    acc = LogAccumulator(report)
+    stamps = (parse_timestamps(frame[time_c], time_c, fmt, where, first_line=first_line)
+              if time_c else None)
     acc.add(user_ids, track_ids, plays, stamps)
-    return acc.finish(where, users=users, tracks=tracks)
 
 
 def parse_ids(

@@ -205,3 +205,43 @@ def test_idmap_round_trip_and_errors() -> None:
     with pytest.raises(ParameterError, match="track id 'a' appears more than once"):
         IdMap(["a", "a"], kind="track")
     assert list(ids.extend(["c", "d"])) == ["a", "b", "c", "d"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_logs_are_read_in_chunks_to_the_same_log(tmp_path: Path, fmt: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of 3 rows give the log that one read gives: pairs split across chunks merge,
+    the latest timestamp wins, 0-play rows are counted."""
+    import musicrec.data.logs as logs
+
+    frame = pd.DataFrame({
+        "user": ["a", "b", "a", "c", "a", "b", "c", "a"],
+        "track": ["t1", "t2", "t1", "t3", "t2", "t2", "t1", "t1"],
+        "plays": ["1", "2", "3", "0", "1", "1", "2", "4"],
+        "timestamp": [f"2024-01-0{d}" for d in (1, 2, 3, 4, 5, 6, 7, 8)]})
+    path = tmp_path / f"plays.{fmt}"
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    whole = read_log(path)
+    monkeypatch.setattr(logs, "CHUNK_ROWS", 3)
+    chunked = read_log(path)
+    assert chunked.fingerprint() == whole.fingerprint()
+    assert chunked.report.rows_read == 8 and chunked.report.rows_zero_weight == 1
+    a_t1 = (chunked.user_idx == chunked.users.to_idx("a")) & (
+        chunked.track_idx == chunked.tracks.to_idx("t1"))
+    assert chunked.plays[a_t1].tolist() == [8.0]
+    assert chunked.timestamp is not None
+    assert str(chunked.timestamp[a_t1][0])[:10] == "2024-01-08"
+
+
+def test_an_error_in_a_later_chunk_names_its_line(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import musicrec.data.logs as logs
+
+    rows = [f"u{i},t{i},1" for i in range(7)] + ["u7,t7,-2"]
+    path = _write(tmp_path, "plays.csv", ("user,track,plays\n" + "\n".join(rows)).encode())
+    monkeypatch.setattr(logs, "CHUNK_ROWS", 3)
+    with pytest.raises(DataFormatError, match=r"plays.csv, line 9, column 'plays'"):
+        read_log(path)
