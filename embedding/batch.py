@@ -62,6 +62,10 @@ class EmbeddingResult:
         Damaged cache entries found, deleted and embedded again.
     embedder_id : str
         :attr:`AudioEmbedder.id` of the embedder.
+    tags : np.ndarray [shape=(len(track_ids), len(tag_names)), dtype=float32]
+        Tag probabilities of the embedded tracks (no columns for a model without tags).
+    tag_names : list of str
+        The embedder's :attr:`~AudioEmbedder.tag_names`.
     """
 
     track_ids: list[str]
@@ -72,6 +76,8 @@ class EmbeddingResult:
     n_embedded: int = 0
     n_damaged: int = 0
     embedder_id: str = ""
+    tags: np.ndarray | None = None
+    tag_names: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line: counts of embedded, cached, silent and failed files."""
@@ -81,12 +87,18 @@ class EmbeddingResult:
 
 
 class EmbeddingCache:
-    """Vectors stored by (file sha256, embedder id) under ``root``, each with a checksum."""
+    """Vectors stored by (file sha256, embedder id) under ``root``, each with a checksum.
+
+    A model that tags (:attr:`AudioEmbedder.tag_names`) also stores each file's tag
+    probabilities, with their own checksum; an entry without them (as the Ray engine
+    writes) serves the vector but not the tags.
+    """
 
     def __init__(self, root: Path, embedder: AudioEmbedder) -> None:
         key = hashlib.sha256(embedder.id.encode()).hexdigest()[:16]
         self.dir = Path(root) / "embeddings" / key
         self.dim = embedder.dim
+        self.n_tags = len(embedder.tag_names)
         self.n_damaged = 0
         self.dir.mkdir(parents=True, exist_ok=True)
         info = self.dir / "embedder.json"
@@ -127,15 +139,39 @@ class EmbeddingCache:
             return None
         return row[:-1].copy(), bool(row[-1])
 
-    def put(self, sha: str, vector: np.ndarray, silent: bool) -> None:
+    def get_tags(self, sha: str) -> np.ndarray | None:
+        """The cached tag probabilities of a file, or None when absent or not intact."""
+        try:
+            with np.load(self._path(sha), allow_pickle=False) as entry:
+                if "tags" not in entry.files:
+                    return None
+                tags, checksum = entry["tags"], str(entry["tags_sha256"])
+        except Exception:  # noqa: BLE001 - a missing or damaged entry: embed again
+            return None
+        intact = (tags.shape == (self.n_tags,) and tags.dtype == np.float32
+                  and hashlib.sha256(tags.tobytes()).hexdigest() == checksum
+                  and bool(np.all(np.isfinite(tags))))
+        return tags.copy() if intact else None
+
+    def put(self, sha: str, vector: np.ndarray, silent: bool,
+            tags: np.ndarray | None = None) -> None:
         path = self._path(sha)
         path.parent.mkdir(exist_ok=True)
         row = np.append(vector.astype(np.float32), np.float32(silent))
         if not np.all(np.isfinite(row)):
             raise ParameterError(f"the vector of the file with sha256 {sha} is not finite")
+        extra: dict[str, np.ndarray] = {}
+        if tags is not None:
+            tag_row = np.asarray(tags, dtype=np.float32)
+            if tag_row.shape != (self.n_tags,) or not np.all(np.isfinite(tag_row)):
+                raise ParameterError(f"the tags of the file with sha256 {sha} have shape "
+                                     f"{tag_row.shape} or are not finite")
+            extra = {"tags": tag_row,
+                     "tags_sha256": np.array(hashlib.sha256(tag_row.tobytes()).hexdigest())}
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, row=row, sha256=np.array(hashlib.sha256(row.tobytes()).hexdigest()))
+            np.savez(f, row=row, sha256=np.array(hashlib.sha256(row.tobytes()).hexdigest()),
+                     **extra)
         os.replace(tmp, path)
 
 
@@ -214,6 +250,8 @@ def embed_paths(
     cache = EmbeddingCache(resolve_cache_dir(cache_dir), embedder) if use_cache else None
     vectors: dict[int, np.ndarray] = {}
     silent: dict[int, bool] = {}
+    tags: dict[int, np.ndarray] = {}
+    tagging = len(embedder.tag_names) > 0
     failures: dict[int, Failure] = {}
     n_cached = n_embedded = 0
     pending: list[tuple[int, str | None, DecodedAudio]] = []
@@ -223,25 +261,26 @@ def embed_paths(
         if not pending:
             return
         try:
-            out = embedder.embed_decoded([d for _, _, d in pending])
+            out, out_tags = embedder.embed_decoded_tagged([d for _, _, d in pending])
         except Exception:
             if len(pending) == 1:
                 raise
             out = None  # find the culprit one by one
         for k, (i, sha, decoded) in enumerate(pending):
             if out is not None:
-                vec = out[k]
+                vec, vec_tags = out[k], out_tags[k]
             else:
                 try:
-                    vec = embedder.embed_decoded([decoded])[0]
+                    one, one_tags = embedder.embed_decoded_tagged([decoded])
+                    vec, vec_tags = one[0], one_tags[0]
                 except Exception as exc:  # noqa: BLE001
                     failures[i] = Failure(ids[i], str(files[i]), "corrupt",
                                           f"the model failed on it: {exc}")
                     continue
-            vectors[i], silent[i] = vec, decoded.silent
+            vectors[i], silent[i], tags[i] = vec, decoded.silent, vec_tags
             n_embedded += 1
             if cache is not None and sha is not None:
-                cache.put(sha, vec, decoded.silent)
+                cache.put(sha, vec, decoded.silent, vec_tags if tagging else None)
         pending.clear()
 
     def work(path: Path) -> tuple[str | None, DecodedAudio | None, Failure | None]:
@@ -250,7 +289,8 @@ def embed_paths(
                 sha = file_sha256(path)
             except OSError:
                 return _decode(embedder, path, False)
-            if cache.get(sha, source=path) is not None:
+            if cache.get(sha, source=path) is not None and (
+                    not tagging or cache.get_tags(sha) is not None):
                 return sha, None, None
         return _decode(embedder, path, cache is not None)
 
@@ -270,7 +310,9 @@ def embed_paths(
             elif decoded is None:
                 hit = (cache.get(sha, source=files[i]) if cache is not None and sha is not None
                        else None)
-                if hit is None:  # removed meanwhile: decode now
+                hit_tags = (cache.get_tags(sha) if tagging and hit is not None
+                            and cache is not None and sha is not None else None)
+                if hit is None or (tagging and hit_tags is None):  # removed meanwhile: decode now
                     sha, decoded, failure = _decode(embedder, files[i], True)
                     if failure is not None:
                         failures[i] = Failure(ids[i], failure.path, failure.kind,
@@ -279,6 +321,7 @@ def embed_paths(
                         pending.append((i, sha, decoded))
                 else:
                     vectors[i], silent[i] = hit
+                    tags[i] = hit_tags if hit_tags is not None else np.zeros(0, np.float32)
                     n_cached += 1
             else:
                 pending.append((i, sha, decoded))
@@ -294,7 +337,10 @@ def embed_paths(
         failures=[failures[i] for i in sorted(failures)],
         silent=[ids[i] for i in order if silent[i]],
         n_cached=n_cached, n_embedded=n_embedded,
-        n_damaged=0 if cache is None else cache.n_damaged, embedder_id=embedder.id)
+        n_damaged=0 if cache is None else cache.n_damaged, embedder_id=embedder.id,
+        tags=(np.stack([tags[i] for i in order]).astype(np.float32) if order
+              else np.zeros((0, len(embedder.tag_names)), dtype=np.float32)),
+        tag_names=list(embedder.tag_names))
     if len(result.track_ids) + len(result.failures) != len(files):
         raise RuntimeError("internal error: a file was neither embedded nor failed")
     for f in result.failures:
@@ -396,7 +442,8 @@ def write_embeddings(result: EmbeddingResult, out: str | Path) -> list[Path]:
 
     ``*.parquet``: columns ``track_id``, ``embedding`` (fixed-size list of float32) and
     ``silent``, with the embedder id in the schema metadata. ``*.npy``: the matrix, plus
-    ``<stem>.ids.json`` (the track ids in row order). Failures, if any, go to
+    ``<stem>.ids.json`` (the track ids in row order). A model that tags adds a column
+    ``tags`` (``tags`` and ``tag_names`` in the JSON), with the names in the metadata. Failures, if any, go to
     ``<stem>.failures.csv`` (columns ``track_id, path, kind, reason``).
     """
     import pandas as pd
@@ -411,26 +458,34 @@ def write_embeddings(result: EmbeddingResult, out: str | Path) -> list[Path]:
     written = []
     silent = set(result.silent)
     dim = result.vectors.shape[1]
+    tags = result.tags if result.tags is not None and result.tags.shape[1] else None
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=out.name + ".", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         if suffix == ".parquet":
             flat = pa.array(result.vectors.reshape(-1), type=pa.float32())
-            table = pa.table({
+            columns = {
                 "track_id": pa.array(result.track_ids, type=pa.string()),
                 "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
                 "silent": pa.array([t in silent for t in result.track_ids]),
-            }).replace_schema_metadata({"musicrec.embedder_id": result.embedder_id,
-                                        "musicrec.dim": str(dim)})
+            }
+            meta = {"musicrec.embedder_id": result.embedder_id, "musicrec.dim": str(dim)}
+            if tags is not None:
+                columns["tags"] = pa.FixedSizeListArray.from_arrays(
+                    pa.array(tags.reshape(-1), type=pa.float32()), tags.shape[1])
+                meta["musicrec.tag_names"] = json.dumps(result.tag_names)
+            table = pa.table(columns).replace_schema_metadata(meta)
             pq.write_table(table, tmp)
         else:
             with open(tmp, "wb") as f:
                 np.save(f, result.vectors.astype(np.float32), allow_pickle=False)
             ids_path = out.with_name(out.stem + ".ids.json")
+            extra = {} if tags is None else {"tag_names": result.tag_names,
+                                             "tags": tags.round(6).tolist()}
             _atomic_write_bytes(ids_path, json.dumps(
                 {"embedder_id": result.embedder_id, "track_ids": result.track_ids,
-                 "silent": sorted(silent)}).encode())
+                 "silent": sorted(silent), **extra}).encode())
             written.append(ids_path)
         os.replace(tmp, out)
     finally:

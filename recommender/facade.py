@@ -11,6 +11,8 @@ A model directory (written by :func:`write_hybrid_model_dir`) holds::
     similar_cf.npy       unit CF-space vectors for track-to-track similarity
     evidence.npy         listeners per track; blend_weight.npy: w_i of the blend
     mapping.npy          the content -> CF ridge matrix (when learned)
+    tags.npy             tag probabilities [n_tracks, n_tags] from a tagging embedder
+                         (zero rows: no audio); the names are the manifest's "tags"
     cf.npz               the CF model: user vectors, played tracks, id maps
     index/content.*      Annoy (angular) over content vectors
     index/cf.*           Annoy (angular) over unit blended vectors
@@ -38,6 +40,7 @@ from musicrec.recommender.hybrid import HybridModel
 from musicrec.recommender.index import Metric, VectorIndex
 from musicrec.recommender.model_dir import read_manifest, write_model_dir
 from musicrec.recommender.radio import RadioPage, RadioState
+from musicrec.recommender.tags import DEFAULT_TAU, TagSearch, TextQuery, TrackTags
 from musicrec.recommender.types import Recommendation
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,23 @@ class AudioQuery:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class TextSearch:
+    """The answer to a search by words: ranked tracks, each with the tags that explain
+    it (``because``), and how the query mapped onto tags (``parsed``: ``parsed.weak`` is
+    True when no word of it matched a tag)."""
+
+    results: list[Recommendation]
+    parsed: TextQuery
+    tag_names: list[str]
+    encoder: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"q": self.parsed.query, "weak_match": self.parsed.weak,
+                "text_encoder": self.encoder,
+                "parts": [p.to_dict(self.tag_names) for p in self.parsed.parts]}
+
+
 def write_hybrid_model_dir(
     out: str | Path,
     *,
@@ -73,8 +93,10 @@ def write_hybrid_model_dir(
     n_trees: int | None = None,
     search_k_factor: int | None = None,
     extra_files: dict[str, Any] | None = None,
+    tags: TrackTags | None = None,
 ) -> Path:
-    """Write a fitted :class:`HybridModel` (with its indexes) as a model directory."""
+    """Write a fitted :class:`HybridModel` (with its indexes) as a model directory;
+    ``tags``, when given, are stored as ``tags.npy`` in the model's track order."""
     from musicrec.recommender.index import DEFAULT_N_TREES, DEFAULT_SEARCH_K_FACTOR
 
     tracks = hybrid.tracks_
@@ -123,6 +145,13 @@ def write_hybrid_model_dir(
         for name, writer in (extra_files or {}).items():
             writer(tmp / name)
             files.append(name)
+        tag_info = None
+        if tags is not None:
+            aligned = tags.aligned(tracks)
+            np.save(tmp / "tags.npy", aligned, allow_pickle=False)
+            files.append("tags.npy")
+            tag_info = {"names": list(tags.names), "source": tags.source,
+                        "tracks": int((aligned.sum(axis=1) > 0).sum())}
         kind = "hybrid" if hybrid.has_cf and hybrid.has_content else (
             "cf" if hybrid.has_cf else "content")
         counts: dict[str, Any] = {"tracks": len(tracks),
@@ -142,6 +171,7 @@ def write_hybrid_model_dir(
             "cf": None if hybrid.cf_ is None else {**hybrid.cf_.get_params(),
                                                    "seed": hybrid.cf_.seed_},
             "index": index_opts,
+            **({} if tag_info is None else {"tags": tag_info}),
         }
 
     return write_model_dir(out, write)
@@ -194,6 +224,15 @@ class Recommender:
         self.cf_index = self._index("cf", dims.get("cf"))
         self.user_index = self._index("user", dims.get("cf"))
         self._embedder: Any = None
+        self._tag_search: dict[tuple[str, float], TagSearch] = {}
+        self.tags: np.ndarray | None = None
+        self.tag_names: list[str] = list(self.manifest.get("tags", {}).get("names", []))
+        if (d / "tags.npy").exists():
+            self.tags = np.load(d / "tags.npy", mmap_mode="r")
+            if self.tags.shape != (n, len(self.tag_names)):
+                raise ModelFormatError(f"{d}: tags.npy has shape {self.tags.shape}; the "
+                                       f"manifest names {len(self.tag_names)} tags of {n} "
+                                       "tracks")
         self.fingerprints: Any = None
         if (d / "fingerprints").exists():
             from musicrec.embedding.fingerprint import FingerprintIndex
@@ -614,6 +653,59 @@ class Recommender:
                          "confidence": found.confidence, "score": found.score}
         return AudioQuery(neighbours=neighbours, match=match,
                           info={"fingerprints": self.fingerprints is not None})
+
+    # -- search by words -----------------------------------------------------------------
+    def tag_search(self, *, text_encoder: str | None = None, tau: float = DEFAULT_TAU
+                   ) -> TagSearch:
+        """The :class:`TagSearch` over this model's tags (built once per encoder and τ)."""
+        from musicrec.embedding.text import DEFAULT_TEXT_ENCODER, get_text_encoder
+
+        if self.tags is None:
+            raise CapabilityError("this model has no tag probabilities: search by words "
+                                  "needs a model built with a tagging embedder "
+                                  "(--embedder musicnn-mtt or musicnn-msd)")
+        name = text_encoder or DEFAULT_TEXT_ENCODER
+        key = (name, float(tau))
+        if key not in self._tag_search:
+            self._tag_search[key] = TagSearch(self.tag_names, get_text_encoder(name), tau=tau)
+        return self._tag_search[key]
+
+    def search_text(
+        self,
+        query: str,
+        *,
+        n: int = 10,
+        text_encoder: str | None = None,
+        tau: float = DEFAULT_TAU,
+        max_per_artist: int | None = None,
+    ) -> TextSearch:
+        """Tracks that fit a description ("calm piano"), zero-shot through their tags.
+
+        Each result's ``because`` lists the query's tags the track carries ("piano,
+        quiet"); :attr:`TextSearch.parsed` says which tags each word matched, and
+        ``parsed.weak`` that none did (the ranking is then a guess).
+        """
+        self._validate(n, max_per_artist)
+        search = self.tag_search(text_encoder=text_encoder, tau=tau)
+        parsed = search.parse(query)
+        probs = np.asarray(self.tags)
+        scores = search.score(parsed, probs)
+        scores[probs.sum(axis=1) <= 0] = -np.inf  # tracks without audio have no tags
+        cand = np.arange(len(self.tracks), dtype=np.int64)
+        picked = self._pick(cand, scores, n, set(), max_per_artist)
+        results = [Recommendation(self.tracks.to_id(i), s, "tags",
+                                  ", ".join(search.reasons(parsed, probs[i])))
+                   for i, s in picked]
+        return TextSearch(results, parsed, self.tag_names, search.encoder.name)
+
+    def track_tags(self, track_id: str, top: int = 5) -> dict[str, float]:
+        """The ``top`` most probable tags of a track (empty without tags)."""
+        i = self.tracks.to_idx(track_id)
+        if self.tags is None:
+            return {}
+        row = np.asarray(self.tags[i])
+        order = np.argsort(-row, kind="stable")[:top]
+        return {self.tag_names[j]: round(float(row[j]), 4) for j in order if row[j] > 0}
 
     def track(self, track_id: str) -> dict[str, Any]:
         i = self.tracks.to_idx(track_id)

@@ -16,6 +16,7 @@ from musicrec.errors import DataFormatError, ParameterError
 from musicrec.recommender.cf import CFModel
 from musicrec.recommender.facade import write_hybrid_model_dir
 from musicrec.recommender.hybrid import HybridModel
+from musicrec.recommender.tags import TrackTags
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +97,15 @@ def build_model_dir(
     n_trees: int | None = None,
     search_k_factor: int | None = None,
     show_progress: bool = False,
+    tags: TrackTags | None = None,
 ) -> Path:
     """Train CF (when logs are given), learn the content → CF mapping, blend, index, write.
 
     Without ``log``, the model is content-only: similar-by-sound and query by example
     work, user recommendations raise a clear error. With ``fingerprint_sources``
     (``(track_id, audio path)`` pairs), a landmark fingerprint index is stored in
-    ``fingerprints/`` so query by example also identifies catalogue recordings.
+    ``fingerprints/`` so query by example also identifies catalogue recordings. ``tags``
+    (from a tagging embedder) are stored for search by words.
     """
     if log is None and content is None:
         raise ParameterError("build needs listening logs, content vectors, or both")
@@ -111,7 +114,7 @@ def build_model_dir(
     return write_hybrid_model_dir(out, hybrid=model, **write_options(
         log=log, catalog=catalog, embedder=embedder, content_source=content_source,
         extra_files=extra_files, fingerprint_sources=fingerprint_sources, n_trees=n_trees,
-        search_k_factor=search_k_factor, show_progress=show_progress))
+        search_k_factor=search_k_factor, show_progress=show_progress), tags=tags)
 
 
 def write_options(
@@ -189,12 +192,15 @@ def add_tracks(
     *,
     catalog_rows: pd.DataFrame | None = None,
     audio_paths: list[Path] | None = None,
+    tags: np.ndarray | None = None,
 ) -> Path:
     """Add tracks with content vectors to a model without retraining.
 
     Their CF vectors are predicted from content by the model's mapping, every index is
     rebuilt (the fingerprint index is extended with ``audio_paths`` when the model has
-    one), and the new directory replaces the old one atomically.
+    one), and the new directory replaces the old one atomically. A model with tag
+    probabilities keeps them; ``tags`` (``[len(track_ids), n_tags]``) gives the new
+    tracks' (without them the new tracks have none and search by words skips them).
     """
     from musicrec.recommender.facade import Recommender
 
@@ -242,7 +248,15 @@ def add_tracks(
         old_fp = FingerprintIndex.load(Path(model_dir) / "fingerprints", mmap=False)
         sources = list(zip(track_ids, audio_paths or [], strict=False))
         extra["fingerprints"] = lambda path: build_fingerprints(sources, path, base=old_fp)
+    track_tags = None
+    if rec.tags is not None:
+        new = (np.zeros((len(track_ids), len(rec.tag_names)), np.float32) if tags is None
+               else np.asarray(tags, dtype=np.float32))
+        track_tags = TrackTags(list(rec.tracks.ids) + list(track_ids),
+                               np.vstack([np.asarray(rec.tags), new]), rec.tag_names,
+                               rec.manifest["tags"].get("source", ""))
+    manifest.pop("tags", None)
     return write_hybrid_model_dir(model_dir, hybrid=model, catalog=catalog, manifest=manifest,
                                   n_trees=index.get("n_trees"),
                                   search_k_factor=index.get("search_k_factor"),
-                                  extra_files=extra)
+                                  extra_files=extra, tags=track_tags)

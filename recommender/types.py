@@ -15,6 +15,7 @@ REASONS = {
     "popular": "popular with listeners",
     "fingerprint": "same recording as {because}",
     "radio-content": "after {because}: sounds like it",
+    "tags": "tagged {because}",
 }
 
 
@@ -23,7 +24,8 @@ class Recommendation:
     """One recommended track with its score and a short human-readable reason.
 
     ``because`` names the track that explains the result (a track the user played, or
-    the seed), and ``kind`` which template of :data:`REASONS` renders it.
+    the seed; for ``kind="tags"``, the tags that matched a text query), and ``kind``
+    which template of :data:`REASONS` renders it.
     """
 
     track_id: str
@@ -38,7 +40,7 @@ class Recommendation:
     def describe(self, label: Callable[[str], str] | None = None) -> str:
         """The reason, with ``because`` rendered by ``label`` (e.g. a track title)."""
         because = self.because or ""
-        if label is not None and self.because is not None:
+        if label is not None and self.because is not None and self.kind != "tags":
             because = label(self.because)
         return REASONS[self.kind].format(because=because)
 

@@ -60,7 +60,7 @@ def build_from_args(
     if args.interactions is not None:
         log_, catalog = load_interactions(args)
         print(log_.report.summary(), file=sys.stderr)
-    content_ids = content = embedder = source = None
+    content_ids = content = embedder = source = tags = None
     fingerprint_sources = None
     if args.content_vectors is not None:
         content_ids, content = read_content_vectors(args.content_vectors)
@@ -75,6 +75,11 @@ def build_from_args(
             raise ParameterError(f"{args.catalog}: no audio file could be embedded")
         embedder = embedder_info(args.embedder)
         content_ids, content = result.track_ids, result.vectors
+        if result.tag_names and result.tags is not None:
+            from musicrec.recommender.tags import TrackTags
+
+            tags = TrackTags(list(result.track_ids), result.tags, list(result.tag_names),
+                             args.embedder)
         source = {"audio": str(Path(args.catalog).resolve()), "embedded": len(result.track_ids),
                   "failed": len(result.failures)}
         if not args.no_fingerprints:
@@ -91,7 +96,8 @@ def build_from_args(
     out = build(args.out, log=log_, catalog=catalog, content_ids=content_ids,
                 content=content, cf_model=cf, hybrid=hybrid, embedder=embedder,
                 content_source=source, n_trees=args.n_trees,
-                fingerprint_sources=fingerprint_sources, show_progress=True)
+                fingerprint_sources=fingerprint_sources, show_progress=True,
+                **({} if tags is None else {"tags": tags}))
     manifest = read_manifest(out)
     print(f"built a {manifest['kind']} model of {manifest['counts']['tracks']} tracks "
           f"in {out}")
@@ -129,7 +135,8 @@ def cmd_add_tracks(args: argparse.Namespace) -> int:
     del rec
     by_id = dict(zip(ids, args.audio, strict=True))
     add_tracks(args.model_dir, result.track_ids, result.vectors,
-               audio_paths=[by_id[t] for t in result.track_ids])
+               audio_paths=[by_id[t] for t in result.track_ids],
+               tags=result.tags if result.tag_names else None)
     print(f"added {len(result.track_ids)} tracks to {args.model_dir} "
           f"({len(result.failures)} failed)")
     return 0
