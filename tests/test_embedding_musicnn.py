@@ -1,0 +1,178 @@
+"""musicnn in torch: the checkpoint reader, the preprocessing, and agreement with the
+original TensorFlow code (reference numbers from benchmarks/musicnn_tf_reference.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("musicnn", reason="musicnn weights not installed (make install)")
+
+from musicrec.embedding.base import get_embedder  # noqa: E402
+from musicrec.embedding.musicnn import (  # noqa: E402
+    MODELS,
+    MTT_LABELS,
+    N_MELS,
+    PATCH_FRAMES,
+    MusicnnEmbedder,
+    checkpoint_prefix,
+    load_network,
+    log_mel,
+    patches,
+    read_tf_checkpoint,
+    read_tf_index,
+)
+from musicrec.errors import ModelFormatError, ParameterError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = json.loads((ROOT / "tests" / "data" / "musicnn_reference.json").read_text())
+AUDIO = ROOT.parent / "shared" / "datasets" / "librosa-audio"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from musicnn_tf_reference import RAGTIME, synthetic  # noqa: E402
+
+
+def _inputs() -> dict[str, np.ndarray]:
+    out = {"synthetic": synthetic()}
+    if (AUDIO / RAGTIME).exists():
+        from musicrec.embedding.audio import load_audio
+
+        out["ragtime"] = load_audio(AUDIO / RAGTIME, sample_rate=16000,
+                                    window_seconds=None).windows[0]
+    return out
+
+
+@pytest.fixture(scope="module")
+def inputs() -> dict[str, np.ndarray]:
+    return _inputs()
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_port_matches_tensorflow(name: str, inputs: dict[str, np.ndarray]) -> None:
+    """Tags (mean over 3-s patches) and the first patch's features equal TensorFlow's."""
+    import torch
+
+    emb = get_embedder(name, window_seconds=600, n_windows=1)
+    assert emb.dim == (200 if "vgg" not in name else 256)
+    assert len(emb.tag_names) == 50
+    if "ragtime" not in inputs:
+        pytest.skip(f"{AUDIO} is absent: only the synthetic input is compared")
+    for key, wave in inputs.items():
+        ref = REFERENCE["inputs"][key][name]
+        assert len(wave) == REFERENCE["inputs"][key]["samples"]
+        cut = patches(log_mel(wave))
+        assert len(cut) == ref["patches"]
+        _, tags = emb._embed_windows_tagged([wave])
+        np.testing.assert_allclose(tags[0], ref["tags"], atol=2e-5)
+        with torch.inference_mode():
+            feats, logits = emb._net(torch.from_numpy(cut[:1]))
+        np.testing.assert_allclose(feats[0].numpy(), ref["first_patch_features"], atol=3e-4)
+        np.testing.assert_allclose(torch.sigmoid(logits[0]).numpy(), ref["first_patch_tags"],
+                                   atol=2e-5)
+
+
+def test_reference_tags_make_sense() -> None:
+    """The TF reference itself: the ragtime piano recording is tagged piano by MTT."""
+    if "ragtime" not in REFERENCE["inputs"]:
+        pytest.fail("reference lacks the ragtime input")
+    tags = np.array(REFERENCE["inputs"]["ragtime"]["musicnn-mtt"]["tags"])
+    assert MTT_LABELS[int(np.argmax(tags))] == "piano"
+    assert tags[MTT_LABELS.index("piano")] == pytest.approx(0.776, abs=1e-3)
+
+
+def test_index_entries_and_dtypes() -> None:
+    prefix = checkpoint_prefix("musicnn-mtt")
+    entries = read_tf_index(prefix + ".index")
+    assert entries["dense/kernel"].shape == (1506, 200)
+    assert entries["conv2d/kernel"].shape == (7, 38, 1, 204)
+    assert entries["dense_1/bias"].shape == (50,)
+    assert entries["beta1_power"].shape == ()
+    assert all(e.dtype == np.float32 for e in entries.values())
+    weights = read_tf_checkpoint(prefix, ["dense_1/bias", "batch_normalization/gamma"])
+    assert weights["dense_1/bias"].dtype == np.float32 and weights["dense_1/bias"].shape == (50,)
+    # the data file holds the tensors back to back, each where its entry says
+    assert entries["batch_normalization/beta"].offset == 0
+    assert entries["batch_normalization/beta/Adam"].offset == 4
+
+
+def test_checkpoint_errors_name_the_file_and_tensor(tmp_path: Path) -> None:
+    src = Path(checkpoint_prefix("musicnn-msd"))
+    for suffix in (".index", ".data-00000-of-00001"):
+        shutil.copy(src / suffix, tmp_path / suffix)
+    prefix = str(tmp_path) + "/"
+    data = tmp_path / ".data-00000-of-00001"
+    with open(data, "r+b") as f:
+        f.truncate(9_000_000)
+    with pytest.raises(ModelFormatError, match=r"truncated: tensor 'dense_1/kernel' ends at "
+                       r"byte 9385596, the file has 9000000"):
+        load_network(prefix, "musicnn")
+    with pytest.raises(ModelFormatError, match=r"no tensor named 'nope'"):
+        read_tf_checkpoint(prefix, ["nope"])
+    (tmp_path / ".index").write_bytes(b"not an index" * 10)
+    with pytest.raises(ModelFormatError, match=r"\.index: not a TensorFlow checkpoint index"):
+        read_tf_index(tmp_path / ".index")
+    with pytest.raises(ModelFormatError, match="cannot read the checkpoint index"):
+        read_tf_index(tmp_path / "missing.index")
+    with pytest.raises(ParameterError, match="arch='resnet' must be"):
+        load_network(prefix, "resnet")
+
+
+def test_preprocessing_is_float32_and_does_not_overflow() -> None:
+    """numpy 2 keeps ``10000 * float16`` in float16: inputs above 6.55 became inf and every
+    track got the same tags. Here loud and quiet inputs stay finite and differ."""
+    import librosa
+
+    t = np.arange(16000 * 3) / 16000
+    loud = (0.99 * np.sign(np.sin(2 * np.pi * 110 * t))).astype(np.float32)
+    quiet = (0.01 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32)
+    spec = log_mel(loud)
+    assert spec.dtype == np.float32 and spec.shape == (1 + len(loud) // 256, N_MELS)
+    assert np.all(np.isfinite(spec)) and spec.max() > np.log10(10000 * 6.55 + 1)
+    mel = librosa.feature.melspectrogram(y=loud, sr=16000, hop_length=256, n_fft=512,
+                                         n_mels=96).T
+    expected = np.log10(10000 * mel.astype(np.float16).astype(np.float32) + 1)
+    np.testing.assert_allclose(spec, expected, rtol=1e-3, atol=1e-3)
+    emb = MusicnnEmbedder(model="musicnn-mtt")
+    _, tags = emb._embed_windows_tagged([loud, quiet])
+    assert np.abs(tags[0] - tags[1]).max() > 0.05
+
+
+def test_patches_cut_and_repeat_pad() -> None:
+    spec = np.arange(400 * N_MELS, dtype=np.float32).reshape(400, N_MELS)
+    cut = patches(spec)
+    assert cut.shape == (2, PATCH_FRAMES, N_MELS)  # 26 trailing frames left out
+    np.testing.assert_array_equal(cut[1, 0], spec[PATCH_FRAMES])
+    short = patches(spec[:50])
+    assert short.shape == (1, PATCH_FRAMES, N_MELS)
+    np.testing.assert_array_equal(short[0, 50], spec[0])  # repeated from the start
+    np.testing.assert_array_equal(short[0, 186], spec[186 % 50])
+
+
+def test_embedder_vectors_tags_and_options() -> None:
+    emb = get_embedder("musicnn-mtt", n_windows=2)
+    assert emb.id.startswith("musicnn-mtt@tf-041f3935e981#")
+    assert emb.id != get_embedder("musicnn-mtt").id != get_embedder("musicnn-msd").id
+    from musicrec.embedding.audio import decode_waveform
+
+    wave = synthetic()
+
+    decoded = decode_waveform(wave, source_rate=16000, sample_rate=16000,
+                              window_seconds=emb.window_seconds, n_windows=emb.n_windows)
+    vectors, tags = emb.embed_decoded_tagged([decoded, decoded])
+    assert vectors.shape == (2, 200) and tags.shape == (2, 50)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # a track's tags are the mean of its windows' tags
+    _, per_window = emb._embed_windows_tagged(decoded.windows)
+    np.testing.assert_allclose(tags[0], per_window.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(emb.embed_decoded([decoded]), vectors[:1], atol=1e-6)
+    with pytest.raises(ParameterError, match=r"musicnn-mtt does not take option\(s\) "
+                       r"\['layer'\]"):
+        get_embedder("musicnn-mtt", layer=2)
+    with pytest.raises(ParameterError, match="window_seconds=0 must be in"):
+        get_embedder("musicnn-msd", window_seconds=0)
+    with pytest.raises(ParameterError, match=r"model='musicnn-big' is not known"):
+        get_embedder("musicnn-big")
