@@ -176,3 +176,44 @@ def test_embedder_vectors_tags_and_options() -> None:
         get_embedder("musicnn-msd", window_seconds=0)
     with pytest.raises(ParameterError, match=r"model='musicnn-big' is not known"):
         get_embedder("musicnn-big")
+
+
+def test_tags_go_through_the_cache_and_the_output_file(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+    import soundfile as sf
+
+    from musicrec.embedding.batch import EmbeddingCache, embed_paths, write_embeddings
+    from musicrec.embedding.musicnn import SAMPLE_RATE
+
+    t = np.arange(SAMPLE_RATE * 4) / SAMPLE_RATE
+    paths = []
+    for k, freq in enumerate((220.0, 1760.0)):
+        paths.append(tmp_path / f"a{k}.wav")
+        sf.write(paths[-1], (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32),
+                 SAMPLE_RATE)
+    emb = get_embedder("musicnn-mtt", n_windows=2)
+    first = embed_paths(paths, embedder=emb, cache_dir=tmp_path / "cache",
+                        show_progress=False)
+    assert first.n_embedded == 2 and first.tags is not None and first.tags.shape == (2, 50)
+    assert first.tag_names == list(MTT_LABELS)
+    again = embed_paths(paths, embedder=emb, cache_dir=tmp_path / "cache", show_progress=False)
+    assert again.n_cached == 2 and again.n_embedded == 0
+    np.testing.assert_array_equal(again.tags, first.tags)
+    np.testing.assert_array_equal(again.vectors, first.vectors)
+    # an entry written without tags (as the Ray engine writes) is embedded again
+    from musicrec.embedding.base import file_sha256
+
+    cache = EmbeddingCache(tmp_path / "cache", emb)
+    cache.put(file_sha256(paths[0]), first.vectors[0], False)
+    assert cache.get_tags(file_sha256(paths[0])) is None
+    third = embed_paths(paths, embedder=emb, cache_dir=tmp_path / "cache", show_progress=False)
+    assert (third.n_cached, third.n_embedded) == (1, 1)
+    np.testing.assert_allclose(third.tags, first.tags, atol=1e-6)
+    out = write_embeddings(first, tmp_path / "vectors.parquet")[0]
+    table = pq.read_table(out)
+    assert json.loads(table.schema.metadata[b"musicrec.tag_names"]) == list(MTT_LABELS)
+    np.testing.assert_allclose(np.stack(table.column("tags").to_pylist()), first.tags)
+    write_embeddings(first, tmp_path / "vectors.npy")
+    meta = json.loads((tmp_path / "vectors.ids.json").read_text())
+    assert meta["tag_names"][0] == "guitar"
+    np.testing.assert_allclose(meta["tags"], first.tags, atol=1e-6)
