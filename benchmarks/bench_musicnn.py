@@ -1,7 +1,8 @@
 """Speed of the musicnn taggers in torch: seconds per 10 s of audio, and tracks per hour.
 
 * **model**: one 10-s window (three 3-s patches: spectrogram and network), median of
-  ``--repeats`` runs, with 1 and with 2 torch threads.
+  ``--repeats`` runs, with 1 and with 2 torch threads; also the mean CPU time per run
+  (on a shared machine the wall time of one thread includes waiting for a core).
 * **tracks/h**: ``embed_paths`` over librosa's 8 full-length music recordings
   (``../shared/datasets/librosa-audio/*.hq.ogg``, 25 s to 3 min), decoding included, no
   cache, the embedder's defaults (10 windows of 3 s per track), 2 threads.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -51,15 +53,20 @@ def main() -> None:
         for threads in (1, 2):
             emb = get_embedder(name, window_seconds=10.0, n_windows=1, num_threads=threads)
             emb._embed_windows_tagged([wave])  # warm up
+            cpu = time.process_time()
             row[f"s_per_10s_{threads}t"] = round(median_seconds(
                 lambda emb=emb: emb._embed_windows_tagged([wave]), args.repeats), 4)
+            # CPU seconds per run: on a machine shared with other jobs, the wall time of
+            # one thread overstates what it costs on an idle core; CPU time does not.
+            row[f"cpu_s_per_10s_{threads}t"] = round(
+                (time.process_time() - cpu) / args.repeats, 4)
         emb = get_embedder(name, num_threads=2)
         start = time.perf_counter()
         result = embed_paths(music, embedder=emb, use_cache=False, show_progress=False)
         seconds = time.perf_counter() - start
         assert len(result.track_ids) == len(music), result.failures
         row.update({"tracks": len(music), "tracks_per_h_2t": round(3600 * len(music) / seconds),
-                    "torch": torch.__version__})
+                    "load_avg_1min": os.getloadavg()[0], "torch": torch.__version__})
         print(json.dumps(row), flush=True)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"peak_rss_mb": round(peak_mb)}))

@@ -170,6 +170,38 @@ class HFEmbedder(AudioEmbedder):
             return outputs.last_hidden_state
         return outputs.hidden_states[self.layer]
 
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        """CLAP only: unit text embeddings ``[len(texts), dim]`` in the space of the audio
+        vectors (its text tower and projection), for search by words. The model's folder
+        or hub id must hold CLAP's tokenizer."""
+        from musicrec.embedding.base import l2_normalize
+
+        if self.model_type != "clap":
+            raise ParameterError(f"{self.name} ({self.model_type}) has no text tower; only "
+                                 "CLAP models answer text queries")
+        torch = self._torch
+        if getattr(self, "_tokenizer", None) is None:
+            from transformers import AutoTokenizer
+
+            folder = Path(self.model_name)
+            if folder.is_dir() and not any((folder / f).is_file() for f in (
+                    "tokenizer.json", "tokenizer_config.json", "vocab.json")):
+                raise ParameterError(f"{self.name} has no tokenizer for text queries (no "
+                                     f"tokenizer.json, tokenizer_config.json or vocab.json "
+                                     f"in {folder})")
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(self.model_name)
+            except (OSError, ValueError) as exc:
+                raise ParameterError(f"{self.name} has no tokenizer for text queries "
+                                     f"({exc})") from None
+        batch = self._tokenizer(list(texts), padding=True, truncation=True, max_length=77,
+                                return_tensors="pt")
+        with torch.inference_mode():
+            emb = self._model.get_text_features(input_ids=batch["input_ids"],
+                                                attention_mask=batch["attention_mask"])
+        emb = getattr(emb, "pooler_output", emb)
+        return l2_normalize(emb.float().numpy())
+
     def _embed_chunk(self, chunk: list[np.ndarray]) -> np.ndarray:
         torch = self._torch
         want_hidden = self.layer is not None

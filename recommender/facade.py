@@ -71,17 +71,24 @@ class AudioQuery:
 class TextSearch:
     """The answer to a search by words: ranked tracks, each with the tags that explain
     it (``because``), and how the query mapped onto tags (``parsed``: ``parsed.weak`` is
-    True when no word of it matched a tag)."""
+    True when no word of it matched a tag). On a CLAP model (``encoder="clap"``) the
+    scores are text-to-audio cosines and ``parsed`` is None."""
 
+    query: str
     results: list[Recommendation]
-    parsed: TextQuery
+    parsed: TextQuery | None
     tag_names: list[str]
     encoder: str
 
+    @property
+    def weak(self) -> bool:
+        return self.parsed is not None and self.parsed.weak
+
     def to_dict(self) -> dict[str, Any]:
-        return {"q": self.parsed.query, "weak_match": self.parsed.weak,
-                "text_encoder": self.encoder,
-                "parts": [p.to_dict(self.tag_names) for p in self.parsed.parts]}
+        parts = [] if self.parsed is None else [p.to_dict(self.tag_names)
+                                                for p in self.parsed.parts]
+        return {"q": self.query, "weak_match": self.weak, "text_encoder": self.encoder,
+                "parts": parts}
 
 
 def write_hybrid_model_dir(
@@ -663,7 +670,8 @@ class Recommender:
         if self.tags is None:
             raise CapabilityError("this model has no tag probabilities: search by words "
                                   "needs a model built with a tagging embedder "
-                                  "(--embedder musicnn-mtt or musicnn-msd)")
+                                  "(--embedder musicnn-mtt or musicnn-msd) or a CLAP "
+                                  "model (hf:)")
         name = text_encoder or DEFAULT_TEXT_ENCODER
         key = (name, float(tau))
         if key not in self._tag_search:
@@ -683,9 +691,13 @@ class Recommender:
 
         Each result's ``because`` lists the query's tags the track carries ("piano,
         quiet"); :attr:`TextSearch.parsed` says which tags each word matched, and
-        ``parsed.weak`` that none did (the ranking is then a guess).
+        ``parsed.weak`` that none did (the ranking is then a guess). A model without tags
+        whose content came from a CLAP model (``hf:`` CLAP) answers with CLAP's text tower:
+        the cosine of the query's text embedding with each track's audio embedding.
         """
         self._validate(n, max_per_artist)
+        if self.tags is None and self._is_clap():
+            return self._search_clap(query, n=n, max_per_artist=max_per_artist)
         search = self.tag_search(text_encoder=text_encoder, tau=tau)
         parsed = search.parse(query)
         probs = np.asarray(self.tags)
@@ -696,7 +708,30 @@ class Recommender:
         results = [Recommendation(self.tracks.to_id(i), s, "tags",
                                   ", ".join(search.reasons(parsed, probs[i])))
                    for i, s in picked]
-        return TextSearch(results, parsed, self.tag_names, search.encoder.name)
+        return TextSearch(query, results, parsed, self.tag_names, search.encoder.name)
+
+    def _is_clap(self) -> bool:
+        spec = (self.manifest.get("embedder") or {}).get("spec", "")
+        return str(spec).startswith("hf:") and getattr(self.embedder(), "model_type",
+                                                       "") == "clap"
+
+    def _search_clap(self, query: str, *, n: int, max_per_artist: int | None) -> TextSearch:
+        from musicrec.recommender.tags import MAX_QUERY_CHARS
+
+        if not isinstance(query, str) or not query.strip():
+            raise ParameterError(f"q={query!r} must be a non-empty text")
+        if len(query) > MAX_QUERY_CHARS:
+            raise ParameterError(f"q has {len(query)} characters; at most {MAX_QUERY_CHARS} "
+                                 "are allowed")
+        vector = self.embedder().encode_text([query])[0]
+        k = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * n)
+        cand = self._candidates([(self.content_index, vector)], k)
+        cand = cand[self.has_content[cand]]
+        scores = np.full(len(self.tracks), -np.inf)
+        scores[cand] = np.asarray(self.content[cand]) @ vector
+        results = [Recommendation(self.tracks.to_id(i), s, "clap")
+                   for i, s in self._pick(cand, scores, n, set(), max_per_artist)]
+        return TextSearch(query, results, None, [], "clap")
 
     def track_tags(self, track_id: str, top: int = 5) -> dict[str, float]:
         """The ``top`` most probable tags of a track (empty without tags)."""

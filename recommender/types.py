@@ -16,6 +16,7 @@ REASONS = {
     "fingerprint": "same recording as {because}",
     "radio-content": "after {because}: sounds like it",
     "tags": "tagged {because}",
+    "clap": "sounds like the words (CLAP)",
 }
 
 

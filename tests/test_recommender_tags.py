@@ -227,3 +227,83 @@ def test_api_search(tagged_model: Path, minilm: Any) -> None:
     bad = client.get("/v1/search?q=piano&text_encoder=clap")
     assert bad.status_code == 400 and "text_encoder='clap'" in bad.get_json()["message"]
     assert client.get("/v1/search?q=piano&tau=0").status_code == 400
+
+
+@pytest.fixture(scope="module")
+def clap_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random CLAP with a word-level tokenizer, saved as a model folder."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        ClapAudioConfig,
+        ClapConfig,
+        ClapModel,
+        ClapTextConfig,
+        PreTrainedTokenizerFast,
+    )
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("clap")
+    ClapModel(ClapConfig(
+        text_config=ClapTextConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                   intermediate_size=37, vocab_size=99).to_dict(),
+        audio_config=ClapAudioConfig(num_mel_bins=64, patch_embeds_hidden_size=8,
+                                     depths=[1, 1], num_attention_heads=[2, 2],
+                                     hidden_size=16, window_size=4,
+                                     patch_stride=(4, 4)).to_dict(),
+        projection_dim=12)).save_pretrained(folder)
+    vocab = {w: i for i, w in enumerate(["<s>", "<pad>", "</s>", "<unk>", "calm", "piano",
+                                         "fast", "drums"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
+                            bos_token="<s>", eos_token="</s>").save_pretrained(folder)
+    return folder
+
+
+def _clap_model(clap_dir: Path, out: Path) -> tuple[Path, Any, list[str]]:
+    from musicrec.embedding.base import get_embedder
+
+    spec = f"hf:{clap_dir}"
+    emb = get_embedder(spec, window_seconds=2.0)
+    sr = emb.sample_rate
+    t = np.arange(2 * sr) / sr
+    waves = [(0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32) for f in (220, 880, 3520)]
+    ids = ["low", "mid", "high"]
+    model = build_model_dir(out, content_ids=ids, content=emb.embed(waves), n_trees=2,
+                            embedder={"spec": spec, "id": emb.id, "name": emb.name,
+                                      "revision": emb.revision, "dim": emb.dim,
+                                      "options": {"window_seconds": 2.0}})
+    return model, emb, ids
+
+
+def test_clap_models_answer_text_with_text_to_audio_cosines(clap_dir: Path, tmp_path: Path
+                                                            ) -> None:
+    model, emb, ids = _clap_model(clap_dir, tmp_path / "m")
+    rec = Recommender(model)
+    found = rec.search_text("calm piano", n=3)
+    text = emb.encode_text(["calm piano"])[0]
+    assert text.shape == (12,) and abs(float(np.linalg.norm(text)) - 1) < 1e-5
+    expected = {t: float(np.asarray(rec.content[rec.tracks.to_idx(t)]) @ text) for t in ids}
+    assert [r.track_id for r in found.results] == sorted(ids, key=lambda t: -expected[t])
+    for r in found.results:
+        assert r.score == pytest.approx(expected[r.track_id], abs=1e-5)
+        assert r.kind == "clap" and r.describe() == "sounds like the words (CLAP)"
+    assert found.parsed is None and found.weak is False
+    assert found.to_dict() == {"q": "calm piano", "weak_match": False, "text_encoder": "clap",
+                               "parts": []}
+    with pytest.raises(ParameterError, match="must be a non-empty text"):
+        rec.search_text(" ")
+
+
+def test_text_needs_clap_and_a_tokenizer(clap_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from musicrec.embedding.base import get_embedder
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(clap_dir / name, bare / name)
+    with pytest.raises(ParameterError, match="has no tokenizer for text queries"):
+        get_embedder(f"hf:{bare}", window_seconds=2.0).encode_text(["piano"])

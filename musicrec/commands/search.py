@@ -19,14 +19,16 @@ def cmd_search(args: argparse.Namespace) -> int:
             {**r.to_dict(), "title": rec.catalog.title(r.track_id),
              "tags": rec.track_tags(r.track_id)} for r in found.results]})
         return 0
-    matched = [p for p in found.parsed.parts if p.matched]
-    if found.parsed.weak:
+    if found.parsed is None:
+        print("Matched by CLAP: text-to-audio cosines")
+    elif found.parsed.weak:
         best = max(found.parsed.parts, key=lambda p: p.cosine)
         print(f"Weak match: no word of {args.query!r} is close to a tag of this model "
               f"(closest: {best.best_tag!r}, cosine {best.cosine:.2f}); the ranking is a guess.")
     else:
         print("Matched tags: " + "; ".join(
-            f"{p.text!r} -> {', '.join(p.to_dict(found.tag_names)['tags'])}" for p in matched))
+            f"{p.text!r} -> {', '.join(p.to_dict(found.tag_names)['tags'])}"
+            for p in found.parsed.parts if p.matched))
     print_recommendations(found.results, rec.catalog, False,
                           f"Top {len(found.results)} for {args.query!r}:")
     return 0
