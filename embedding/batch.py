@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -160,7 +161,7 @@ class EmbeddingCache:
         row = np.append(vector.astype(np.float32), np.float32(silent))
         if not np.all(np.isfinite(row)):
             raise ParameterError(f"the vector of the file with sha256 {sha} is not finite")
-        extra: dict[str, np.ndarray] = {}
+        extra: dict[str, Any] = {}
         if tags is not None:
             tag_row = np.asarray(tags, dtype=np.float32)
             if tag_row.shape != (self.n_tags,) or not np.all(np.isfinite(tag_row)):
@@ -443,8 +444,9 @@ def write_embeddings(result: EmbeddingResult, out: str | Path) -> list[Path]:
     ``*.parquet``: columns ``track_id``, ``embedding`` (fixed-size list of float32) and
     ``silent``, with the embedder id in the schema metadata. ``*.npy``: the matrix, plus
     ``<stem>.ids.json`` (the track ids in row order). A model that tags adds a column
-    ``tags`` (``tags`` and ``tag_names`` in the JSON), with the names in the metadata. Failures, if any, go to
-    ``<stem>.failures.csv`` (columns ``track_id, path, kind, reason``).
+    ``tags`` (``tags`` and ``tag_names`` in the JSON), with the names in the metadata.
+    Failures, if any, go to ``<stem>.failures.csv`` (columns ``track_id, path, kind,
+    reason``).
     """
     import pandas as pd
     import pyarrow as pa
