@@ -307,3 +307,39 @@ def test_text_needs_clap_and_a_tokenizer(clap_dir: Path, tmp_path: Path) -> None
         shutil.copy(clap_dir / name, bare / name)
     with pytest.raises(ParameterError, match="has no tokenizer for text queries"):
         get_embedder(f"hf:{bare}", window_seconds=2.0).encode_text(["piano"])
+
+
+def test_build_and_add_tracks_store_musicnn_tags(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``musicrec build --embedder musicnn-mtt`` writes tags.npy; add-tracks extends it."""
+    pytest.importorskip("musicnn", reason="musicnn weights not installed (make install)")
+    import soundfile as sf
+
+    from musicrec.cli import main
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    t = np.arange(16000 * 4) / 16000
+    for name, freq in (("low", 110.0), ("high", 3520.0), ("extra", 440.0)):
+        folder = audio if name != "extra" else tmp_path
+        sf.write(folder / f"{name}.wav", (0.3 * np.sin(2 * np.pi * freq * t)).astype(
+            np.float32), 16000)
+    model = tmp_path / "model"
+    assert main(["build", "--catalog", str(audio), "--embedder", "musicnn-mtt", "--out",
+                 str(model), "--cache-dir", str(tmp_path / "cache"),
+                 "--no-fingerprints"]) == 0
+    rec = Recommender(model)
+    assert rec.manifest["tags"]["source"] == "musicnn-mtt"
+    assert rec.tags is not None and rec.tags.shape == (2, 50)
+    assert rec.content.shape == (2, 200)
+    from musicrec.embedding.base import get_embedder
+
+    emb = get_embedder("musicnn-mtt")
+    _, expected = emb.embed_decoded_tagged([emb.load(audio / "low.wav")])
+    np.testing.assert_allclose(rec.tags[rec.tracks.to_idx("low")], expected[0], atol=1e-5)
+    assert main(["add-tracks", str(model), str(tmp_path / "extra.wav"), "--cache-dir",
+                 str(tmp_path / "cache")]) == 0
+    rec = Recommender(model)
+    assert rec.tags is not None and rec.tags.shape == (3, 50)
+    assert rec.tags[rec.tracks.to_idx("extra")].sum() > 0
+    capsys.readouterr()
