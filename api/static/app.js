@@ -63,6 +63,27 @@ async function search(more) {
   } catch (err) { setStatus("search-status", err.message, true); }
 }
 
+// Search by words (GET /v1/search): tracks whose tags fit the words, with the tags that
+// matched; a query close to no tag is reported as a weak match.
+async function searchWords() {
+  const q = $("words").value.trim();
+  if (!q) return;
+  setStatus("words-status", "searching…");
+  try {
+    const body = await api(`/v1/search?q=${enc(q)}&n=10`);
+    $("words-results").replaceChildren(...body.results.map((t) => trackItem(t, true)));
+    const matched = body.parts.filter((p) => p.matched)
+      .map((p) => `${p.text} → ${Object.keys(p.tags).join(", ")}`);
+    if (body.weak_match) {
+      setStatus("words-status", `weak match: no word of "${q}" is close to a tag of this ` +
+                "model; the ranking is a guess", true);
+    } else {
+      setStatus("words-status", matched.length ? `matched tags: ${matched.join("; ")}`
+                                               : `${body.results.length} tracks`);
+    }
+  } catch (err) { setStatus("words-status", err.message, true); }
+}
+
 function playTrack(track) {
   const player = $("player");
   player.src = track.audio_url;
@@ -147,6 +168,7 @@ async function showUser() {
 
 async function init() {
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search(false); });
+  $("words-form").addEventListener("submit", (e) => { e.preventDefault(); searchWords(); });
   $("more-btn").addEventListener("click", () => search(true));
   $("alpha").addEventListener("input", () => {
     $("alpha-value").textContent = Number($("alpha").value).toFixed(2);
@@ -161,6 +183,8 @@ async function init() {
     $("model-info").textContent = `${model.kind} model, ${model.manifest.counts.tracks} tracks`;
     if (model.kind === "cf") $("alpha").disabled = true;
     if (model.kind === "content") $("alpha").disabled = true;
+    const spec = String((model.manifest.embedder || {}).spec || "");
+    $("words-section").hidden = !(model.manifest.tags || spec.startsWith("hf:"));
     const users = await api("/v1/users?limit=200");
     for (const u of users.users) $("user").append(el("option", { value: u, textContent: u }));
     if (!users.total) $("user-section").hidden = true;
