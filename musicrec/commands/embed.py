@@ -19,7 +19,7 @@ def register(sub: Any) -> None:
                    help="output: .parquet (track_id, embedding) or .npy (+ .ids.json)")
     p.add_argument("--model", default="whisper-tiny",
                    help="mfcc, whisper-tiny, whisper-base, aisfx, pann:<checkpoint>, "
-                   "openai/whisper-*, hf:<id or folder>, or a model folder "
+                   "trained:<folder>, openai/whisper-*, hf:<id or folder>, or a model folder "
                    "(default: whisper-tiny)")
     p.add_argument("--layer", type=_positive_int, help="encoder layer to pool (Whisper, hf)")
     p.add_argument("--window-seconds", type=float, help="length of each window")
