@@ -9,7 +9,9 @@ measures:
 
 - **speed**: every track of the set embedded from its file, full length, through
   :func:`musicrec.embedding.batch.embed_paths` without the cache (decoding included):
-  tracks per hour, and hours of audio per hour of compute;
+  tracks per hour and hours of audio per hour (wall clock), and CPU seconds per track
+  (user + system, every thread: less sensitive than wall time to other jobs on a shared
+  machine; the 1-minute load average at the end is recorded);
 - **same-source P@10**: for each track of the seven packages, the share of its 10 nearest
   other tracks (cosine, the query left out) from the same package; librosa's recordings are
   in every ranking as distractors but are not queries. A 95 % percentile bootstrap interval
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -81,6 +84,12 @@ def excerpt(path: Path, *, fraction: float, seconds: float, sample_rate: int) ->
     return to_mono(data, sample_rate=rate, target_rate=sample_rate)
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_one(spec: str, set_dir: Path, *, threads: int, workers: int, resamples: int) -> dict:
     import pandas as pd
     import torch
@@ -93,15 +102,19 @@ def run_one(spec: str, set_dir: Path, *, threads: int, workers: int, resamples: 
     catalog = pd.read_csv(set_dir / "catalog.csv", dtype={"track_id": str})
     paths = [set_dir / p for p in catalog["audio_path"]]
     embedder = get_embedder(spec)
+    cpu_before = _cpu_seconds()
     began = time.perf_counter()
     result = embed_paths(paths, embedder=embedder, track_ids=list(catalog["track_id"]),
                          use_cache=False, n_workers=workers, show_progress=False)
     wall = time.perf_counter() - began
+    cpu = _cpu_seconds() - cpu_before
     if result.failures:
         raise SystemExit(f"{spec}: {len(result.failures)} tracks failed: {result.failures[:3]}")
     row: dict = {"embedder": spec, "id": embedder.id, "dim": embedder.dim,
                  "tracks": len(paths), "embed_s": round(wall, 1),
                  "tracks_per_hour": int(len(paths) / wall * 3600),
+                 "cpu_s_per_track": round(cpu / len(paths), 3),
+                 "load_average": round(os.getloadavg()[0], 1),
                  "audio_hours_per_hour": round(float(catalog["duration_s"].sum()) / wall, 1)}
 
     labels = catalog["label"].to_numpy()
@@ -138,14 +151,14 @@ def run_one(spec: str, set_dir: Path, *, threads: int, workers: int, resamples: 
 
 def table(rows: list[dict]) -> str:
     lines = ["| embedder | dim | same-source P@10 [95 % CI] | QBE top-1 [95 % CI] | "
-             "tracks/h | audio h/h | peak RSS |",
+             "tracks/h | CPU s/track | peak RSS |",
              "| --- | ---: | --- | --- | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(
             f"| `{r['embedder']}` | {r['dim']} | {r['p_at_10']:.3f} [{r['p_at_10_ci'][0]:.3f}, "
             f"{r['p_at_10_ci'][1]:.3f}] | {r['qbe_top1']:.3f} [{r['qbe_top1_ci'][0]:.3f}, "
             f"{r['qbe_top1_ci'][1]:.3f}] | {r['tracks_per_hour']:,} | "
-            f"{r['audio_hours_per_hour']:g} | {r['peak_rss_mib']:,} MiB |")
+            f"{r.get('cpu_s_per_track', float('nan')):.2f} | {r['peak_rss_mib']:,} MiB |")
     if rows:
         r = rows[0]
         lines.append(f"\n{r['tracks']} tracks, {r['p_at_10_queries']} P@10 queries (chance "
