@@ -234,7 +234,8 @@ def train_embedder(
         from safetensors.torch import save_file
 
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT, "arch": arch})
+        # one metadata key: safetensors writes a map's keys in no fixed order
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "files": [WEIGHTS],
             "arch": arch, "config": {"hidden": hidden, "layers": layers},
