@@ -1,11 +1,15 @@
-"""Load benchmark of ``musicrec serve`` on 127.0.0.1 with wrk: throughput and latency.
+"""Load benchmark of ``musicrec serve`` on 127.0.0.1 with wrk, against a bare Flask app.
 
-Builds a synthetic hybrid model of 1,000 tracks and 2,000 users (the demo dataset takes
-too long to render for a bounded benchmark), starts ``musicrec serve`` (gunicorn), then
-runs wrk against similar tracks and user recommendations, each with a random id per
-request. About 60 s in all. Prints one JSON line per endpoint.
+Builds a synthetic hybrid model of 1,000 tracks and 2,000 users (or serves ``--model``),
+starts ``musicrec serve`` (gunicorn), then runs wrk against similar tracks and user
+recommendations, each with a random id per request. The reference runs in the same run,
+on the same gunicorn settings: a bare Flask app whose one route returns ten precomputed
+items of the same shape, so the ratio says what musicrec's own work costs. Each round
+measures the reference and both endpoints; one JSON line per measurement, then a summary
+line per endpoint with its throughput as a share of the reference's in the same round.
 
-    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_api.py [--seconds 20]
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_api.py [--seconds 20] \
+        [--connections 4] [--rounds 2] [--model DIR]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -79,11 +84,74 @@ def wrk(url: str, template: str, ids: list[str], seconds: int, connections: int,
             "socket_errors": errors[1] if errors else None}
 
 
+def bare_app(items_json: str) -> Any:
+    """The reference: Flask answering every request with ten precomputed items."""
+    from flask import Flask, jsonify
+
+    app = Flask("bare")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    items = json.loads(items_json)
+
+    @app.get("/v1/tracks/<path:track_id>/similar")
+    @app.get("/v1/users/<path:track_id>/recommendations")
+    def ten(track_id: str) -> Any:
+        return jsonify({"track_id": track_id, "results": items})
+
+    return app
+
+
+def run_bare(port: int, workers: int, items_file: str) -> None:
+    """Gunicorn with ``musicrec serve``'s settings (sync workers, preload), serving
+    :func:`bare_app`."""
+    from gunicorn.app.base import BaseApplication
+
+    options = {"bind": f"127.0.0.1:{port}", "workers": workers, "worker_class": "sync",
+               "preload_app": True, "keepalive": 5, "loglevel": "warning"}
+    app = bare_app(Path(items_file).read_text())
+
+    class Bare(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return app
+
+    Bare().run()
+
+
+def serve_bare(port: int, workers: int, items: list[dict[str, Any]], tmp: Path
+               ) -> subprocess.Popen[bytes]:
+    (tmp / "items.json").write_text(json.dumps(items))
+    return subprocess.Popen([sys.executable, __file__, "_bare", str(port), str(workers),
+                             str(tmp / "items.json")])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str) -> None:
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
 def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "_bare":
+        run_bare(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=20, help="per endpoint")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--model", type=Path, help="serve this model instead of building")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -93,38 +161,53 @@ def main() -> None:
         started = time.perf_counter()
         model = args.model or build(tmp / "model")
         print(f"model ready in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        from musicrec.recommender.facade import Recommender
+
+        rec = Recommender(model)
+        tracks = rec.tracks.ids.tolist()
+        users = [str(u) for u in rec.cf.users_.ids] if rec.cf is not None else []
+        port, bare_port = free_port(), free_port()
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
         server = subprocess.Popen([sys.executable, "-m", "musicrec", "serve", "--model",
                                    str(model), "--port", str(port), "--workers",
                                    str(args.workers)], env=env)
         base = f"http://127.0.0.1:{port}"
+        bare_base = f"http://127.0.0.1:{bare_port}"
+        bare = None
         try:
-            for _ in range(200):
-                try:
-                    with urllib.request.urlopen(base + "/readyz", timeout=2) as response:
-                        ready = json.loads(response.read())
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            from musicrec.recommender.facade import Recommender
-
-            rec = Recommender(model)
-            tracks = rec.tracks.ids.tolist()
-            users = [str(u) for u in rec.cf.users_.ids] if rec.cf is not None else []
-            for label, template, ids in (
-                    ("similar", "/v1/tracks/%s/similar?n=10", tracks),
-                    ("user_recommendations", "/v1/users/%s/recommendations?n=10", users)):
-                wrk(base + "/", template, ids, 2, args.connections, tmp)  # warm-up
-                result = wrk(base + "/", template, ids, args.seconds, args.connections, tmp)
-                print(json.dumps({"endpoint": label, "tracks": ready["tracks"],
-                                  "workers": args.workers, "connections": args.connections,
-                                  "seconds": args.seconds, **result}))
+            wait_ready(base + "/readyz")
+            with urllib.request.urlopen(f"{base}/v1/tracks/{tracks[0]}/similar?n=10") as r:
+                items = json.loads(r.read())["results"]  # the same ten items, precomputed
+            bare = serve_bare(bare_port, args.workers, items, tmp)
+            wait_ready(f"{bare_base}/v1/tracks/{tracks[0]}/similar")
+            endpoints = [("bare_flask", bare_base, "/v1/tracks/%s/similar?n=10", tracks),
+                         ("similar", base, "/v1/tracks/%s/similar?n=10", tracks),
+                         ("user_recommendations", base, "/v1/users/%s/recommendations?n=10",
+                          users)]
+            ratios: dict[str, list[float]] = {}
+            p99: dict[str, list[float]] = {}
+            for round_ in range(args.rounds):
+                reference = 0.0
+                for label, url, template, ids in endpoints:
+                    wrk(url + "/", template, ids, 2, args.connections, tmp)  # warm-up
+                    result = wrk(url + "/", template, ids, args.seconds, args.connections, tmp)
+                    if label == "bare_flask":
+                        reference = result["requests_per_s"]
+                    else:
+                        ratios.setdefault(label, []).append(result["requests_per_s"] / reference)
+                        p99.setdefault(label, []).append(result["p99_ms"])
+                    print(json.dumps({"round": round_ + 1, "endpoint": label,
+                                      "tracks": len(tracks), "workers": args.workers,
+                                      "connections": args.connections,
+                                      "seconds": args.seconds, **result}), flush=True)
+            for label, values in ratios.items():
+                print(json.dumps({"summary": label, "share_of_bare_flask": [
+                    round(v, 3) for v in values], "p99_ms": p99[label]}))
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            for process in (server, bare):
+                if process is not None:
+                    process.terminate()
+                    process.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ def build_with_ray(
     fingerprint_sources: list[tuple[str, Path]] | None = None,
     n_trees: int | None = None,
     search_k_factor: int | None = None,
+    index: str = "auto",
     address: str | None = None,
     num_cpus: int = 2,
     use_gpu: bool | str = "auto",
@@ -72,7 +73,7 @@ def build_with_ray(
     Parameters
     ----------
     out, log, catalog, content_ids, content, cf_model, hybrid, embedder, content_source,
-    extra_files, fingerprint_sources, n_trees, search_k_factor, show_progress
+    extra_files, fingerprint_sources, n_trees, search_k_factor, index, show_progress
         As :func:`~musicrec.recommender.pipeline.build_model_dir`.
     address : str or None
         A Ray cluster to join; ``None`` starts a local runtime of ``num_cpus`` CPUs.
@@ -98,7 +99,7 @@ def build_with_ray(
     options = write_options(
         log=log, catalog=catalog, embedder=embedder, content_source=content_source,
         extra_files=extra_files, fingerprint_sources=fingerprint_sources, n_trees=n_trees,
-        search_k_factor=search_k_factor, show_progress=show_progress)
+        search_k_factor=search_k_factor, index=index, show_progress=show_progress)
     with ray_runtime(address=address, num_cpus=num_cpus) as ray:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

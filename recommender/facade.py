@@ -14,17 +14,19 @@ A model directory (written by :func:`write_hybrid_model_dir`) holds::
     tags.npy             tag probabilities [n_tracks, n_tags] from a tagging embedder
                          (zero rows: no audio); the names are the manifest's "tags"
     cf.npz               the CF model: user vectors, played tracks, id maps
-    index/content.*      Annoy (angular) over content vectors
-    index/cf.*           Annoy (angular) over unit blended vectors
-    index/user.*         Annoy (dot) over blended vectors, for user recommendations
+    index/content.*      Annoy or HNSW (cosine) over content vectors
+    index/cf.*           Annoy or HNSW (cosine) over unit blended vectors
+    index/user.*         Annoy or HNSW (dot) over blended vectors, for user recommendations
 
 Arrays are loaded with ``mmap_mode="r"`` and Annoy files are mmap'd, so several server
-processes share one copy in memory.
+processes share one copy in memory; HNSW indexes are read into memory by the gunicorn
+master before it forks, and shared copy-on-write.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +39,7 @@ from musicrec.data.idmap import IdMap
 from musicrec.errors import ModelFormatError, MusicrecError, ParameterError
 from musicrec.recommender.cf import CFModel
 from musicrec.recommender.hybrid import HybridModel
-from musicrec.recommender.index import Metric, VectorIndex
+from musicrec.recommender.index import Backend, Metric, VectorIndex, served_recall
 from musicrec.recommender.model_dir import read_manifest, write_model_dir
 from musicrec.recommender.radio import RadioPage, RadioState
 from musicrec.recommender.tags import DEFAULT_TAU, TagSearch, TextQuery, TrackTags
@@ -52,6 +54,8 @@ MIN_CANDIDATES = 100
 #: (benchmarks/bench_index.py: 0.15 ms exact vs 0.14-1.7 ms Annoy at 10k 64-d vectors),
 #: so the indexes are used only for larger catalogues.
 EXACT_BELOW = 10_000
+#: Sampled queries per index for the recall stored in the manifest at build time.
+RECALL_SAMPLE = 200
 
 
 class CapabilityError(MusicrecError, ValueError):
@@ -100,12 +104,22 @@ def write_hybrid_model_dir(
     n_trees: int | None = None,
     search_k_factor: int | None = None,
     extra_files: dict[str, Any] | None = None,
+    index: str = "auto",
+    index_params: dict[str, int] | None = None,
+    threads: int = -1,
     tags: TrackTags | None = None,
 ) -> Path:
     """Write a fitted :class:`HybridModel` (with its indexes) as a model directory;
-    ``tags``, when given, are stored as ``tags.npy`` in the model's track order."""
-    from musicrec.recommender.index import DEFAULT_N_TREES, DEFAULT_SEARCH_K_FACTOR
+    ``tags``, when given, are stored as ``tags.npy`` in the model's track order.
 
+    ``index`` is ``annoy``, ``hnsw`` or ``auto`` (:meth:`Backend.choose` by catalogue
+    size); ``index_params`` are the backend's own parameters (``n_trees`` and
+    ``search_k_factor`` are Annoy's, kept as keywords), ``threads`` the build threads
+    (``-1``: every core). The manifest's ``index`` records the backend, its parameters
+    and each index's recall@10 against exact search, measured here as the engine serves
+    it (candidates re-scored exactly; ``served_recall_at_10`` is 1 where the catalogue is
+    small enough to be searched exactly).
+    """
     tracks = hybrid.tracks_
     if catalog is None:
         catalog = TrackCatalog.from_ids(tracks.ids)
@@ -115,8 +129,24 @@ def write_hybrid_model_dir(
         import pandas as pd
 
         catalog = TrackCatalog(pd.concat([catalog.frame, extra], ignore_index=True))
-    index_opts: dict[str, Any] = {"n_trees": n_trees or DEFAULT_N_TREES,
-                                  "search_k_factor": search_k_factor or DEFAULT_SEARCH_K_FACTOR}
+    backend = Backend.choose(index, len(tracks))
+    params = dict(index_params or {})
+    if n_trees:
+        params["n_trees"] = n_trees
+    if search_k_factor:
+        params["search_k_factor"] = search_k_factor
+    index_opts: dict[str, Any] = {"backend": backend, **params}
+    probe = VectorIndex(1, **index_opts)  # validates the parameters before any work
+    recall: dict[str, float] = {}
+
+    def build_index(name: str, vectors: np.ndarray, ids: np.ndarray, tmp: Path, *,
+                    metric: Metric = Metric.COSINE, queries: np.ndarray | None = None) -> None:
+        built = VectorIndex(vectors.shape[1], metric=metric, threads=threads,
+                            **index_opts).add_items(vectors, ids)
+        built.save(tmp / "index" / name)
+        recall[name] = round(served_recall(built, vectors, queries=queries,
+                                           candidates=MIN_CANDIDATES,
+                                           sample=RECALL_SAMPLE), 4)
 
     def write(tmp: Path) -> dict[str, Any]:
         files = ["catalog.parquet", "tracks.npy", "content.npy", "has_content.npy",
@@ -138,17 +168,17 @@ def write_hybrid_model_dir(
             files.append("cf.npz")
         (tmp / "index").mkdir()
         ids = tracks.ids
+        suffix = ".ann" if backend is Backend.ANNOY else ".hnsw"
         if hybrid.has_content:
             rows = np.flatnonzero(hybrid.has_content_)
-            VectorIndex(hybrid.content_.shape[1], **index_opts).add_items(
-                hybrid.content_[rows], ids[rows]).save(tmp / "index" / "content")
-            files.append("index/content.ann")
+            build_index("content", np.asarray(hybrid.content_[rows]), ids[rows], tmp)
+            files.append(f"index/content{suffix}")
         if hybrid.has_cf:
-            VectorIndex(hybrid.item_vectors_.shape[1], **index_opts).add_items(
-                unit_cf, ids).save(tmp / "index" / "cf")
-            VectorIndex(hybrid.item_vectors_.shape[1], metric=Metric.DOT, **index_opts
-                        ).add_items(hybrid.item_vectors_, ids).save(tmp / "index" / "user")
-            files += ["index/cf.ann", "index/user.ann"]
+            assert hybrid.cf_ is not None
+            build_index("cf", unit_cf, ids, tmp)
+            build_index("user", np.asarray(hybrid.item_vectors_), ids, tmp, metric=Metric.DOT,
+                        queries=np.asarray(hybrid.cf_.user_factors_))
+            files += [f"index/cf{suffix}", f"index/user{suffix}"]
         for name, writer in (extra_files or {}).items():
             writer(tmp / name)
             files.append(name)
@@ -177,7 +207,11 @@ def write_hybrid_model_dir(
             "blend": hybrid.get_params(),
             "cf": None if hybrid.cf_ is None else {**hybrid.cf_.get_params(),
                                                    "seed": hybrid.cf_.seed_},
-            "index": index_opts,
+            "index": {"backend": backend.value, **probe.params, "exact_below": EXACT_BELOW,
+                      "recall_sample": RECALL_SAMPLE, "candidates": MIN_CANDIDATES,
+                      "index_recall_at_10": recall,
+                      "served_recall_at_10": {k: 1.0 if len(tracks) < EXACT_BELOW else v
+                                              for k, v in recall.items()}},
             **({} if tag_info is None else {"tags": tag_info}),
         }
 
@@ -225,11 +259,22 @@ class Recommender:
         by_id = dict(zip(self.catalog.frame["track_id"], self.catalog.frame["artist"],
                          strict=True))
         self.artist_of = np.array([by_id.get(t, "") for t in self.tracks], dtype=object)
+        self._any_content = bool(self.has_content.any())
         self.cf = CFModel.load(d / "cf.npz") if (d / "cf.npz").exists() else None
         self.hybrid = self._hybrid()
-        self.content_index = self._index("content", dims.get("content"))
-        self.cf_index = self._index("cf", dims.get("cf"))
-        self.user_index = self._index("user", dims.get("cf"))
+        #: name -> (index, the model's track index of each index position, or None when
+        #: the index holds every track in the model's order)
+        self._indexes: dict[str, tuple[VectorIndex, np.ndarray | None]] = {}
+        for name, dim in (("content", dims.get("content")), ("cf", dims.get("cf")),
+                          ("user", dims.get("cf"))):
+            path = d / "index" / name
+            if VectorIndex.file_of(path) is not None:
+                index = VectorIndex.load(path, dim=dim)
+                rows = None if index.ids == self.tracks else self.tracks.to_idx_many(index.ids)
+                self._indexes[name] = (index, rows)
+        self.content_index = self._indexes.get("content", (None, None))[0]
+        self.cf_index = self._indexes.get("cf", (None, None))[0]
+        self.user_index = self._indexes.get("user", (None, None))[0]
         self._embedder: Any = None
         self._tag_search: dict[tuple[str, float], TagSearch] = {}
         self.tags: np.ndarray | None = None
@@ -249,12 +294,6 @@ class Recommender:
     @classmethod
     def load(cls, model_dir: str | Path) -> Recommender:
         return cls(model_dir)
-
-    def _index(self, name: str, dim: int | None) -> VectorIndex | None:
-        path = self.model_dir / "index" / name
-        if not path.with_suffix(".ann").exists():
-            return None
-        return VectorIndex.load(path, dim=dim)
 
     def _hybrid(self) -> HybridModel:
         params = self.manifest.get("blend", {})
@@ -289,11 +328,12 @@ class Recommender:
         exclude: set[int],
         max_per_artist: int | None,
     ) -> list[tuple[int, float]]:
+        """The first ``n`` of ``order`` (track indices, best first; ``scores`` aligned)
+        that are not excluded, have a finite score and fit the per-artist cap."""
         out: list[tuple[int, float]] = []
         per_artist: dict[str, int] = {}
-        for pos in order:
-            i = int(pos)
-            if i in exclude or not np.isfinite(scores[i]):
+        for i, score in zip(order.tolist(), scores.tolist(), strict=True):
+            if i in exclude or not math.isfinite(score):
                 continue
             if max_per_artist is not None:
                 artist = self.artist_of[i]
@@ -301,26 +341,29 @@ class Recommender:
                     if per_artist.get(artist, 0) >= max_per_artist:
                         continue
                     per_artist[artist] = per_artist.get(artist, 0) + 1
-            out.append((i, float(scores[i])))
+            out.append((i, score))
             if len(out) == n:
                 break
         return out
 
-    def _candidates(self, queries: list[tuple[VectorIndex | None, np.ndarray]], k: int
-                    ) -> np.ndarray:
+    def _candidates(self, queries: list[tuple[str, np.ndarray]], k: int) -> np.ndarray:
+        """Track indices to score exactly: every track on a small catalogue, else the union
+        of the ``k`` nearest items of each named index to its query vector."""
         if len(self.tracks) < self.exact_below:
             # Every track is a candidate; the caller scores them all exactly.
             return np.arange(len(self.tracks), dtype=np.int64)
         found: list[np.ndarray] = []
-        for index, vector in queries:
-            if index is None or not np.any(vector):
+        for name, vector in queries:
+            entry = self._indexes.get(name)
+            if entry is None or not np.any(vector):
                 continue
+            index, rows = entry
             pos, _ = index.query_positions(np.asarray(vector, dtype=np.float32), k)
             # Index positions follow its own ids; map them to the model's track indices.
-            found.append(self.tracks.to_idx_many(index.ids.to_ids(pos)))
+            found.append(pos if rows is None else rows[pos])
         if not found:
             return np.zeros(0, dtype=np.int64)
-        return np.unique(np.concatenate(found))
+        return found[0] if len(found) == 1 else np.unique(np.concatenate(found))
 
     def _validate(self, n: int, max_per_artist: int | None) -> None:
         if not isinstance(n, int | np.integer) or isinstance(n, bool) or not 1 <= n <= 1000:
@@ -340,16 +383,16 @@ class Recommender:
         max_per_artist: int | None,
     ) -> list[Recommendation]:
         k = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * n) + len(exclude)
-        profile = self.hybrid.user_profile(history, plays)
-        queries: list[tuple[VectorIndex | None, np.ndarray]] = [(self.content_index, profile)]
-        if user_vector is not None:
-            queries.append((self.user_index, user_vector))
+        queries: list[tuple[str, np.ndarray]] = []
+        if len(self.tracks) >= self.exact_below:
+            queries.append(("content", self.hybrid.user_profile(history, plays)))
+            if user_vector is not None:
+                queries.append(("user", user_vector))
         cand = self._candidates(queries, k)
-        scores = np.full(len(self.tracks), -np.inf, dtype=np.float64)
-        if len(cand):
-            scores[cand] = self.hybrid.score_user(user_vector, history, plays, cand)
+        scores = (self.hybrid.score_user(user_vector, history, plays, cand) if len(cand)
+                  else np.zeros(0, dtype=np.float32))
         picked = self._pick(cand, scores, n, exclude, max_per_artist)
-        return [self._explain_user(i, s, history) for i, s in picked]
+        return self._explain_user(picked, history)
 
     def _pick(
         self,
@@ -359,36 +402,44 @@ class Recommender:
         exclude: set[int],
         max_per_artist: int | None,
     ) -> list[tuple[int, float]]:
-        """The best ``n`` candidates after the filters, ties broken by track index.
+        """The best ``n`` candidates (``scores[j]`` is the score of track ``cand[j]``) after
+        the filters, ties broken by track index.
 
         Only the top of the candidates is sorted; the cut grows until the filters leave
         ``n`` results or every candidate was considered.
         """
+        scores = np.asarray(scores, dtype=np.float64)
         need = n + len(exclude) + 1
         while True:
-            top = cand
+            top = np.arange(len(cand))
             if len(cand) > 4 * need:
-                sub = scores[cand]
-                threshold = sub[np.argpartition(-sub, need - 1)[need - 1]]
-                top = cand[sub >= threshold]  # keeps every tie at the cut
-            order = top[np.lexsort((top, -scores[top]))]
-            picked = self._filter(order, scores, n, exclude, max_per_artist)
+                threshold = scores[np.argpartition(-scores, need - 1)[need - 1]]
+                top = np.flatnonzero(scores >= threshold)  # keeps every tie at the cut
+            order = top[np.lexsort((cand[top], -scores[top]))]
+            picked = self._filter(cand[order], scores[order], n, exclude, max_per_artist)
             if len(picked) == n or len(top) == len(cand):
                 return picked
             need *= 4
 
-    def _explain_user(self, i: int, score: float, history: np.ndarray) -> Recommendation:
-        track_id = self.tracks.to_id(i)
-        if len(history) == 0:
-            return Recommendation(track_id, score, "popular")
-        content_led = self.has_content[i] and self.blend_weight[i] < 0.5
-        if content_led:
-            sims = np.asarray(self.content[history]) @ np.asarray(self.content[i])
-            return Recommendation(track_id, score, "played-content",
-                                  self.tracks.to_id(int(history[int(np.argmax(sims))])))
-        sims = self.unit_items[history] @ self.unit_items[i]
-        return Recommendation(track_id, score, "cf",
-                              self.tracks.to_id(int(history[int(np.argmax(sims))])))
+    def _explain_user(self, picked: list[tuple[int, float]], history: np.ndarray
+                      ) -> list[Recommendation]:
+        """Each result with its reason: the played track closest to it, by content where
+        content leads its blend, else by CF."""
+        ids = self.tracks.ids
+        if len(history) == 0 or not picked:
+            return [Recommendation(str(ids[i]), s, "popular") for i, s in picked]
+        idx = np.fromiter((i for i, _ in picked), dtype=np.int64, count=len(picked))
+        content_led = self.has_content[idx] & (np.asarray(self.blend_weight[idx]) < 0.5)
+        because = np.empty(len(idx), dtype=np.int64)
+        for led, vectors in ((True, self.content), (False, self.unit_items)):
+            sel = np.flatnonzero(content_led == led)
+            if len(sel):
+                sims = np.asarray(vectors[history]) @ np.asarray(vectors[idx[sel]]).T
+                because[sel] = history[np.argmax(sims, axis=0)]
+        kinds = np.where(content_led, "played-content", "cf")
+        return [Recommendation(str(ids[i]), s, str(kind), str(ids[b]))
+                for (i, s), kind, b in zip(picked, kinds.tolist(), because.tolist(),
+                                           strict=True)]
 
     # -- public API ------------------------------------------------------------------------
     def recommend(
@@ -458,22 +509,23 @@ class Recommender:
         i = self.tracks.to_idx(track_id)
         alpha = self._alpha(alpha, i)
         k = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * n)
-        queries: list[tuple[VectorIndex | None, np.ndarray]] = []
+        content, unit_cf = np.asarray(self.content[i]), np.asarray(self.unit_items[i])
+        queries: list[tuple[str, np.ndarray]] = []
         if alpha > 0:
-            queries.append((self.content_index, np.asarray(self.content[i])))
+            queries.append(("content", content))
         if alpha < 1:
-            queries.append((self.cf_index, self.unit_items[i]))
+            queries.append(("cf", unit_cf))
         cand = self._candidates(queries, k)
-        scores = self._blend_scores(cand, np.asarray(self.content[i]), self.unit_items[i],
-                                    alpha)
-        skip = {i} | set(self.tracks.to_idx_many(exclude).tolist())
+        scores = self._blend_scores(cand, content, unit_cf, alpha)
+        skip = {i} | set(self.tracks.to_idx_many(exclude).tolist()) if exclude else {i}
         kind = "content" if alpha >= 0.5 else "cf"
-        return [Recommendation(self.tracks.to_id(j), s, kind, track_id)
+        ids = self.tracks.ids
+        return [Recommendation(str(ids[j]), s, kind, track_id)
                 for j, s in self._pick(cand, scores, n, skip, max_per_artist)]
 
     def _alpha(self, alpha: float | None, i: int | None = None) -> float:
         has_cf = self.items.shape[1] > 0
-        has_content = bool(self.has_content.any())
+        has_content = self._any_content
         if alpha is None:
             alpha = 0.5 if (has_cf and has_content) else (1.0 if has_content else 0.0)
         if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
@@ -488,16 +540,15 @@ class Recommender:
 
     def _blend_scores(self, cand: np.ndarray, content: np.ndarray, unit_cf: np.ndarray,
                       alpha: float) -> np.ndarray:
-        scores = np.full(len(self.tracks), -np.inf, dtype=np.float64)
-        if len(cand) == 0:
-            return scores
+        """``alpha * content cosine + (1 - alpha) * CF cosine`` of each candidate."""
         total = np.zeros(len(cand), dtype=np.float64)
+        if len(cand) == 0:
+            return total
         if alpha > 0:
             total += alpha * (np.asarray(self.content[cand]) @ content)
         if alpha < 1:
-            total += (1 - alpha) * (self.unit_items[cand] @ unit_cf)
-        scores[cand] = total
-        return scores
+            total += (1 - alpha) * (np.asarray(self.unit_items[cand]) @ unit_cf)
+        return total
 
     def blend_parts(self, rows: np.ndarray, cols: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -645,9 +696,8 @@ class Recommender:
         else:
             vector = embedder.embed([np.asarray(audio)], sample_rate=sample_rate)[0]
         k = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * n)
-        cand = self._candidates([(self.content_index, vector)], k)
-        scores = np.full(len(self.tracks), -np.inf)
-        scores[cand] = np.asarray(self.content[cand]) @ vector
+        cand = self._candidates([("content", vector)], k)
+        scores = np.asarray(self.content[cand]) @ vector
         picked = self._pick(cand, scores, n, set(), max_per_artist)
         neighbours = [Recommendation(self.tracks.to_id(i), s, "content", "the clip")
                       for i, s in picked]

@@ -1,14 +1,19 @@
-"""Nearest-neighbour indexes over track vectors: Annoy, with an exact numpy reference.
+"""Nearest-neighbour indexes over track vectors: Annoy or HNSW, with an exact numpy reference.
 
-Annoy has no id map, cannot add items after ``build`` and reports angular distance, not
-cosine. :class:`VectorIndex` owns the map from dense position to raw id, converts the
-angular distance ``d`` of unit vectors to a cosine (``cos = 1 - d**2 / 2``), refuses a
-mismatched dimension on load, and is rebuilt (then swapped in) to add items.
+Neither library speaks the engine's language: Annoy has no id map, cannot add items after
+``build`` and reports angular distance; hnswlib reports ``1 - similarity``. :class:`VectorIndex`
+owns the map from dense position to raw id, turns either library's distance into a cosine
+(or dot) score, refuses a mismatched dimension on load, and is rebuilt (then swapped in)
+to add items. :class:`Backend` names the library; ``benchmarks/bench_index.py`` chose
+them (see the README): Annoy on small catalogues (fast to build, mmap'd), HNSW from
+:data:`HNSW_FROM` tracks on (an order of magnitude more queries per second at the same
+recall).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,13 @@ FORMAT_VERSION = 1
 #: Defaults chosen from benchmarks/bench_index.py (see the README).
 DEFAULT_N_TREES = 20
 DEFAULT_SEARCH_K_FACTOR = 10
+DEFAULT_M = 16
+DEFAULT_EF_CONSTRUCTION = 100
+DEFAULT_EF_SEARCH = 100
+#: ``--index auto`` builds HNSW from this many tracks on, Annoy below.
+HNSW_FROM = 100_000
+#: Every backend's parameters, as the index metadata and the manifest name them.
+INDEX_PARAMS = ("n_trees", "search_k_factor", "m", "ef_construction", "ef_search")
 
 
 class Metric(StrEnum):
@@ -31,6 +43,23 @@ class Metric(StrEnum):
     DOT = "dot"
 
 
+class Backend(StrEnum):
+    """The library behind a :class:`VectorIndex`."""
+
+    ANNOY = "annoy"
+    HNSW = "hnsw"
+
+    @classmethod
+    def choose(cls, choice: str, n_items: int) -> Backend:
+        """``annoy``, ``hnsw``, or ``auto``: HNSW from :data:`HNSW_FROM` items on."""
+        if choice == "auto":
+            return cls.HNSW if n_items >= HNSW_FROM else cls.ANNOY
+        try:
+            return cls(choice)
+        except ValueError:
+            raise ParameterError(f"index={choice!r} must be one of annoy, hnsw, auto") from None
+
+
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (zero rows stay zero), as float32."""
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -38,19 +67,113 @@ def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
 
+class _Annoy:
+    """Annoy: random-projection trees in one mmap'd file (``.ann``)."""
+
+    suffix = ".ann"
+
+    def __init__(self, dim: int, metric: Metric, params: dict[str, Any]) -> None:
+        from annoy import AnnoyIndex
+
+        self.n_trees = int(params["n_trees"])
+        self.search_k_factor = int(params["search_k_factor"])
+        self.lib = AnnoyIndex(dim, "angular" if metric is Metric.COSINE else "dot")
+        self.metric = metric
+
+    def build(self, vectors: np.ndarray, seed: int, threads: int) -> None:
+        self.lib.set_seed(seed)
+        for i, vector in enumerate(vectors):
+            self.lib.add_item(i, vector)
+        self.lib.build(self.n_trees, threads)
+
+    def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        search_k = self.search_k_factor * k * self.n_trees
+        pos, dist = self.lib.get_nns_by_vector(vector, k, search_k, include_distances=True)
+        dist_arr = np.asarray(dist, dtype=np.float32)
+        if self.metric is Metric.COSINE:
+            # Annoy normalises the query itself; a zero query has no angle to anything.
+            scores = 1.0 - dist_arr**2 / 2.0 if vector.any() else np.zeros_like(dist_arr)
+        else:
+            scores = dist_arr
+        return np.asarray(pos, dtype=np.int64), scores
+
+    def save(self, file: Path) -> None:
+        self.lib.save(str(file))
+
+    def load(self, file: Path) -> int:
+        self.lib.load(str(file))  # mmap: processes that load the same file share its pages
+        return int(self.lib.get_n_items())
+
+
+class _HNSW:
+    """hnswlib: a navigable small-world graph, read into memory (``.hnsw``).
+
+    Not mmap'd: ``musicrec serve`` loads the model before gunicorn forks its workers, so
+    they share the pages copy-on-write (searching does not write to them).
+    """
+
+    suffix = ".hnsw"
+
+    def __init__(self, dim: int, metric: Metric, params: dict[str, Any]) -> None:
+        import hnswlib
+
+        self.m = int(params["m"])
+        self.ef_construction = int(params["ef_construction"])
+        self.ef_search = int(params["ef_search"])
+        # hnswlib's "cosine" normalises vectors and queries itself (a zero query stays
+        # zero); both spaces report 1 - similarity.
+        self.lib = hnswlib.Index(space="cosine" if metric is Metric.COSINE else "ip", dim=dim)
+        self._ef = 0
+
+    def build(self, vectors: np.ndarray, seed: int, threads: int) -> None:
+        self.lib.init_index(max_elements=max(len(vectors), 1), M=self.m,
+                            ef_construction=self.ef_construction, random_seed=seed)
+        self.lib.add_items(vectors, np.arange(len(vectors)), num_threads=threads)
+
+    def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        ef = max(self.ef_search, k)  # the search keeps ef candidates; it needs k of them
+        if ef != self._ef:
+            self.lib.set_ef(ef)
+            self._ef = ef
+        labels, dist = self.lib.knn_query(vector, k=k, num_threads=1)
+        return labels[0].astype(np.int64), 1.0 - dist[0]
+
+    def save(self, file: Path) -> None:
+        self.lib.save_index(str(file))
+
+    def load(self, file: Path) -> int:
+        self.lib.load_index(str(file))
+        return int(self.lib.get_current_count())
+
+
+_ENGINES: dict[Backend, type[_Annoy] | type[_HNSW]] = {Backend.ANNOY: _Annoy,
+                                                        Backend.HNSW: _HNSW}
+
+
 class VectorIndex:
-    """An Annoy index with raw ids and cosine (or dot) scores.
+    """An approximate nearest-neighbour index with raw ids and cosine (or dot) scores.
 
     Parameters
     ----------
     dim : int
     metric : Metric
+    backend : Backend
+        ``annoy`` or ``hnsw``; the parameters of the other backend are ignored.
     n_trees : int
-        More trees: better recall, bigger index, slower build.
+        Annoy: more trees mean better recall, a bigger index and a slower build.
     search_k_factor : int
-        Nodes inspected per query = ``search_k_factor * k * n_trees`` (Annoy's default
-        is ``k * n_trees``); more means better recall and slower queries.
+        Annoy: nodes inspected per query = ``search_k_factor * k * n_trees`` (Annoy's
+        default is ``k * n_trees``); more means better recall and slower queries.
+    m : int
+        HNSW: links per node; more means better recall, more memory, a slower build.
+    ef_construction : int
+        HNSW: candidates kept while inserting; more means a better graph, a slower build.
+    ef_search : int
+        HNSW: candidates kept while searching (at least ``k``); more means better recall
+        and slower queries.
     seed : int
+    threads : int
+        Build threads (``-1``: every core). Searching uses one thread per query.
     """
 
     def __init__(
@@ -58,32 +181,55 @@ class VectorIndex:
         dim: int,
         *,
         metric: Metric | str = Metric.COSINE,
+        backend: Backend | str = Backend.ANNOY,
         n_trees: int = DEFAULT_N_TREES,
         search_k_factor: int = DEFAULT_SEARCH_K_FACTOR,
+        m: int = DEFAULT_M,
+        ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+        ef_search: int = DEFAULT_EF_SEARCH,
         seed: int = 0,
+        threads: int = 1,
     ) -> None:
         if dim < 1:
             raise ParameterError(f"dim={dim} must be a positive integer")
-        if n_trees < 1 or search_k_factor < 1:
-            raise ParameterError("n_trees and search_k_factor must be positive integers")
+        for name, value in (("n_trees", n_trees), ("search_k_factor", search_k_factor),
+                            ("m", m), ("ef_construction", ef_construction),
+                            ("ef_search", ef_search)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ParameterError(f"{name}={value!r} must be a positive integer")
+        try:
+            self.backend = Backend(backend)
+        except ValueError:
+            raise ParameterError(f"backend={backend!r} must be one of "
+                                 f"{', '.join(b.value for b in Backend)}") from None
         self.dim = dim
         self.metric = Metric(metric)
         self.n_trees = n_trees
         self.search_k_factor = search_k_factor
+        self.m = m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
         self.seed = seed
-        self._annoy = None
+        self.threads = threads
+        self._engine: _Annoy | _HNSW | None = None
         self._ids: IdMap | None = None
 
-    def _new_annoy(self) -> Any:
-        from annoy import AnnoyIndex
+    @property
+    def params(self) -> dict[str, int]:
+        """The backend's own parameters (what the manifest records)."""
+        if self.backend is Backend.ANNOY:
+            return {"n_trees": self.n_trees, "search_k_factor": self.search_k_factor}
+        return {"m": self.m, "ef_construction": self.ef_construction,
+                "ef_search": self.ef_search}
 
-        return AnnoyIndex(self.dim, "angular" if self.metric is Metric.COSINE else "dot")
+    def _new_engine(self) -> _Annoy | _HNSW:
+        return _ENGINES[self.backend](self.dim, self.metric, self.params)
 
     def add_items(self, vectors: np.ndarray, ids: list[str] | np.ndarray) -> VectorIndex:
-        """Add every vector under its raw id and build the index (once: Annoy is static)."""
-        if self._annoy is not None:
+        """Add every vector under its raw id and build the index (once: it is static)."""
+        if self._engine is not None:
             raise ParameterError("the index is built; build a new one to add items")
-        vectors = np.asarray(vectors, dtype=np.float32)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise ParameterError(f"vectors of shape {vectors.shape} do not have dim={self.dim}")
         if len(ids) != len(vectors):
@@ -91,12 +237,10 @@ class VectorIndex:
         if not np.isfinite(vectors).all():
             raise ParameterError("vectors contain NaN or infinity")
         self._ids = IdMap(ids, kind="track")
-        annoy = self._new_annoy()
-        annoy.set_seed(self.seed)
-        for i, vector in enumerate(vectors):
-            annoy.add_item(i, vector)
-        annoy.build(self.n_trees, 1)
-        self._annoy = annoy
+        engine = self._new_engine()
+        engine.build(vectors, self.seed, os.cpu_count() or 1 if self.threads < 1
+                     else self.threads)
+        self._engine = engine
         return self
 
     def __len__(self) -> int:
@@ -112,22 +256,13 @@ class VectorIndex:
         return self._ids
 
     def query_positions(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Dense positions and scores (cosine or dot) of the ``k`` nearest items."""
-        if self._annoy is None:
+        """Dense positions and scores (cosine or dot) of the ``k`` nearest items, best first."""
+        if self._engine is None:
             raise ParameterError("the index is empty")
         vector = np.asarray(vector, dtype=np.float32)
         if vector.shape != (self.dim,):
             raise ParameterError(f"a query of shape {vector.shape} does not have dim={self.dim}")
-        k = min(k, len(self))
-        search_k = self.search_k_factor * k * self.n_trees
-        pos, dist = self._annoy.get_nns_by_vector(vector, k, search_k, include_distances=True)
-        dist_arr = np.asarray(dist, dtype=np.float32)
-        if self.metric is Metric.COSINE:
-            norm = float(np.linalg.norm(vector))
-            scores = 1.0 - dist_arr**2 / 2.0 if norm > 0 else np.zeros_like(dist_arr)
-        else:
-            scores = dist_arr
-        return np.asarray(pos, dtype=np.int64), scores
+        return self._engine.search(vector, min(k, len(self)))
 
     def query(self, vector: np.ndarray, k: int) -> tuple[list[str], np.ndarray]:
         """Raw ids and scores of the ``k`` nearest items, best first."""
@@ -135,20 +270,29 @@ class VectorIndex:
         return self.ids.to_ids(pos), scores
 
     def save(self, path: str | Path) -> None:
-        """Write ``<path>.ann``, ``<path>.ids.npy`` and ``<path>.json``."""
-        if self._annoy is None or self._ids is None:
+        """Write ``<path>.ann`` (or ``.hnsw``), ``<path>.ids.npy`` and ``<path>.json``."""
+        if self._engine is None or self._ids is None:
             raise ParameterError("cannot save an empty index")
         path = Path(path)
-        self._annoy.save(str(path.with_suffix(".ann")))
+        self._engine.save(path.with_suffix(self._engine.suffix))
         np.save(path.with_suffix(".ids.npy"), self._ids.to_array(), allow_pickle=False)
         meta = {"format_version": FORMAT_VERSION, "dim": self.dim, "metric": self.metric.value,
-                "n_trees": self.n_trees, "search_k_factor": self.search_k_factor,
-                "seed": self.seed, "n_items": len(self._ids)}
+                "backend": self.backend.value, **self.params, "seed": self.seed,
+                "n_items": len(self._ids)}
         path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    @staticmethod
+    def file_of(path: str | Path) -> Path | None:
+        """The library's file of a saved index (``None`` when no index is saved there)."""
+        path = Path(path)
+        for engine in _ENGINES.values():
+            if path.with_suffix(engine.suffix).exists():
+                return path.with_suffix(engine.suffix)
+        return None
 
     @classmethod
     def load(cls, path: str | Path, *, dim: int | None = None) -> VectorIndex:
-        """Memory-map a saved index; ``dim``, when given, must match the saved one."""
+        """Load a saved index (Annoy's is mmap'd); ``dim``, when given, must match."""
         path = Path(path)
         try:
             meta = json.loads(path.with_suffix(".json").read_text())
@@ -159,20 +303,48 @@ class VectorIndex:
                                    f"not supported (expected {FORMAT_VERSION})")
         if dim is not None and meta["dim"] != dim:
             raise ModelFormatError(f"{path}: index has dim={meta['dim']}, expected dim={dim}")
-        index = cls(meta["dim"], metric=meta["metric"], n_trees=meta["n_trees"],
-                    search_k_factor=meta["search_k_factor"], seed=meta["seed"])
+        backend = meta.get("backend", Backend.ANNOY.value)  # indexes before HNSW: Annoy
+        if backend not in set(Backend):
+            raise ModelFormatError(f"{path}: unknown index backend {backend!r}")
+        index = cls(meta["dim"], metric=meta["metric"], backend=backend, seed=meta["seed"],
+                    **{k: meta[k] for k in INDEX_PARAMS if k in meta})
         ids = np.load(path.with_suffix(".ids.npy"), allow_pickle=False)
         index._ids = IdMap.from_array(ids, kind="track")
-        annoy = index._new_annoy()
-        ann = path.with_suffix(".ann")
-        if not ann.exists():
-            raise ModelFormatError(f"{ann}: index file missing")
-        annoy.load(str(ann))  # mmap: processes that load the same file share its pages
-        if annoy.get_n_items() != len(index._ids):
-            raise ModelFormatError(f"{ann}: holds {annoy.get_n_items()} items, "
-                                   f"ids list {len(index._ids)}")
-        index._annoy = annoy
+        engine = index._new_engine()
+        file = path.with_suffix(engine.suffix)
+        if not file.exists():
+            raise ModelFormatError(f"{file}: index file missing")
+        n_items = engine.load(file)
+        if n_items != len(index._ids):
+            raise ModelFormatError(f"{file}: holds {n_items} items, ids list {len(index._ids)}")
+        index._engine = engine
         return index
+
+
+def served_recall(
+    index: VectorIndex, vectors: np.ndarray, *, candidates: int, n: int = 10,
+    queries: np.ndarray | None = None, sample: int = 200, seed: int = 0,
+) -> float:
+    """Recall@n of the index as the engine serves it, against exact search.
+
+    For ``sample`` rows of ``queries`` (default: of ``vectors``, the indexed vectors in
+    index order): the index's ``candidates`` nearest items re-scored exactly, top ``n``,
+    against the exact top ``n`` of ``vectors @ query``. Zero queries are skipped.
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    pool = vectors if queries is None else np.asarray(queries, dtype=np.float32)
+    rows = np.random.default_rng(seed).choice(len(pool), size=min(sample, len(pool)),
+                                              replace=False)
+    hits = total = 0
+    for query in pool[rows]:
+        if not query.any():
+            continue
+        truth, _ = exact_top_k(vectors, query, n)
+        pos, _ = index.query_positions(query, candidates)
+        top, _ = exact_top_k(vectors[pos], query, n)
+        hits += len(set(truth.tolist()) & set(pos[top].tolist()))
+        total += len(truth)
+    return hits / total if total else 1.0
 
 
 def exact_top_k(

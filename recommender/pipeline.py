@@ -16,6 +16,7 @@ from musicrec.errors import DataFormatError, ParameterError
 from musicrec.recommender.cf import CFModel
 from musicrec.recommender.facade import write_hybrid_model_dir
 from musicrec.recommender.hybrid import HybridModel
+from musicrec.recommender.index import INDEX_PARAMS
 from musicrec.recommender.tags import TrackTags
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def build_model_dir(
     fingerprint_sources: list[tuple[str, Path]] | None = None,
     n_trees: int | None = None,
     search_k_factor: int | None = None,
+    index: str = "auto",
     show_progress: bool = False,
     tags: TrackTags | None = None,
 ) -> Path:
@@ -105,7 +107,9 @@ def build_model_dir(
     work, user recommendations raise a clear error. With ``fingerprint_sources``
     (``(track_id, audio path)`` pairs), a landmark fingerprint index is stored in
     ``fingerprints/`` so query by example also identifies catalogue recordings. ``tags``
-    (from a tagging embedder) are stored for search by words.
+    (from a tagging embedder) are stored for search by words. ``index`` picks the
+    nearest-neighbour backend: ``annoy``, ``hnsw`` or ``auto`` (by catalogue size,
+    :meth:`~musicrec.recommender.index.Backend.choose`).
     """
     if log is None and content is None:
         raise ParameterError("build needs listening logs, content vectors, or both")
@@ -114,7 +118,8 @@ def build_model_dir(
     return write_hybrid_model_dir(out, hybrid=model, **write_options(
         log=log, catalog=catalog, embedder=embedder, content_source=content_source,
         extra_files=extra_files, fingerprint_sources=fingerprint_sources, n_trees=n_trees,
-        search_k_factor=search_k_factor, show_progress=show_progress), tags=tags)
+        search_k_factor=search_k_factor, index=index, show_progress=show_progress),
+        tags=tags)
 
 
 def write_options(
@@ -128,6 +133,7 @@ def write_options(
     n_trees: int | None,
     search_k_factor: int | None,
     show_progress: bool,
+    index: str = "auto",
 ) -> dict[str, Any]:
     """The keywords of :func:`write_hybrid_model_dir` for a build (any engine): catalogue,
     index settings, extra files (fingerprints) and the manifest's data section."""
@@ -142,7 +148,7 @@ def write_options(
         extra["fingerprints"] = lambda path: build_fingerprints(
             sources, path, show_progress=show_progress)
     return {"catalog": catalog, "n_trees": n_trees, "search_k_factor": search_k_factor,
-            "extra_files": extra,
+            "index": index, "extra_files": extra,
             "manifest": {"data": data, "embedder": embedder,
                          "counts": {} if log is None else {"plays": float(log.plays.sum())}}}
 
@@ -257,6 +263,7 @@ def add_tracks(
                                rec.manifest["tags"].get("source", ""))
     manifest.pop("tags", None)
     return write_hybrid_model_dir(model_dir, hybrid=model, catalog=catalog, manifest=manifest,
-                                  n_trees=index.get("n_trees"),
-                                  search_k_factor=index.get("search_k_factor"),
+                                  index=index.get("backend", "annoy"),
+                                  index_params={k: index[k] for k in INDEX_PARAMS
+                                                if k in index},
                                   extra_files=extra, tags=track_tags)

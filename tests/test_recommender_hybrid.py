@@ -1,4 +1,4 @@
-"""The hybrid model, the Annoy index and the Recommender facade over a model directory."""
+"""The hybrid model and the Recommender facade over a model directory (either index)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,8 @@ from musicrec.errors import (
     UnknownUserError,
 )
 from musicrec.recommender.cf import CFModel
-from musicrec.recommender.facade import CapabilityError, Recommender
+from musicrec.recommender.facade import CapabilityError, Recommender, write_hybrid_model_dir
 from musicrec.recommender.hybrid import HybridModel
-from musicrec.recommender.index import VectorIndex, exact_top_k, normalize_rows
 from musicrec.recommender.model_dir import FORMAT_VERSION
 from musicrec.recommender.pipeline import add_tracks, build_model_dir
 
@@ -252,21 +251,61 @@ def test_add_tracks_without_retraining(model_dir: Path, synthetic, tmp_path: Pat
     assert not list(tmp_path.glob(".model.*"))
 
 
-def test_vector_index_contract(rng: np.random.Generator, tmp_path: Path) -> None:
-    vectors = normalize_rows(rng.standard_normal((500, 8)))
-    ids = [f"x{i}" for i in range(500)]
-    index = VectorIndex(8, n_trees=20).add_items(vectors, ids)
-    assert len(index) == 500 and "x3" in index and "y" not in index
-    got, scores = index.query(vectors[3], 5)
-    assert got[0] == "x3" and scores[0] == pytest.approx(1.0, abs=1e-5)
-    pos, exact = exact_top_k(vectors, vectors[3], 5)
-    np.testing.assert_allclose(scores, exact, atol=1e-4)  # angular distance -> cosine
-    index.save(tmp_path / "v")
-    loaded = VectorIndex.load(tmp_path / "v", dim=8)
-    assert loaded.query(vectors[7], 5)[0] == index.query(vectors[7], 5)[0]
-    with pytest.raises(ModelFormatError, match="index has dim=8, expected dim=4"):
-        VectorIndex.load(tmp_path / "v", dim=4)
-    with pytest.raises(ParameterError, match="do not have dim=8"):
-        VectorIndex(8).add_items(np.zeros((2, 3)), ["a", "b"])
-    with pytest.raises(ParameterError, match="the index is built"):
-        index.add_items(vectors, ids)
+@pytest.fixture(scope="module")
+def both_backends(synthetic, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:  # type: ignore[no-untyped-def]
+    """One fitted model written twice: with Annoy indexes and with HNSW indexes."""
+    log, catalog, content, _ = synthetic
+    cf = CFModel(factors=16, iterations=10, random_state=0).fit(log)
+    ids = [f"t{t:03d}" for t in range(N_TRACKS)]
+    hybrid = HybridModel().fit(cf=cf, content_ids=ids, content=content)
+    root = tmp_path_factory.mktemp("backends")
+    return {name: write_hybrid_model_dir(root / name, hybrid=hybrid, catalog=catalog,
+                                         index=name)
+            for name in ("annoy", "hnsw")}
+
+
+def test_either_index_backend_answers_identically(both_backends: dict[str, Path]) -> None:
+    annoy = Recommender(both_backends["annoy"], exact_below=0)  # force the index path
+    hnsw = Recommender(both_backends["hnsw"], exact_below=0)
+    assert annoy.manifest["index"]["backend"] == "annoy"
+    assert hnsw.manifest["index"]["backend"] == "hnsw"
+    assert "index/content.hnsw" in hnsw.manifest["files"]
+    for seed in [f"t{t:03d}" for t in range(0, N_TRACKS, 20)]:
+        for alpha in (0.0, 0.5, 1.0):
+            assert hnsw.similar(seed, n=10, alpha=alpha) == annoy.similar(seed, n=10,
+                                                                         alpha=alpha)
+    for user in ("u0", "u17", "u300"):
+        assert hnsw.recommend(user, n=10) == annoy.recommend(user, n=10)
+        assert hnsw.recommend(user, n=5, max_per_artist=1) == annoy.recommend(
+            user, n=5, max_per_artist=1)
+    assert hnsw.recommend_for_tracks(["t001", "t002"], n=5) == annoy.recommend_for_tracks(
+        ["t001", "t002"], n=5)
+
+
+def test_manifest_records_the_index_and_its_measured_recall(
+        both_backends: dict[str, Path]) -> None:
+    from musicrec.api import create_app
+
+    for name, params in (("annoy", {"n_trees": 20, "search_k_factor": 10}),
+                         ("hnsw", {"m": 16, "ef_construction": 100, "ef_search": 100})):
+        index = Recommender(both_backends[name]).manifest["index"]
+        assert {k: index[k] for k in params} == params and index["backend"] == name
+        assert index["candidates"] == 100 and index["exact_below"] == 10_000
+        assert set(index["index_recall_at_10"]) == {"content", "cf", "user"}
+        assert min(index["index_recall_at_10"].values()) >= 0.95, index
+        # 400 tracks are searched exactly, so the served recall is 1.
+        assert index["served_recall_at_10"] == {"content": 1.0, "cf": 1.0, "user": 1.0}
+        shown = create_app({"MODEL_DIR": both_backends[name]}).test_client().get("/v1/model")
+        assert shown.json["manifest"]["index"] == index
+
+
+def test_bad_index_choice_is_refused(synthetic, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, _, content, _ = synthetic
+    ids = [f"t{t:03d}" for t in range(N_TRACKS)]
+    hybrid = HybridModel().fit(cf=None, content_ids=ids, content=content)
+    with pytest.raises(ParameterError, match="index='kd' must be one of annoy, hnsw, auto"):
+        write_hybrid_model_dir(tmp_path / "m", hybrid=hybrid, index="kd")
+    with pytest.raises(ParameterError, match="m=0 must be a positive integer"):
+        write_hybrid_model_dir(tmp_path / "m", hybrid=hybrid, index="hnsw",
+                               index_params={"m": 0})
+    assert not (tmp_path / "m").exists()

@@ -95,7 +95,7 @@ def build_from_args(
     hybrid = HybridModel(shrinkage=args.shrinkage, content_weight=args.content_weight)
     out = build(args.out, log=log_, catalog=catalog, content_ids=content_ids,
                 content=content, cf_model=cf, hybrid=hybrid, embedder=embedder,
-                content_source=source, n_trees=args.n_trees,
+                content_source=source, n_trees=args.n_trees, index=args.index,
                 fingerprint_sources=fingerprint_sources, show_progress=True,
                 **({} if tags is None else {"tags": tags}))
     manifest = read_manifest(out)
@@ -169,6 +169,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     from musicrec.cli import _add_log_options, _positive_int, add_cf_options
+    from musicrec.recommender.index import HNSW_FROM
 
     p = sub.add_parser("build", help="build a hybrid model directory (embed, CF, blend, index)")
     _add_log_options(p)
@@ -187,6 +188,9 @@ def register(sub: Any) -> None:
                    help="listeners at which own CF and content prediction weigh the same")
     p.add_argument("--content-weight", type=float, default=0.5,
                    help="weight of the user's content profile in user scores")
+    p.add_argument("--index", choices=["annoy", "hnsw", "auto"], default="auto",
+                   help="nearest-neighbour index: Annoy, HNSW, or auto (HNSW from "
+                        f"{HNSW_FROM:,} tracks on; see the README's index benchmark)")
     p.add_argument("--n-trees", type=_positive_int, help="Annoy trees")
     p.add_argument("--no-fingerprints", action="store_true",
                    help="skip the landmark fingerprint index (identification of clips)")

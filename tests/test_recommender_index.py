@@ -1,0 +1,181 @@
+"""The index contract: every :class:`VectorIndex` backend passes the same suite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from musicrec.errors import ModelFormatError, ParameterError
+from musicrec.recommender.index import (
+    HNSW_FROM,
+    Backend,
+    Metric,
+    VectorIndex,
+    exact_top_k,
+    normalize_rows,
+    served_recall,
+)
+
+BACKENDS = [Backend.ANNOY, Backend.HNSW]
+
+
+def clustered(rng: np.random.Generator, n: int, dim: int, clusters: int = 20) -> np.ndarray:
+    centres = rng.standard_normal((clusters, dim))
+    return normalize_rows(centres[rng.integers(clusters, size=n)]
+                          + 0.5 * rng.standard_normal((n, dim)))
+
+
+@pytest.fixture(params=BACKENDS, ids=[b.value for b in BACKENDS])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return Backend(request.param)
+
+
+def test_ids_scores_and_round_trip(backend: Backend, rng: np.random.Generator,
+                                   tmp_path: Path) -> None:
+    vectors = normalize_rows(rng.standard_normal((500, 8)))
+    ids = [f"x{i}" for i in range(500)]
+    index = VectorIndex(8, backend=backend).add_items(vectors, ids)
+    assert len(index) == 500 and "x3" in index and "y" not in index
+    got, scores = index.query(vectors[3], 5)
+    assert got[0] == "x3" and scores[0] == pytest.approx(1.0, abs=1e-5)
+    pos, exact = exact_top_k(vectors, vectors[3], 5)
+    assert got == [f"x{p}" for p in pos]
+    np.testing.assert_allclose(scores, exact, atol=1e-4)  # the library's distance -> cosine
+    index.save(tmp_path / "v")
+    meta = json.loads((tmp_path / "v.json").read_text())
+    assert meta["backend"] == backend.value and meta["n_items"] == 500
+    assert {k: meta[k] for k in index.params} == index.params
+    assert VectorIndex.file_of(tmp_path / "v") == tmp_path / (
+        "v.ann" if backend is Backend.ANNOY else "v.hnsw")
+    loaded = VectorIndex.load(tmp_path / "v", dim=8)
+    assert loaded.backend is backend and loaded.params == index.params
+    for row in (0, 7, 123):
+        a, b = loaded.query(vectors[row], 10), index.query(vectors[row], 10)
+        assert a[0] == b[0]
+        np.testing.assert_allclose(a[1], b[1], atol=1e-6)
+
+
+def test_dot_metric_scores_are_inner_products(backend: Backend,
+                                              rng: np.random.Generator) -> None:
+    vectors = rng.standard_normal((300, 6)).astype(np.float32)
+    index = VectorIndex(6, metric=Metric.DOT, backend=backend).add_items(
+        vectors, [str(i) for i in range(300)])
+    query = rng.standard_normal(6).astype(np.float32)
+    pos, scores = index.query_positions(query, 20)
+    np.testing.assert_allclose(scores, vectors[pos] @ query, rtol=1e-4, atol=1e-4)
+    assert list(scores) == sorted(scores, reverse=True)
+    assert pos[0] == exact_top_k(vectors, query, 1)[0][0]
+
+
+def test_recall_on_clustered_vectors(backend: Backend, rng: np.random.Generator) -> None:
+    vectors = clustered(rng, 3000, 16)
+    index = VectorIndex(16, backend=backend).add_items(vectors, [str(i) for i in range(3000)])
+    recall = []
+    for row in rng.choice(3000, 100, replace=False):
+        truth = set(exact_top_k(vectors, vectors[row], 10)[0].tolist())
+        recall.append(len(truth & set(index.query_positions(vectors[row], 10)[0].tolist())))
+    assert np.mean(recall) / 10 >= 0.95
+    # As served: 100 candidates re-scored exactly.
+    assert served_recall(index, vectors, candidates=100, sample=100) >= 0.99
+
+
+def test_k_larger_than_the_index_and_zero_queries(backend: Backend,
+                                                  rng: np.random.Generator) -> None:
+    vectors = normalize_rows(rng.standard_normal((30, 4)))
+    index = VectorIndex(4, backend=backend).add_items(vectors, [str(i) for i in range(30)])
+    pos, scores = index.query_positions(vectors[0], 100)
+    assert sorted(pos.tolist()) == list(range(30)) and len(scores) == 30
+    _, zero = index.query_positions(np.zeros(4, dtype=np.float32), 5)
+    np.testing.assert_array_equal(zero, np.zeros(5, dtype=np.float32))
+
+
+def test_refusals(backend: Backend, rng: np.random.Generator, tmp_path: Path) -> None:
+    vectors = normalize_rows(rng.standard_normal((50, 8)))
+    ids = [f"x{i}" for i in range(50)]
+    with pytest.raises(ParameterError, match="the index is empty"):
+        VectorIndex(8, backend=backend).query_positions(vectors[0], 3)
+    with pytest.raises(ParameterError, match="cannot save an empty index"):
+        VectorIndex(8, backend=backend).save(tmp_path / "empty")
+    with pytest.raises(ParameterError, match=r"vectors of shape \(2, 3\) do not have dim=8"):
+        VectorIndex(8, backend=backend).add_items(np.zeros((2, 3)), ["a", "b"])
+    with pytest.raises(ParameterError, match="2 ids for 50 vectors"):
+        VectorIndex(8, backend=backend).add_items(vectors, ["a", "b"])
+    bad = vectors.copy()
+    bad[4, 1] = np.nan
+    with pytest.raises(ParameterError, match="NaN or infinity"):
+        VectorIndex(8, backend=backend).add_items(bad, ids)
+    with pytest.raises(ParameterError, match="track id 'x1' appears more than once"):
+        VectorIndex(8, backend=backend).add_items(vectors[:3], ["x0", "x1", "x1"])
+    index = VectorIndex(8, backend=backend).add_items(vectors, ids)
+    with pytest.raises(ParameterError, match="the index is built"):
+        index.add_items(vectors, ids)
+    with pytest.raises(ParameterError, match=r"a query of shape \(4,\) does not have dim=8"):
+        index.query_positions(np.zeros(4), 3)
+    index.save(tmp_path / "v")
+    with pytest.raises(ModelFormatError, match="index has dim=8, expected dim=4"):
+        VectorIndex.load(tmp_path / "v", dim=4)
+    VectorIndex.file_of(tmp_path / "v").unlink()  # type: ignore[union-attr]
+    with pytest.raises(ModelFormatError, match="index file missing"):
+        VectorIndex.load(tmp_path / "v")
+    assert VectorIndex.file_of(tmp_path / "v") is None
+
+
+def test_a_truncated_id_list_is_refused(backend: Backend, rng: np.random.Generator,
+                                        tmp_path: Path) -> None:
+    vectors = normalize_rows(rng.standard_normal((40, 4)))
+    VectorIndex(4, backend=backend).add_items(vectors, [str(i) for i in range(40)]).save(
+        tmp_path / "v")
+    np.save(tmp_path / "v.ids.npy", np.array([str(i) for i in range(39)]))
+    with pytest.raises(ModelFormatError, match="holds 40 items, ids list 39"):
+        VectorIndex.load(tmp_path / "v")
+
+
+def test_parameters_are_validated() -> None:
+    with pytest.raises(ParameterError, match="m=0 must be a positive integer"):
+        VectorIndex(4, backend="hnsw", m=0)
+    with pytest.raises(ParameterError, match="ef_search=1.5 must be a positive integer"):
+        VectorIndex(4, ef_search=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match="backend='kd' must be one of annoy, hnsw"):
+        VectorIndex(4, backend="kd")
+    assert VectorIndex(4, backend="hnsw", m=8).params == {
+        "m": 8, "ef_construction": 100, "ef_search": 100}
+    assert VectorIndex(4).params == {"n_trees": 20, "search_k_factor": 10}
+
+
+def test_backend_choice_by_catalogue_size() -> None:
+    assert HNSW_FROM == 100_000
+    assert Backend.choose("auto", 99_999) is Backend.ANNOY
+    assert Backend.choose("auto", 100_000) is Backend.HNSW
+    assert Backend.choose("annoy", 10**7) is Backend.ANNOY
+    assert Backend.choose("hnsw", 10) is Backend.HNSW
+    with pytest.raises(ParameterError, match="index='faiss' must be one of annoy, hnsw, auto"):
+        Backend.choose("faiss", 10)
+
+
+def test_an_index_saved_before_backends_loads_as_annoy(rng: np.random.Generator,
+                                                       tmp_path: Path) -> None:
+    vectors = normalize_rows(rng.standard_normal((60, 4)))
+    VectorIndex(4).add_items(vectors, [str(i) for i in range(60)]).save(tmp_path / "v")
+    meta = json.loads((tmp_path / "v.json").read_text())
+    for key in ("backend",):
+        del meta[key]
+    (tmp_path / "v.json").write_text(json.dumps(meta))
+    assert VectorIndex.load(tmp_path / "v").backend is Backend.ANNOY
+    meta["backend"] = "kd"
+    (tmp_path / "v.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError, match="unknown index backend 'kd'"):
+        VectorIndex.load(tmp_path / "v")
+
+
+def test_served_recall_counts_what_exact_search_finds(rng: np.random.Generator) -> None:
+    vectors = clustered(rng, 400, 8)
+    index = VectorIndex(8, backend="hnsw").add_items(vectors, [str(i) for i in range(400)])
+    # Every item a candidate: re-scoring is exact search itself.
+    assert served_recall(index, vectors, candidates=400, sample=50) == 1.0
+    # Against vectors the index does not hold (rows reversed), its answers are wrong.
+    assert served_recall(index, vectors[::-1], candidates=10, sample=50) < 0.2
+    # Zero queries are skipped; with none left the recall is 1 by definition.
+    assert served_recall(index, vectors, queries=np.zeros((3, 8)), candidates=10) == 1.0
