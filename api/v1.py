@@ -11,6 +11,7 @@ import hmac
 import logging
 import math
 import re
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,30 @@ def n_param() -> int:
     return n
 
 
+#: (id of a loaded model, script root) -> track id -> audio URL or None; one entry per
+#: model, dropped when the model is (see :func:`_audio_urls`).
+_AUDIO_URLS: dict[tuple[int, str], dict[str, str | None]] = {}
+
+
+def _audio_urls(loaded: LoadedModel) -> dict[str, str | None]:
+    """This model's cache of audio URLs: whether a track has audio is looked up (a
+    catalogue row and a file check) once per model, not on every response."""
+    key = (id(loaded), request.script_root)
+    cache = _AUDIO_URLS.get(key)
+    if cache is None:
+        cache = _AUDIO_URLS[key] = {}
+        weakref.finalize(loaded, _AUDIO_URLS.pop, key, None)
+    return cache
+
+
+def _audio_url(loaded: LoadedModel, track_id: str) -> str | None:
+    cache = _audio_urls(loaded)
+    if track_id not in cache:
+        cache[track_id] = (url_for("v1.track_audio", track_id=track_id)
+                           if audio_file(loaded, track_id) is not None else None)
+    return cache[track_id]
+
+
 def track_json(loaded: LoadedModel, track_id: str, *, full: bool = False) -> dict[str, Any]:
     if full:
         info = loaded.recommender.track(track_id)
@@ -109,17 +134,20 @@ def track_json(loaded: LoadedModel, track_id: str, *, full: bool = False) -> dic
     else:
         title, artist = loaded.labels.get(track_id, (track_id, ""))
         info = {"track_id": track_id, "title": title, "artist": artist}
-    has_audio = audio_file(loaded, track_id) is not None
-    info["audio_url"] = (url_for("v1.track_audio", track_id=track_id) if has_audio else None)
+    info["audio_url"] = _audio_url(loaded, track_id)
     return info
 
 
 def recs_json(loaded: LoadedModel, recs: list[Recommendation]) -> list[dict[str, Any]]:
-    title = loaded.title
-    return [{**track_json(loaded, r.track_id), "score": r.score, "kind": r.kind,
-             "reason": r.describe(title), "because": r.because,
-             "because_title": None if r.because is None else title(r.because)}
-            for r in recs]
+    labels, out = loaded.labels, []
+    for r in recs:
+        title, artist = labels.get(r.track_id, (r.track_id, ""))
+        because = None if r.because is None else labels.get(r.because, (r.because, ""))[0]
+        out.append({"track_id": r.track_id, "title": title, "artist": artist,
+                    "audio_url": _audio_url(loaded, r.track_id), "score": r.score,
+                    "kind": r.kind, "reason": r.describe(lambda _, b=because: b),
+                    "because": r.because, "because_title": because})
+    return out
 
 
 def _json_body() -> Mapping[str, Any]:

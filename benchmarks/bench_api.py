@@ -127,6 +127,36 @@ def serve_bare(port: int, workers: int, items: list[dict[str, Any]], tmp: Path
                              str(tmp / "items.json")])
 
 
+def profile(master: int, out: Path, load: Any, seconds: int) -> None:
+    """Sample one gunicorn worker with py-spy while ``load()`` runs; print where time goes.
+
+    The summary gives, for the functions of the request path, the share of the worker's
+    busy samples (idle samples, waiting for a request, excluded) that are inside each.
+    """
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    beside = Path(sys.executable).parent / "py-spy"  # installed in the venv
+    spy = subprocess.Popen([str(beside) if beside.exists() else "py-spy", "record",
+                            "--pid", children[0], "--duration",
+                            str(max(seconds - 2, 1)), "--rate", "500", "--nonblocking",
+                            "--format", "raw", "--output", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    load()
+    spy.wait(timeout=60)
+    inclusive: dict[str, int] = {}
+    busy = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if any(f.startswith(("accept ", "wait ", "select ")) for f in frames[-2:]):
+            continue  # the worker waits for a connection
+        busy += int(count)
+        for name in {f.split(" (")[0] for f in frames}:
+            inclusive[name] = inclusive.get(name, 0) + int(count)
+    print(f"profile of {out.stem}: {busy} busy samples", file=sys.stderr)
+    for name, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[:40]:
+        print(f"  {100 * count / max(busy, 1):5.1f}%  {name}", file=sys.stderr)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -153,6 +183,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--model", type=Path, help="serve this model instead of building")
+    parser.add_argument("--profile", type=Path, help="after the rounds, profile one worker "
+                        "per endpoint under the same load with py-spy; collapsed stacks "
+                        "go to this folder and a summary to stderr")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install -y wrk")
@@ -200,6 +233,13 @@ def main() -> None:
                                       "tracks": len(tracks), "workers": args.workers,
                                       "connections": args.connections,
                                       "seconds": args.seconds, **result}), flush=True)
+            if args.profile is not None:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                for label, url, template, ids in endpoints[1:]:
+                    profile(server.pid, args.profile / f"{label}.txt",
+                            lambda u=url, t=template, i=ids: wrk(
+                                u + "/", t, i, args.seconds, args.connections, tmp),
+                            args.seconds)
             for label, values in ratios.items():
                 print(json.dumps({"summary": label, "share_of_bare_flask": [
                     round(v, 3) for v in values], "p99_ms": p99[label]}))
