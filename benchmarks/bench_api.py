@@ -101,23 +101,16 @@ def bare_app(items_json: str) -> Any:
 
 
 def run_bare(port: int, workers: int, items_file: str) -> None:
-    """Gunicorn with ``musicrec serve``'s settings (sync workers, preload), serving
-    :func:`bare_app`."""
-    from gunicorn.app.base import BaseApplication
+    """``musicrec serve`` itself (same gunicorn worker class, threads, preload, keep-alive)
+    with :func:`bare_app` in place of the model's app."""
+    import musicrec.api
+    from musicrec.cli import build_parser
 
-    options = {"bind": f"127.0.0.1:{port}", "workers": workers, "worker_class": "sync",
-               "preload_app": True, "keepalive": 5, "loglevel": "warning"}
     app = bare_app(Path(items_file).read_text())
-
-    class Bare(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            for key, value in options.items():
-                self.cfg.set(key, value)
-
-        def load(self) -> Any:
-            return app
-
-    Bare().run()
+    musicrec.api.create_app = lambda config=None: app  # type: ignore[assignment]
+    args = build_parser().parse_args(["serve", "--model", "bare", "--port", str(port),
+                                      "--workers", str(workers)])
+    args.handler(args)
 
 
 def serve_bare(port: int, workers: int, items: list[dict[str, Any]], tmp: Path
@@ -143,18 +136,24 @@ def profile(master: int, out: Path, load: Any, seconds: int) -> None:
     load()
     spy.wait(timeout=60)
     inclusive: dict[str, int] = {}
-    busy = 0
+    busy = in_app = 0
     for line in out.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
         if any(f.startswith(("accept ", "wait ", "select ")) for f in frames[-2:]):
             continue  # the worker waits for a connection
         busy += int(count)
-        for name in {f.split(" (")[0] for f in frames}:
+        names = [f.split(" (")[0] for f in frames]
+        if "Flask.wsgi_app" not in names:
+            continue
+        in_app += int(count)
+        for name in set(names[names.index("Flask.wsgi_app"):]):
             inclusive[name] = inclusive.get(name, 0) + int(count)
-    print(f"profile of {out.stem}: {busy} busy samples", file=sys.stderr)
-    for name, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[:40]:
-        print(f"  {100 * count / max(busy, 1):5.1f}%  {name}", file=sys.stderr)
+    print(f"profile of {out.stem}: {busy} busy samples, {100 * in_app / max(busy, 1):.1f}% "
+          "in the Flask app (the rest: gunicorn reading and writing sockets); inside the "
+          "app:", file=sys.stderr)
+    for name, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[:25]:
+        print(f"  {100 * count / max(in_app, 1):5.1f}%  {name}", file=sys.stderr)
 
 
 def free_port() -> int:

@@ -439,7 +439,7 @@ def run_facade(args: argparse.Namespace) -> None:
                 got = float(np.mean([len(t & set(f.tolist())) / len(t)
                                      for f, t in zip(found, truth, strict=True)]))
                 qps = per_thread_qps(lambda s, r=rec: r.similar(s, n=K), np.array(seeds), 3.0)
-                stored = rec.manifest["index"].get("recall_at_10", {}).get("content")
+                stored = rec.manifest["index"]["index_recall_at_10"].get("content")
                 print(f"| {n:,} | {args.dim} | {rec.manifest['index']['backend']} | "
                       f"{build:.1f} s | {stored} | {got:.3f} | {qps:,.0f} |", flush=True)
                 rec = None  # type: ignore[assignment]
