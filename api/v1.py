@@ -139,14 +139,13 @@ def track_json(loaded: LoadedModel, track_id: str, *, full: bool = False) -> dic
 
 
 def recs_json(loaded: LoadedModel, recs: list[Recommendation]) -> list[dict[str, Any]]:
-    labels, out = loaded.labels, []
+    labels, title_of, out = loaded.labels, loaded.title, []
     for r in recs:
         title, artist = labels.get(r.track_id, (r.track_id, ""))
-        because = None if r.because is None else labels.get(r.because, (r.because, ""))[0]
         out.append({"track_id": r.track_id, "title": title, "artist": artist,
                     "audio_url": _audio_url(loaded, r.track_id), "score": r.score,
-                    "kind": r.kind, "reason": r.describe(lambda _, b=because: b),
-                    "because": r.because, "because_title": because})
+                    "kind": r.kind, "reason": r.describe(title_of), "because": r.because,
+                    "because_title": None if r.because is None else title_of(r.because)})
     return out
 
 
