@@ -179,3 +179,30 @@ def test_served_recall_counts_what_exact_search_finds(rng: np.random.Generator) 
     assert served_recall(index, vectors[::-1], candidates=10, sample=50) < 0.2
     # Zero queries are skipped; with none left the recall is 1 by definition.
     assert served_recall(index, vectors, queries=np.zeros((3, 8)), candidates=10) == 1.0
+
+
+def test_build_index_option_and_add_tracks_keep_the_backend(
+        rng: np.random.Generator, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from musicrec.cli import main
+    from musicrec.recommender.facade import Recommender
+    from musicrec.recommender.pipeline import add_tracks
+
+    vectors = clustered(rng, 60, 8)
+    table = pd.DataFrame(vectors, columns=[f"v{i}" for i in range(8)])
+    table.insert(0, "track_id", [f"t{i:02d}" for i in range(60)])
+    table.to_parquet(tmp_path / "vectors.parquet")
+    model = tmp_path / "model"
+    assert main(["build", "--content-vectors", str(tmp_path / "vectors.parquet"), "--out",
+                 str(model), "--index", "hnsw"]) == 0
+    index = Recommender(model).manifest["index"]
+    assert index["backend"] == "hnsw" and index["m"] == 16
+    assert (model / "index" / "content.hnsw").exists()
+    add_tracks(model, ["new"], vectors[:1])
+    rec = Recommender(model, exact_below=0)
+    assert rec.manifest["index"]["backend"] == "hnsw" and len(rec.content_index or []) == 61
+    assert rec.similar("new", n=1)[0].track_id == "t00"  # the same vector, through HNSW
+    with pytest.raises(SystemExit, match="argument --index: invalid choice: 'kd'"):
+        main(["build", "--content-vectors", str(tmp_path / "vectors.parquet"), "--out",
+              str(tmp_path / "other"), "--index", "kd"])
