@@ -106,7 +106,7 @@ def write_hybrid_model_dir(
     extra_files: dict[str, Any] | None = None,
     index: str = "auto",
     index_params: dict[str, int] | None = None,
-    threads: int = -1,
+    threads: int | None = None,
     tags: TrackTags | None = None,
 ) -> Path:
     """Write a fitted :class:`HybridModel` (with its indexes) as a model directory;
@@ -115,10 +115,12 @@ def write_hybrid_model_dir(
     ``index`` is ``annoy``, ``hnsw`` or ``auto`` (:meth:`Backend.choose` by catalogue
     size); ``index_params`` are the backend's own parameters (``n_trees`` and
     ``search_k_factor`` are Annoy's, kept as keywords), ``threads`` the build threads
-    (``-1``: every core). The manifest's ``index`` records the backend, its parameters
-    and each index's recall@10 against exact search, measured here as the engine serves
-    it (candidates re-scored exactly; ``served_recall_at_10`` is 1 where the catalogue is
-    small enough to be searched exactly).
+    (``-1``: every core; default: one for Annoy, whose build is then reproducible byte for
+    byte, every core for HNSW, whose parallel build is not). The manifest's ``index``
+    records the backend, its parameters and each index's recall@10 against exact search,
+    measured here as the engine serves it (candidates re-scored exactly;
+    ``served_recall_at_10`` is 1 where the catalogue is small enough to be searched
+    exactly).
     """
     tracks = hybrid.tracks_
     if catalog is None:
@@ -137,6 +139,8 @@ def write_hybrid_model_dir(
         params["search_k_factor"] = search_k_factor
     index_opts: dict[str, Any] = {"backend": backend, **params}
     probe = VectorIndex(1, **index_opts)  # validates the parameters before any work
+    if threads is None:
+        threads = 1 if backend is Backend.ANNOY else -1
     recall: dict[str, float] = {}
 
     def build_index(name: str, vectors: np.ndarray, ids: np.ndarray, tmp: Path, *,

@@ -238,8 +238,8 @@ class VectorIndex:
             raise ParameterError("vectors contain NaN or infinity")
         self._ids = IdMap(ids, kind="track")
         engine = self._new_engine()
-        engine.build(vectors, self.seed, os.cpu_count() or 1 if self.threads < 1
-                     else self.threads)
+        engine.build(vectors, self.seed,
+                     (os.cpu_count() or 1) if self.threads < 1 else self.threads)
         self._engine = engine
         return self
 
