@@ -429,21 +429,28 @@ def run_facade(args: argparse.Namespace) -> None:
         for backend in args.backends:
             with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
                 start = time.perf_counter()
+                # ef_search as low as the fewest candidates: each run's ef is then its own
+                # candidate count (HNSW searches with ef = max(ef_search, candidates)).
                 write_hybrid_model_dir(Path(tmp) / "model", hybrid=hybrid, index=backend,
-                                       threads=args.threads)
+                                       threads=args.threads,
+                                       index_params={"ef_search": min(args.candidates)}
+                                       if backend == "hnsw" else None)
                 build = time.perf_counter() - start
-                rec = Recommender(Path(tmp) / "model")
-                seeds = [ids[r] for r in rows]
-                found = [rec.tracks.to_idx_many([x.track_id for x in rec.similar(s, n=K)])
-                         for s in seeds]
-                got = float(np.mean([len(t & set(f.tolist())) / len(t)
-                                     for f, t in zip(found, truth, strict=True)]))
-                qps = per_thread_qps(lambda s, r=rec: r.similar(s, n=K), np.array(seeds), 3.0)
-                stored = rec.manifest["index"]["index_recall_at_10"].get("content")
-                print(f"| {n:,} | {args.dim} | {rec.manifest['index']['backend']} | "
-                      f"{build:.1f} s | {stored} | {got:.3f} | {qps:,.0f} |", flush=True)
-                rec = None  # type: ignore[assignment]
-                gc.collect()
+                for candidates in args.candidates:
+                    rec = Recommender(Path(tmp) / "model", candidates=candidates)
+                    seeds = [ids[r] for r in rows]
+                    found = [rec.tracks.to_idx_many([x.track_id for x in rec.similar(s, n=K)])
+                             for s in seeds]
+                    got = float(np.mean([len(t & set(f.tolist())) / len(t)
+                                         for f, t in zip(found, truth, strict=True)]))
+                    qps = per_thread_qps(lambda s, r=rec: r.similar(s, n=K), np.array(seeds),
+                                         3.0)
+                    stored = rec.manifest["index"]["index_recall_at_10"].get("content")
+                    print(f"| {n:,} | {args.dim} | {rec.manifest['index']['backend']}, "
+                          f"{candidates} candidates | {build:.1f} s | {stored} | {got:.3f} | "
+                          f"{qps:,.0f} |", flush=True)
+                    rec = None  # type: ignore[assignment]
+                    gc.collect()
 
 
 def main() -> None:
@@ -460,6 +467,8 @@ def main() -> None:
     parser.add_argument("--libraries", nargs="+", default=list(LIBRARIES),
                         choices=list(LIBRARIES))
     parser.add_argument("--backends", nargs="+", default=["annoy", "hnsw"])
+    parser.add_argument("--candidates", type=int, nargs="+", default=[100],
+                        help="facade: candidates per index query (100 is the default)")
     parser.add_argument("--m", type=int, default=16, help="HNSW links per node")
     parser.add_argument("--ef-construction", type=int, default=100)
     parser.add_argument("--max-gb", type=float, default=6.0)

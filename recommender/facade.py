@@ -225,7 +225,8 @@ def write_hybrid_model_dir(
 class Recommender:
     """Recommendations, similar tracks and query by example from one model directory."""
 
-    def __init__(self, model_dir: str | Path, *, exact_below: int = EXACT_BELOW) -> None:
+    def __init__(self, model_dir: str | Path, *, exact_below: int = EXACT_BELOW,
+                 candidates: int | None = None) -> None:
         """Load a model directory.
 
         Parameters
@@ -233,10 +234,19 @@ class Recommender:
         model_dir : str or Path
         exact_below : int
             Catalogues smaller than this are searched exactly; larger ones through the
-            Annoy indexes, with exact re-scoring of their candidates.
+            indexes, with exact re-scoring of their candidates.
+        candidates : int or None
+            Candidates fetched from each index per request (at least ``n``; HNSW searches
+            with ``ef`` of at least this many). ``None``: ``max(100, 10 * n)``, with which
+            the manifest's recall was measured. Fewer are faster, with less recall and
+            less room for the per-artist filter.
         """
+        if candidates is not None and (isinstance(candidates, bool)
+                                       or not isinstance(candidates, int) or candidates < 1):
+            raise ParameterError(f"candidates={candidates!r} must be a positive integer")
         self.model_dir = Path(model_dir)
         self.exact_below = exact_below
+        self.candidates = candidates
         self.manifest = read_manifest(self.model_dir)
         d = self.model_dir
         try:
@@ -373,6 +383,12 @@ class Recommender:
             return np.zeros(0, dtype=np.int64)
         return found[0] if len(found) == 1 else np.unique(np.concatenate(found))
 
+    def _k(self, n: int) -> int:
+        """Candidates to fetch from each index for ``n`` results."""
+        if self.candidates is None:
+            return max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * n)
+        return max(self.candidates, n)
+
     def _validate(self, n: int, max_per_artist: int | None) -> None:
         if not isinstance(n, int | np.integer) or isinstance(n, bool) or not 1 <= n <= 1000:
             raise ParameterError(f"n={n!r} must be an integer from 1 to 1000")
@@ -390,7 +406,7 @@ class Recommender:
         exclude: set[int],
         max_per_artist: int | None,
     ) -> list[Recommendation]:
-        k = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * n) + len(exclude)
+        k = self._k(n) + len(exclude)
         queries: list[tuple[str, np.ndarray]] = []
         if len(self.tracks) >= self.exact_below:
             queries.append(("content", self.hybrid.user_profile(history, plays)))
@@ -517,7 +533,7 @@ class Recommender:
         self._validate(n, max_per_artist)
         i = self.tracks.to_idx(track_id)
         alpha = self._alpha(alpha, i)
-        k = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * n)
+        k = self._k(n)
         content, unit_cf = self._content[i], self._unit_items[i]
         queries: list[tuple[str, np.ndarray]] = []
         if alpha > 0:
@@ -706,7 +722,7 @@ class Recommender:
             vector = embedder.embed_files([audio])[0]
         else:
             vector = embedder.embed([np.asarray(audio)], sample_rate=sample_rate)[0]
-        k = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * n)
+        k = self._k(n)
         cand = self._candidates([("content", vector)], k)
         scores = np.asarray(self.content[cand]) @ vector
         picked = self._pick(cand, scores, n, set(), max_per_artist)

@@ -309,3 +309,18 @@ def test_bad_index_choice_is_refused(synthetic, tmp_path: Path) -> None:  # type
         write_hybrid_model_dir(tmp_path / "m", hybrid=hybrid, index="hnsw",
                                index_params={"m": 0})
     assert not (tmp_path / "m").exists()
+
+
+def test_fewer_candidates_still_answer_n_results(both_backends: dict[str, Path]) -> None:
+    full = Recommender(both_backends["hnsw"], exact_below=0)
+    few = Recommender(both_backends["hnsw"], exact_below=0, candidates=15)
+    assert few._k(10) == 15 and few._k(40) == 40 and full._k(10) == 100 and full._k(20) == 200
+    overlap = []
+    for seed in [f"t{t:03d}" for t in range(0, N_TRACKS, 20)]:
+        got = few.similar(seed, n=10, alpha=1.0)
+        assert len(got) == 10
+        overlap.append(len({r.track_id for r in got}
+                           & {r.track_id for r in full.similar(seed, n=10, alpha=1.0)}) / 10)
+    assert np.mean(overlap) >= 0.9
+    with pytest.raises(ParameterError, match="candidates=0 must be a positive integer"):
+        Recommender(both_backends["hnsw"], candidates=0)
