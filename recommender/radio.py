@@ -268,12 +268,12 @@ def _pool(rec: Recommender, seeds: np.ndarray, alpha: float, reach: int) -> np.n
     from musicrec.recommender.facade import CANDIDATES_PER_RESULT, MIN_CANDIDATES
 
     k = max(MIN_CANDIDATES, reach + CANDIDATES_PER_RESULT)
-    queries = []
+    queries: list[tuple[str, np.ndarray]] = []
     for s in seeds:
         if alpha > 0:
-            queries.append((rec.content_index, np.asarray(rec.content[s])))
+            queries.append(("content", np.asarray(rec.content[s])))
         if alpha < 1:
-            queries.append((rec.cf_index, np.asarray(rec.unit_items[s])))
+            queries.append(("cf", np.asarray(rec.unit_items[s])))
     cand = rec._candidates(queries, k)
     cand = cand[~np.isin(cand, seeds)]
     if len(cand) == 0:
