@@ -802,10 +802,9 @@ class Recommender:
                                  "are allowed")
         vector = self.embedder().encode_text([query])[0]
         k = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * n)
-        cand = self._candidates([(self.content_index, vector)], k)
+        cand = self._candidates([("content", vector)], k)
         cand = cand[self.has_content[cand]]
-        scores = np.full(len(self.tracks), -np.inf)
-        scores[cand] = np.asarray(self.content[cand]) @ vector
+        scores = self._content[cand] @ vector
         results = [Recommendation(self.tracks.to_id(i), s, "clap")
                    for i, s in self._pick(cand, scores, n, set(), max_per_artist)]
         return TextSearch(query, results, None, [], "clap")
