@@ -229,6 +229,26 @@ def check_options(name: str, cls: type, options: dict[str, Any]) -> None:
         raise ParameterError(f"{name} does not take option(s) {unknown}")
 
 
+def equal_length_batches(windows: Sequence[np.ndarray], batch_size: int
+                         ) -> Iterator[list[int]]:
+    """Indices of ``windows`` in batches of at most ``batch_size`` windows of one length.
+
+    A batch never pads: padding would change what a model computes (the statistics of
+    group-normed encoders, the frames of a CNN's pooling).
+
+    Examples
+    --------
+    >>> [b for b in equal_length_batches([np.zeros(3), np.zeros(5), np.zeros(3)], 8)]
+    [[0, 2], [1]]
+    """
+    by_length: dict[int, list[int]] = {}
+    for i, w in enumerate(windows):
+        by_length.setdefault(len(w), []).append(i)
+    for rows in by_length.values():
+        for start in range(0, len(rows), batch_size):
+            yield rows[start:start + batch_size]
+
+
 KNOWN_MODELS = ("mfcc", "whisper-tiny", "whisper-base", "musicnn-mtt", "musicnn-msd",
                 "musicnn-mtt-vgg", "musicnn-msd-vgg", "aisfx")
 DEFAULT_MODEL = "whisper-tiny"

@@ -18,6 +18,7 @@ import numpy as np
 from musicrec.embedding.base import (
     AudioEmbedder,
     check_options,
+    equal_length_batches,
     model_revision,
     quiet_transformers,
 )
@@ -153,16 +154,11 @@ class HFEmbedder(AudioEmbedder):
             torch.set_num_threads(self.num_threads)
         out = np.zeros((len(windows), self.dim), dtype=np.float32)
         # Windows of equal length share a batch: padding would change the statistics of
-        # group-normed feature encoders (Wav2Vec2 base), so a batch never pads.
-        by_length: dict[int, list[int]] = {}
-        for i, w in enumerate(windows):
-            by_length.setdefault(len(w), []).append(i)
+        # group-normed feature encoders (Wav2Vec2 base).
         with torch.inference_mode():
-            for rows in by_length.values():
-                for start in range(0, len(rows), self.batch_size):
-                    idx = rows[start:start + self.batch_size]
-                    chunk = [np.asarray(windows[i], dtype=np.float32) for i in idx]
-                    out[idx] = self._embed_chunk(chunk)
+            for idx in equal_length_batches(windows, self.batch_size):
+                chunk = [np.asarray(windows[i], dtype=np.float32) for i in idx]
+                out[idx] = self._embed_chunk(chunk)
         return out
 
     def _hidden(self, outputs: Any) -> Any:

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musicrec.embedding.base import AudioEmbedder, file_sha256
+from musicrec.embedding.base import AudioEmbedder, equal_length_batches, file_sha256
 from musicrec.errors import ModelFormatError, ParameterError
 
 log = logging.getLogger(__name__)
@@ -252,15 +252,10 @@ class BatchedTorchEmbedder(AudioEmbedder):
         if self.num_threads is not None:
             torch.set_num_threads(self.num_threads)
         out = np.zeros((len(windows), self.dim), dtype=np.float32)
-        by_length: dict[int, list[int]] = {}
-        for i, w in enumerate(windows):
-            by_length.setdefault(len(w), []).append(i)
         with torch.inference_mode():
-            for rows in by_length.values():
-                for start in range(0, len(rows), self.batch_size):
-                    chunk = rows[start:start + self.batch_size]
-                    waves = torch.from_numpy(np.stack([self._pad(windows[i]) for i in chunk]))
-                    out[chunk] = self._forward(self._features(waves)).numpy()
+            for chunk in equal_length_batches(windows, self.batch_size):
+                waves = torch.from_numpy(np.stack([self._pad(windows[i]) for i in chunk]))
+                out[chunk] = self._forward(self._features(waves)).numpy()
         return out
 
     def _pad(self, wave: np.ndarray) -> np.ndarray:
