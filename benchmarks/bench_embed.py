@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from musicrec.embedding.audio import load_audio
-from musicrec.embedding.base import get_embedder
 from musicrec.embedding.batch import embed_paths
+from musicrec.embedding.registry import get_embedder
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIO = ROOT.parent / "shared" / "datasets" / "librosa-audio"

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from musicrec.embedding.base import get_embedder
+    from musicrec.embedding.registry import get_embedder
 
     torch.set_num_threads(args.threads)
     f32 = get_embedder("whisper-tiny", precision="float32")

@@ -67,8 +67,8 @@ def _unit(rng: np.random.Generator, n: int, dim: int, clusters: int = 256) -> np
 def audio_costs(folder: Path, n_files: int = 4) -> dict[str, float]:
     import soundfile as sf
 
-    from musicrec.embedding.base import get_embedder
-    from musicrec.embedding.batch import file_sha256
+    from musicrec.embedding.registry import get_embedder
+    from musicrec.storage import file_sha256
 
     rng = np.random.default_rng(0)
     sr, seconds = 44100, 180

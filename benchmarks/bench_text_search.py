@@ -79,8 +79,8 @@ LIBROSA_QUERIES: dict[str, set[str]] = {
 
 def tags_of(paths: list[Path], ids: list[str], embedder: str, cache_dir: str | None
             ) -> tuple[list[str], np.ndarray, list[str]]:
-    from musicrec.embedding.base import get_embedder
     from musicrec.embedding.batch import embed_paths
+    from musicrec.embedding.registry import get_embedder
 
     result = embed_paths(paths, embedder=get_embedder(embedder), track_ids=ids,
                          cache_dir=cache_dir, show_progress=True)

@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from musicrec.embedding.audio import AUDIO_EXTENSIONS, AudioDecodeError, DecodedAudio
-from musicrec.embedding.base import AudioEmbedder, file_sha256, resolve_cache_dir
+from musicrec.embedding.base import AudioEmbedder, resolve_cache_dir
 from musicrec.errors import DataFormatError, ParameterError
+from musicrec.storage import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ def embed_paths(
     paths : sequence of str or Path
         The audio files.
     embedder : AudioEmbedder
-        The model (see :func:`~musicrec.embedding.base.get_embedder`).
+        The model (see :func:`~musicrec.embedding.registry.get_embedder`).
     track_ids : sequence of str or None
         One id per path (default: the paths as given).
     cache_dir : str, Path or None

@@ -32,17 +32,18 @@ from typing import Any
 
 import numpy as np
 
-from musicrec.embedding.base import get_embedder, resolve_cache_dir
+from musicrec.embedding.base import resolve_cache_dir
 from musicrec.embedding.batch import (
     EmbeddingCache,
     EmbeddingResult,
     Failure,
     embed_paths,
-    file_sha256,
     read_catalog_paths,
     scan_folder,
 )
+from musicrec.embedding.registry import get_embedder
 from musicrec.errors import MusicrecError, ParameterError
+from musicrec.storage import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ class EmbedActor:
     Parameters
     ----------
     embedder_spec, embedder_options
-        What :func:`~musicrec.embedding.base.get_embedder` builds.
+        What :func:`~musicrec.embedding.registry.get_embedder` builds.
     embedder_id : str
         The driver's :attr:`AudioEmbedder.id`: an actor whose model differs refuses to run.
     cache : EmbeddingCache or None
@@ -258,7 +259,7 @@ def embed_with_ray(
     source : str or Path
         A folder of audio files, or a catalogue (``track_id``, ``audio_path``).
     embedder_spec : str
-        Spec of :func:`~musicrec.embedding.base.get_embedder` (e.g. ``"whisper-tiny"``).
+        Spec of :func:`~musicrec.embedding.registry.get_embedder` (e.g. ``"whisper-tiny"``).
     embedder_options : dict or None
         Its keyword options.
     cache_dir : str, Path or None

@@ -41,8 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from musicrec.embedding.base import AudioEmbedder, file_sha256
+from musicrec.embedding.base import AudioEmbedder
 from musicrec.errors import ModelFormatError, ParameterError
+from musicrec.storage import file_sha256
 
 SAMPLE_RATE = 16000
 N_FFT = 512

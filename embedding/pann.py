@@ -35,8 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musicrec.embedding.base import AudioEmbedder, equal_length_batches, file_sha256
+from musicrec.embedding.base import AudioEmbedder, equal_length_batches
 from musicrec.errors import ModelFormatError, ParameterError
+from musicrec.storage import file_sha256
 
 log = logging.getLogger(__name__)
 

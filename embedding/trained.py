@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musicrec.embedding.base import file_sha256
 from musicrec.embedding.pann import (
     BatchedTorchEmbedder,
     load_into,
@@ -40,6 +39,7 @@ from musicrec.embedding.pann import (
     power_spectrogram,
 )
 from musicrec.errors import ModelFormatError, ParameterError
+from musicrec.storage import created_now, file_sha256, package_versions, write_dir
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,6 @@ def train_embedder(
     from tqdm.auto import tqdm
 
     from musicrec.embedding.batch import read_catalog_paths
-    from musicrec.recommender.model_dir import write_model_dir
 
     if arch not in ARCHS:
         raise ParameterError(f"arch={arch!r} must be one of {list(ARCHS)}")
@@ -251,7 +250,8 @@ def train_embedder(
                 "seconds": round(time.perf_counter() - began, 1)},
         }
 
-    return write_model_dir(out, write)
+    return write_dir(out, write, base={"created": created_now(),
+                                       "versions": package_versions()})
 
 
 def read_embedder_manifest(folder: str | Path) -> dict[str, Any]:

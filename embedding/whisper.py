@@ -43,12 +43,12 @@ import numpy as np
 
 from musicrec.embedding.base import (
     AudioEmbedder,
-    file_sha256,
     model_revision,
     quiet_transformers,
     resolve_cache_dir,
 )
 from musicrec.errors import ModelFormatError, ParameterError
+from musicrec.storage import file_sha256
 
 log = logging.getLogger(__name__)
 

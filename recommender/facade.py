@@ -688,7 +688,7 @@ class Recommender:
             if not spec:
                 raise CapabilityError("this model has no audio embedder (its content vectors "
                                       "came from another source): query by example needs one")
-            from musicrec.embedding.base import get_embedder
+            from musicrec.embedding.registry import get_embedder
 
             self._embedder = get_embedder(spec["spec"], **spec.get("options", {}))
             if self._embedder.id != spec["id"]:

@@ -21,88 +21,41 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
-import re
-import shutil
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from musicrec.embedding.base import file_sha256
 from musicrec.errors import ModelFormatError
+from musicrec.storage import (
+    MANIFEST,
+    check_finite,
+    created_now,
+    file_sha256,
+    package_versions,
+    write_dir,
+)
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 FORMAT = "musicrec-model"
 #: 2: the manifest records every file's size and sha256 (``checksums``).
 FORMAT_VERSION = 2
-_SIBLING = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>[0-9]+)-[0-9]+$")
-
-
-def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in ("musicrec", "numpy", "scipy", "implicit", "annoy", "torch", "transformers",
-                 "librosa", "pandas"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def write_model_dir(
     out: str | Path, write: Callable[[Path], dict[str, Any]], *, force: bool = True
 ) -> Path:
-    """Create ``out`` atomically.
+    """Create the model directory ``out`` atomically (:func:`musicrec.storage.write_dir`).
 
     ``write(tmp_dir)`` fills a temporary sibling folder and returns the manifest's
-    content; the manifest is then written and the folder renamed to ``out``. An existing
-    musicrec model at ``out`` is replaced; any other existing non-empty folder is refused.
+    content; the format, package versions, creation time and every file's checksum are
+    added. An existing musicrec model at ``out`` is replaced; any other existing
+    non-empty folder is refused.
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ModelFormatError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists():
-        raise ModelFormatError(
-            f"{out}: exists, is not empty and is not a musicrec model; choose another --out"
-        )
-    if out.is_dir() and (out / MANIFEST).exists() and not force:
-        raise ModelFormatError(f"{out}: a model exists already")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_siblings(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{time.monotonic_ns()}"
-    tmp.mkdir()
-    try:
-        manifest = write(tmp)
-        for name in _files(tmp):
-            _check_finite(tmp, name)
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "versions": package_versions(),
-            **manifest,
-            "checksums": {name: {"bytes": (tmp / name).stat().st_size,
-                                 "sha256": file_sha256(tmp / name)} for name in _files(tmp)},
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        if out.exists():
-            trash = out.parent / f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}"
-            os.rename(out, trash)
-            os.rename(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return write_dir(out, write, force=force, base={
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "created": created_now(), "versions": package_versions()})
 
 
 def read_manifest(model_dir: str | Path) -> dict[str, Any]:
@@ -170,7 +123,7 @@ def verify_model_dir(model_dir: str | Path) -> dict[str, Any]:
             problems.append(f"{name}: sha256 differs from the manifest's")
             continue
         try:
-            _check_finite(model_dir, name)
+            check_finite(model_dir, name)
         except ModelFormatError as exc:
             problems.append(str(exc).removeprefix(f"{model_dir}: "))
     if problems:
@@ -227,61 +180,3 @@ class FileWatch:
 
     def __del__(self) -> None:
         self.close()
-
-
-def remove_stale_siblings(out: str | Path) -> list[Path]:
-    """Remove the temporary siblings of ``out`` that builds killed mid-way left behind.
-
-    A sibling belongs to the process whose id its name carries; those of a process that
-    is still running (a build in progress) are kept.
-    """
-    out = Path(out)
-    removed: list[Path] = []
-    if not out.parent.is_dir():
-        return removed
-    for sibling in out.parent.iterdir():
-        match = _SIBLING.match(sibling.name)
-        if match is None or match["name"] != out.name or not sibling.is_dir():
-            continue
-        if _running(int(match["pid"])):
-            continue
-        shutil.rmtree(sibling, ignore_errors=True)
-        removed.append(sibling)
-        log.warning("removed %s, left by a build that did not finish", sibling)
-    return removed
-
-
-def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _files(root: Path) -> list[str]:
-    """Every file below ``root`` but the manifest, as sorted relative POSIX paths."""
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                  if p.is_file() and p.name != MANIFEST)
-
-
-def _check_finite(model_dir: Path, name: str) -> None:
-    """Refuse a ``.npy`` array of floats that holds NaN or infinite values."""
-    if not name.endswith(".npy"):
-        return
-    try:
-        array = np.load(model_dir / name, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ModelFormatError(f"{model_dir}: {name} cannot be read ({exc})") from None
-    if array.dtype.kind not in "fc":
-        return
-    step = max(1, (1 << 22) // max(1, array.itemsize * int(np.prod(array.shape[1:]))))
-    bad = sum(int(np.count_nonzero(~np.isfinite(array[i:i + step])))
-              for i in range(0, len(array), step)) if array.ndim else int(
-                  not np.isfinite(array))
-    if bad:
-        raise ModelFormatError(f"{model_dir}: {name} holds {bad} NaN or infinite value(s)")

@@ -84,8 +84,8 @@ def cf_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def audio_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model embedded from real (synthesised) audio with the mfcc embedder: query by
     example works; catalogue audio paths are relative to the catalogue file."""
-    from musicrec.embedding.base import get_embedder
     from musicrec.embedding.batch import embed_catalog
+    from musicrec.embedding.registry import get_embedder
 
     root = tmp_path_factory.mktemp("audio")
     (root / "audio").mkdir()

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from musicrec.embedding.base import get_embedder
 from musicrec.embedding.batch import (
     embed_catalog,
     embed_paths,
     read_embeddings,
     write_embeddings,
 )
+from musicrec.embedding.registry import get_embedder
 from musicrec.errors import DataFormatError, ParameterError
 
 

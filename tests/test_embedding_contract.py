@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musicrec.embedding.base import AudioEmbedder, get_embedder
+from musicrec.embedding.base import AudioEmbedder
+from musicrec.embedding.registry import get_embedder
 from musicrec.errors import ParameterError
 
 

@@ -15,7 +15,6 @@ import soundfile as sf
 
 pytest.importorskip("ray")
 
-from musicrec.embedding.base import get_embedder  # noqa: E402
 from musicrec.embedding.batch import embed_catalog, read_embeddings  # noqa: E402
 from musicrec.embedding.distributed import (  # noqa: E402
     INSTALL_HINT,
@@ -23,6 +22,7 @@ from musicrec.embedding.distributed import (  # noqa: E402
     embed_with_ray,
     ray_runtime,
 )
+from musicrec.embedding.registry import get_embedder  # noqa: E402
 from musicrec.errors import MusicrecError  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")

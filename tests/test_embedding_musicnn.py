@@ -13,7 +13,6 @@ import pytest
 
 pytest.importorskip("musicnn", reason="musicnn weights not installed (make install)")
 
-from musicrec.embedding.base import get_embedder  # noqa: E402
 from musicrec.embedding.musicnn import (  # noqa: E402
     MODELS,
     MTT_LABELS,
@@ -27,6 +26,7 @@ from musicrec.embedding.musicnn import (  # noqa: E402
     read_tf_checkpoint,
     read_tf_index,
 )
+from musicrec.embedding.registry import get_embedder  # noqa: E402
 from musicrec.errors import ModelFormatError, ParameterError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,7 +201,7 @@ def test_tags_go_through_the_cache_and_the_output_file(tmp_path: Path) -> None:
     np.testing.assert_array_equal(again.tags, first.tags)
     np.testing.assert_array_equal(again.vectors, first.vectors)
     # an entry written without tags (as the Ray engine writes) is embedded again
-    from musicrec.embedding.base import file_sha256
+    from musicrec.storage import file_sha256
 
     cache = EmbeddingCache(tmp_path / "cache", emb)
     cache.put(file_sha256(paths[0]), first.vectors[0], False)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from musicrec.embedding.base import get_embedder
 from musicrec.embedding.pann import AisfxEmbedder, Cnn14, PANNEmbedder, aisfx_checkpoint
+from musicrec.embedding.registry import get_embedder
 from musicrec.errors import ModelFormatError, ParameterError
 
 needs_aisfx = pytest.mark.skipif(importlib.util.find_spec("aisfx") is None,

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from musicrec.cli import main
-from musicrec.embedding.base import get_embedder
+from musicrec.embedding.registry import get_embedder
 from musicrec.embedding.trained import TrainedEmbedder, train_embedder
 from musicrec.errors import ModelFormatError, ParameterError
 

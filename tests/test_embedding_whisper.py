@@ -166,7 +166,7 @@ def test_manifest_options_rebuild_the_same_embedder_on_another_cpu(
     """A model built where "auto" chose bfloat16 is queried (QBE) on a CPU without it: the
     manifest pins the precision, so the server builds the same embedder (same id)."""
     from musicrec.commands.build import embedder_info
-    from musicrec.embedding.base import get_embedder
+    from musicrec.embedding.registry import get_embedder
 
     monkeypatch.setenv("MUSICREC_CACHE", str(tiny_dir.parents[1]))
     monkeypatch.setattr(W, "native_bfloat16", lambda: True)

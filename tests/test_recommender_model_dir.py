@@ -15,12 +15,8 @@ import pytest
 
 from musicrec.cli import main
 from musicrec.errors import ModelFormatError
-from musicrec.recommender.model_dir import (
-    read_manifest,
-    remove_stale_siblings,
-    verify_model_dir,
-    write_model_dir,
-)
+from musicrec.recommender.model_dir import read_manifest, verify_model_dir, write_model_dir
+from musicrec.storage import remove_stale_siblings
 
 
 def _writer(content: np.ndarray) -> Any:

@@ -262,7 +262,7 @@ def clap_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _clap_model(clap_dir: Path, out: Path) -> tuple[Path, Any, list[str]]:
-    from musicrec.embedding.base import get_embedder
+    from musicrec.embedding.registry import get_embedder
 
     spec = f"hf:{clap_dir}"
     emb = get_embedder(spec, window_seconds=2.0)
@@ -299,7 +299,7 @@ def test_clap_models_answer_text_with_text_to_audio_cosines(clap_dir: Path, tmp_
 def test_text_needs_clap_and_a_tokenizer(clap_dir: Path, tmp_path: Path) -> None:
     import shutil
 
-    from musicrec.embedding.base import get_embedder
+    from musicrec.embedding.registry import get_embedder
 
     bare = tmp_path / "bare"
     bare.mkdir()
@@ -332,7 +332,7 @@ def test_build_and_add_tracks_store_musicnn_tags(tmp_path: Path,
     assert rec.manifest["tags"]["source"] == "musicnn-mtt"
     assert rec.tags is not None and rec.tags.shape == (2, 50)
     assert rec.content.shape == (2, 200)
-    from musicrec.embedding.base import get_embedder
+    from musicrec.embedding.registry import get_embedder
 
     emb = get_embedder("musicnn-mtt")
     _, expected = emb.embed_decoded_tagged([emb.load(audio / "low.wav")])

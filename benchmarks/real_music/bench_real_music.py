@@ -94,8 +94,8 @@ def run_one(spec: str, set_dir: Path, *, threads: int, workers: int, resamples: 
     import pandas as pd
     import torch
 
-    from musicrec.embedding.base import get_embedder
     from musicrec.embedding.batch import embed_paths
+    from musicrec.embedding.registry import get_embedder
     from musicrec.recommender.evaluation.stats import bootstrap_ci, bootstrap_indices
 
     torch.set_num_threads(threads)

@@ -23,7 +23,7 @@ def _audio_sources(source: Path) -> list[tuple[str, Path]]:
 
 def embedder_info(spec: str) -> dict[str, Any]:
     """What the manifest records of the embedder (query by example rebuilds it from this)."""
-    from musicrec.embedding.base import get_embedder
+    from musicrec.embedding.registry import get_embedder
 
     emb = get_embedder(spec)
     return {"spec": spec, "id": emb.id, "name": emb.name, "revision": emb.revision,
@@ -31,8 +31,8 @@ def embedder_info(spec: str) -> dict[str, Any]:
 
 
 def _embed_local(source: Path, args: argparse.Namespace) -> Any:
-    from musicrec.embedding.base import get_embedder
     from musicrec.embedding.batch import embed_catalog
+    from musicrec.embedding.registry import get_embedder
 
     return embed_catalog(source, embedder=get_embedder(args.embedder),
                          cache_dir=args.cache_dir, show_progress=True)
@@ -115,8 +115,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_add_tracks(args: argparse.Namespace) -> int:
-    from musicrec.embedding.base import get_embedder
     from musicrec.embedding.batch import embed_paths
+    from musicrec.embedding.registry import get_embedder
     from musicrec.recommender.facade import Recommender
     from musicrec.recommender.pipeline import add_tracks
 

@@ -53,7 +53,7 @@ def _model_is_current(model: Path, data: Path, embedder: str) -> bool:
     if built.get("spec") != embedder or \
             interactions.get("sha256") != read_log(data / "plays.csv").fingerprint():
         return False
-    from musicrec.embedding.base import get_embedder
+    from musicrec.embedding.registry import get_embedder
 
     # same model, weights and options (a model from an older musicrec is rebuilt)
     return bool(get_embedder(embedder, **built.get("options", {})).id == built.get("id"))

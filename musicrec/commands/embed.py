@@ -78,8 +78,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         from musicrec.commands.engine import run_embed_engine
 
         return run_embed_engine(args)
-    from musicrec.embedding.base import get_embedder
     from musicrec.embedding.batch import embed_catalog
+    from musicrec.embedding.registry import get_embedder
 
     embedder = get_embedder(args.model, **embedder_options(args))
     result = embed_catalog(args.source, embedder=embedder, cache_dir=args.cache_dir,
