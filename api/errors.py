@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from musicrec.embedding.audio import AudioDecodeError
 from musicrec.errors import (
+    CapabilityError,
     DataFormatError,
     ModelFormatError,
     MusicrecError,
@@ -26,7 +27,6 @@ from musicrec.errors import (
     UnknownTrackError,
     UnknownUserError,
 )
-from musicrec.recommender.facade import CapabilityError
 
 log = logging.getLogger(__name__)
 

@@ -71,3 +71,12 @@ class NotFittedError(MusicrecError, ValueError, AttributeError):
 
 class ModelFormatError(MusicrecError, ValueError):
     """A saved model or model directory is corrupt, incomplete or of another version."""
+
+
+class CapabilityError(MusicrecError, ValueError):
+    """The model cannot answer this kind of request (e.g. users on a content-only model)."""
+
+
+class ModelSkipped(MusicrecError):
+    """A model declines to run on this data; the evaluation runner records the message in
+    its report and goes on with the other models."""

@@ -36,7 +36,7 @@ import numpy as np
 
 from musicrec.data.catalog import TrackCatalog
 from musicrec.data.idmap import IdMap
-from musicrec.errors import ModelFormatError, MusicrecError, ParameterError
+from musicrec.errors import CapabilityError, ModelFormatError, ParameterError
 from musicrec.recommender.cf import CFModel
 from musicrec.recommender.hybrid import HybridModel
 from musicrec.recommender.index import Backend, Metric, VectorIndex, served_recall
@@ -56,10 +56,6 @@ MIN_CANDIDATES = 100
 EXACT_BELOW = 10_000
 #: Sampled queries per index for the recall stored in the manifest at build time.
 RECALL_SAMPLE = 200
-
-
-class CapabilityError(MusicrecError, ValueError):
-    """The model cannot answer this kind of request (e.g. users on a content-only model)."""
 
 
 @dataclass

@@ -10,7 +10,8 @@ import pytest
 import soundfile as sf
 
 from musicrec.cli import main
-from musicrec.recommender.facade import CapabilityError, Recommender
+from musicrec.errors import CapabilityError
+from musicrec.recommender.facade import Recommender
 
 MUSIC = [
     "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra)",

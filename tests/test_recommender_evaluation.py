@@ -208,7 +208,8 @@ def test_report_schema_and_files(rng: np.random.Generator, tmp_path: Path) -> No
 
 
 def test_a_skipped_model_is_reported(rng: np.random.Generator, tmp_path: Path) -> None:
-    from musicrec.recommender.evaluation import ModelSkipped, register_model, unregister_model
+    from musicrec.errors import ModelSkipped
+    from musicrec.recommender.evaluation import register_model, unregister_model
 
     class Declines:
         name = "declines"

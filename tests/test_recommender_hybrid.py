@@ -14,13 +14,14 @@ from musicrec.data.catalog import TrackCatalog
 from musicrec.data.logs import ListeningLog
 from musicrec.data.splits import cold_tracks
 from musicrec.errors import (
+    CapabilityError,
     ModelFormatError,
     ParameterError,
     UnknownTrackError,
     UnknownUserError,
 )
 from musicrec.recommender.cf import CFModel
-from musicrec.recommender.facade import CapabilityError, Recommender, write_hybrid_model_dir
+from musicrec.recommender.facade import Recommender, write_hybrid_model_dir
 from musicrec.recommender.hybrid import HybridModel
 from musicrec.recommender.model_dir import FORMAT_VERSION
 from musicrec.recommender.pipeline import add_tracks, build_model_dir

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from musicrec.data.catalog import TrackCatalog
-from musicrec.errors import ParameterError
-from musicrec.recommender.facade import CapabilityError, Recommender
+from musicrec.errors import CapabilityError, ParameterError
+from musicrec.recommender.facade import Recommender
 from musicrec.recommender.pipeline import add_tracks, build_model_dir
 from musicrec.recommender.tags import TagSearch, TrackTags, query_parts
 

@@ -7,7 +7,6 @@
 
 from musicrec.recommender.evaluation.registry import (
     PLUGINS,
-    ModelSkipped,
     ModelSpec,
     Scorer,
     available_models,
@@ -36,7 +35,7 @@ from musicrec.recommender.metrics import ranking_overlap
 
 __all__ = [
     "DEFAULT_KS", "DEFAULT_MODELS", "PLUGINS", "EvaluationResult", "ModelResult",
-    "ModelSkipped", "ModelSpec", "PairedComparison", "Scorer", "available_models",
+    "ModelSpec", "PairedComparison", "Scorer", "available_models",
     "bootstrap_ci", "bootstrap_indices", "create_model", "evaluate", "get_spec",
     "paired_comparison", "parse_ks", "rank_top", "ranking_overlap", "register_model",
     "unregister_model", "load_report", "validate_report", "write_report",

@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from musicrec.data.logs import ListeningLog
-from musicrec.errors import MusicrecError, ParameterError
+from musicrec.errors import ParameterError
 
 
 @runtime_checkable
@@ -38,13 +38,6 @@ class Scorer(Protocol):
     def fit(self, train: ListeningLog, *, content: np.ndarray | None = None) -> Scorer: ...
 
     def score(self, user_idx: np.ndarray) -> np.ndarray: ...
-
-
-class ModelSkipped(MusicrecError):
-    """A model declines to run on this data (e.g. EASE above its item limit).
-
-    The runner records the message in the report and goes on with the other models.
-    """
 
 
 @dataclass(frozen=True)

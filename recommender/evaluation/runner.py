@@ -20,10 +20,9 @@ import numpy as np
 
 from musicrec.data.logs import ListeningLog
 from musicrec.data.splits import PROTOCOLS, Split, make_split
-from musicrec.errors import ParameterError
+from musicrec.errors import ModelSkipped, ParameterError
 from musicrec.recommender import metrics as M
 from musicrec.recommender.evaluation.registry import (
-    ModelSkipped,
     Scorer,
     create_model,
     get_spec,
