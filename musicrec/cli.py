@@ -70,7 +70,8 @@ def _clip(text: str, width: int = 48) -> str:
 
 
 # -- commands -----------------------------------------------------------------------------
-def _add_log_options(p: argparse.ArgumentParser) -> None:
+def add_log_options(p: argparse.ArgumentParser) -> None:
+    """The options that name a listening log and its format (for every command reading one)."""
     from musicrec.data.readers import FORMATS
 
     p.add_argument("--interactions", required=True, type=Path,
@@ -162,9 +163,9 @@ def add_cf_options(p: argparse.ArgumentParser) -> None:
     from musicrec.recommender.cf import DEFAULTS
 
     p.add_argument("--algorithm", choices=["als", "bpr"], default=DEFAULTS["algorithm"])
-    p.add_argument("--factors", type=_positive_int, default=DEFAULTS["factors"])
+    p.add_argument("--factors", type=positive_int, default=DEFAULTS["factors"])
     p.add_argument("--regularization", type=float, default=DEFAULTS["regularization"])
-    p.add_argument("--iterations", type=_positive_int, default=DEFAULTS["iterations"])
+    p.add_argument("--iterations", type=positive_int, default=DEFAULTS["iterations"])
     p.add_argument("--alpha", type=float, default=DEFAULTS["alpha"],
                    help="ALS confidence scale")
     p.add_argument("--confidence", choices=["none", "log1p", "bm25"],
@@ -173,7 +174,8 @@ def add_cf_options(p: argparse.ArgumentParser) -> None:
                    help="BPR learning rate")
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0."""
     try:
         value = float(text)
     except ValueError:
@@ -183,7 +185,8 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
     try:
         value = int(text)
     except ValueError:
@@ -200,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="train a collaborative-filtering model on listening logs")
-    _add_log_options(p)
+    add_log_options(p)
     p.add_argument("--out", required=True, type=Path, help="model directory to write")
     add_cf_options(p)
     p.add_argument("--seed", type=int, default=0)
@@ -209,11 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recommend", help="recommend tracks for a user")
     p.add_argument("--model", required=True, type=Path)
     p.add_argument("--user", required=True)
-    p.add_argument("-n", type=_positive_int, default=10)
+    p.add_argument("-n", type=positive_int, default=10)
     p.add_argument("--include-played", action="store_true",
                    help="do not exclude tracks the user already played")
     p.add_argument("--exclude", nargs="*", metavar="TRACK", help="track ids never to return")
-    p.add_argument("--max-per-artist", type=_positive_int, help="at most k tracks per artist")
+    p.add_argument("--max-per-artist", type=positive_int, help="at most k tracks per artist")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_recommend)
 
@@ -223,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", type=Path, help="an audio clip (query by example)")
     p.add_argument("--alpha", type=float,
                    help="1 = sounds like, 0 = listeners also played (default 0.5 on a hybrid)")
-    p.add_argument("--max-per-artist", type=_positive_int, help="at most k tracks per artist")
-    p.add_argument("-n", type=_positive_int, default=10)
+    p.add_argument("--max-per-artist", type=positive_int, help="at most k tracks per artist")
+    p.add_argument("-n", type=positive_int, default=10)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_similar)
 

@@ -168,11 +168,11 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from musicrec.cli import _add_log_options, _positive_int, add_cf_options
+    from musicrec.cli import add_cf_options, add_log_options, positive_int
     from musicrec.recommender.index import HNSW_FROM
 
     p = sub.add_parser("build", help="build a hybrid model directory (embed, CF, blend, index)")
-    _add_log_options(p)
+    add_log_options(p)
     for action in p._actions:
         if action.dest == "interactions":
             action.required = False
@@ -191,7 +191,7 @@ def register(sub: Any) -> None:
     p.add_argument("--index", choices=["annoy", "hnsw", "auto"], default="auto",
                    help="nearest-neighbour index: Annoy, HNSW, or auto (HNSW from "
                         f"{HNSW_FROM:,} tracks on; see the README's index benchmark)")
-    p.add_argument("--n-trees", type=_positive_int, help="Annoy trees")
+    p.add_argument("--n-trees", type=positive_int, help="Annoy trees")
     p.add_argument("--no-fingerprints", action="store_true",
                    help="skip the landmark fingerprint index (identification of clips)")
     p.add_argument("--seed", type=int, default=0)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from musicrec.cli import _positive_int
+    from musicrec.cli import positive_int
 
     p = sub.add_parser(
         "demo-data",
@@ -16,12 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Render excerpts of music21 corpus scores through a General MIDI "
         "soundfont and simulate listening logs (see the dataset's README.md).",
     )
-    p.add_argument("--tracks", type=_positive_int, default=1000, help="number of tracks")
-    p.add_argument("--users", type=_positive_int, default=2000, help="number of users")
+    p.add_argument("--tracks", type=positive_int, default=1000, help="number of tracks")
+    p.add_argument("--users", type=positive_int, default=2000, help="number of users")
     p.add_argument("--seed", type=int, default=0, help="seed of the whole build")
     p.add_argument("--out", required=True, type=Path, help="dataset folder to write")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
-    p.add_argument("--workers", type=_positive_int, default=2,
+    p.add_argument("--workers", type=positive_int, default=2,
                    help="processes that parse and render scores (default 2)")
     p.add_argument("--cache", type=Path, default=None,
                    help="folder that keeps parsed note lists and rendered clips between "

@@ -9,7 +9,7 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
-    from musicrec.cli import _positive_int
+    from musicrec.cli import positive_int
 
     p = sub.add_parser("embed", help="embed the audio of a folder or a catalogue file",
                        description="Embed every audio file of a folder, or every row of a "
@@ -21,13 +21,13 @@ def register(sub: Any) -> None:
                    help="mfcc, whisper-tiny, whisper-base, aisfx, pann:<checkpoint>, "
                    "trained:<folder>, openai/whisper-*, hf:<id or folder>, or a model folder "
                    "(default: whisper-tiny)")
-    p.add_argument("--layer", type=_positive_int, help="encoder layer to pool (Whisper, hf)")
+    p.add_argument("--layer", type=positive_int, help="encoder layer to pool (Whisper, hf)")
     p.add_argument("--window-seconds", type=float, help="length of each window")
-    p.add_argument("--n-windows", type=_positive_int, help="windows per track")
+    p.add_argument("--n-windows", type=positive_int, help="windows per track")
     p.add_argument("--pooling", choices=["mean", "meanstd"], help="frame pooling (Whisper)")
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="tracks per batch")
-    p.add_argument("--workers", type=_positive_int, default=2, help="decoding threads")
-    p.add_argument("--threads", type=_positive_int, help="torch threads")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="tracks per batch")
+    p.add_argument("--workers", type=positive_int, default=2, help="decoding threads")
+    p.add_argument("--threads", type=positive_int, help="torch threads")
     p.add_argument("--cache-dir", type=Path,
                    help="cache folder (default: $MUSICREC_CACHE or ~/.cache/musicrec)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")

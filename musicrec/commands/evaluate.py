@@ -283,10 +283,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from musicrec.cli import _add_log_options, _positive_int
+    from musicrec.cli import add_log_options, positive_int
 
     p = sub.add_parser("evaluate", help="offline evaluation of recommenders on listening logs")
-    _add_log_options(p)
+    add_log_options(p)
     for action in p._actions:  # --list-models needs no data
         if action.dest == "interactions":
             action.required = False
@@ -300,7 +300,7 @@ def register(sub: Any) -> None:
     p.add_argument("--params", type=Path,
                    help="JSON of hyper-parameters per model, or the output of `musicrec tune`")
     p.add_argument("--reference", help="compare every model with this one (default: the best)")
-    p.add_argument("--bootstrap", type=_positive_int, default=1000,
+    p.add_argument("--bootstrap", type=positive_int, default=1000,
                    help="bootstrap resamples (default 1000)")
     p.add_argument("--sweep-hybrid", action="store_true",
                    help="sweep the hybrid's blend weight on a validation split of the "
@@ -309,20 +309,20 @@ def register(sub: Any) -> None:
                    help="JSON rows {alpha, metric, value} of a hybrid α sweep to plot")
     p.add_argument("--session-gap", type=_minutes, default=30.0,
                    help="--protocol sessions: minutes of silence that end a session (30)")
-    p.add_argument("--seed-tracks", type=_positive_int, default=2,
+    p.add_argument("--seed-tracks", type=positive_int, default=2,
                    help="--protocol sessions: first tracks of a session given as seeds (2)")
-    p.add_argument("--max-sessions", type=_positive_int,
+    p.add_argument("--max-sessions", type=positive_int,
                    help="--protocol sessions: test at most this many sessions (seeded sample)")
     p.add_argument("--list-models", action="store_true", help="list the available models")
     p.set_defaults(handler=cmd_evaluate)
 
     p = sub.add_parser("tune", help="search ALS hyper-parameters on a split of the training "
                                     "data (never the test set)")
-    _add_log_options(p)
+    add_log_options(p)
     _split_options(p)
     p.add_argument("--out", required=True, type=Path, help="JSON file of the best parameters")
     p.add_argument("--metric", default="ndcg@10", help="what to maximise (default ndcg@10)")
-    p.add_argument("--rounds", type=_positive_int, default=1, help="coordinate-search passes")
+    p.add_argument("--rounds", type=positive_int, default=1, help="coordinate-search passes")
     p.add_argument("--factors", help="factor counts to try, comma-separated")
     p.add_argument("--budget-minutes", type=float, default=15.0,
                    help="stop starting new trials after this long (default 15)")

@@ -34,7 +34,7 @@ def cmd_radio(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from musicrec.cli import _positive_int
+    from musicrec.cli import positive_int
     from musicrec.recommender.radio import RadioParams
 
     defaults = RadioParams()
@@ -45,17 +45,17 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", action="append", metavar="ID", help="a seed track (repeatable)")
     p.add_argument("--artist", help="seed with this artist's most listened tracks")
     p.add_argument("--user", help="seed with this user's most played tracks")
-    p.add_argument("-n", type=_positive_int, default=50, help="tracks to play (default 50)")
+    p.add_argument("-n", type=positive_int, default=50, help="tracks to play (default 50)")
     p.add_argument("--cursor", help="continue a radio from the cursor of its --json output")
     p.add_argument("--alpha", type=float,
                    help="1 = sounds like, 0 = listeners also played (default 0.5 on a hybrid)")
     p.add_argument("--variety", type=float,
                    help="0 = always the closest next track; up to 1 = spread out (MMR; "
                         f"default {defaults.variety:g})")
-    p.add_argument("--artist-window", type=_positive_int,
+    p.add_argument("--artist-window", type=positive_int,
                    help="no artist twice within this many consecutive tracks (default "
                         f"{defaults.artist_window})")
-    p.add_argument("--reach", type=_positive_int,
+    p.add_argument("--reach", type=positive_int,
                    help="play only among the tracks this close to the seeds (default "
                         f"{defaults.reach})")
     p.add_argument("--popularity", type=float,

@@ -35,7 +35,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from musicrec.cli import _positive_int
+    from musicrec.cli import positive_int
     from musicrec.embedding.text import DEFAULT_TEXT_ENCODER, TEXT_ENCODERS
     from musicrec.recommender.tags import DEFAULT_TAU
 
@@ -46,10 +46,10 @@ def register(sub: Any) -> None:
                        "or musicnn-msd).")
     p.add_argument("query", help="words describing the music")
     p.add_argument("--model", required=True, type=Path)
-    p.add_argument("-n", type=_positive_int, default=10)
+    p.add_argument("-n", type=positive_int, default=10)
     p.add_argument("--text-encoder", choices=sorted(TEXT_ENCODERS), default=DEFAULT_TEXT_ENCODER)
     p.add_argument("--tau", type=float, default=DEFAULT_TAU,
                    help="softmax temperature over query-to-tag cosines")
-    p.add_argument("--max-per-artist", type=_positive_int, help="at most k tracks per artist")
+    p.add_argument("--max-per-artist", type=positive_int, help="at most k tracks per artist")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_search)

@@ -104,22 +104,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from musicrec.cli import _positive_float, _positive_int
+    from musicrec.cli import positive_float, positive_int
 
     p = sub.add_parser("serve", help="serve the API and the web page (gunicorn)",
                        description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--model", required=True, type=Path, help="model directory to serve")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=_positive_int, default=2, help="gunicorn workers")
-    p.add_argument("--threads", type=_positive_int, default=4, help="threads per worker")
-    p.add_argument("--max-connections", type=_positive_int, default=1000,
+    p.add_argument("--workers", type=positive_int, default=2, help="gunicorn workers")
+    p.add_argument("--threads", type=positive_int, default=4, help="threads per worker")
+    p.add_argument("--max-connections", type=positive_int, default=1000,
                    help="open connections per worker, slow ones included (default 1000)")
-    p.add_argument("--header-timeout", type=_positive_float, default=10.0,
+    p.add_argument("--header-timeout", type=positive_float, default=10.0,
                    help="seconds a client has to send the request line and headers")
-    p.add_argument("--body-timeout", type=_positive_float, default=30.0,
+    p.add_argument("--body-timeout", type=positive_float, default=30.0,
                    help="seconds a client has to send a body, plus 1 s per 32 KiB of it")
-    p.add_argument("--timeout", type=_positive_int, default=30, help="worker timeout, s")
+    p.add_argument("--timeout", type=positive_int, default=30, help="worker timeout, s")
     p.add_argument("--max-upload-mb", type=float, default=10.0,
                    help="largest upload for query by example, MiB")
     p.add_argument("--max-upload-seconds", type=float, default=60.0,

@@ -8,7 +8,7 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
-    from musicrec.cli import _positive_int
+    from musicrec.cli import positive_int
 
     p = sub.add_parser(
         "train-embedder", help="train an audio embedder on a catalogue (contrastive, no labels)",
@@ -18,17 +18,17 @@ def register(sub: Any) -> None:
                    help="CSV/TSV/Parquet with track_id and audio_path columns")
     p.add_argument("--out", required=True, type=Path, help="folder to write")
     p.add_argument("--arch", choices=["gru"], default="gru", help="architecture (default gru)")
-    p.add_argument("--hidden", type=_positive_int, default=128,
+    p.add_argument("--hidden", type=positive_int, default=128,
                    help="GRU width; the embedding has twice as many dimensions")
-    p.add_argument("--layers", type=_positive_int, default=2, help="GRU layers")
+    p.add_argument("--layers", type=positive_int, default=2, help="GRU layers")
     p.add_argument("--window-seconds", type=float, default=3.0, help="training window")
-    p.add_argument("--train-windows", type=_positive_int, default=8,
+    p.add_argument("--train-windows", type=positive_int, default=8,
                    help="windows decoded per track")
-    p.add_argument("--epochs", type=_positive_int, default=30)
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="tracks per step")
+    p.add_argument("--epochs", type=positive_int, default=30)
+    p.add_argument("--batch-size", type=positive_int, default=32, help="tracks per step")
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=_positive_int, help="torch threads")
+    p.add_argument("--threads", type=positive_int, help="torch threads")
     p.set_defaults(handler=cmd_train_embedder)
 
 
