@@ -74,6 +74,16 @@ def openapi_document(*, max_n: int = 100, max_upload_bytes: int = 10 * 1024 * 10
         "Error": {"type": "object", "required": ["error", "message"],
                   "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
                   "additionalProperties": False},
+        "UserHistory": {
+            "type": "object", "required": ["user_id", "total", "results"],
+            "properties": {
+                "user_id": {"type": "string"},
+                "total": {"type": "integer", "minimum": 0,
+                          "description": "tracks the user played in all"},
+                "results": {"type": "array", "items": {"allOf": [
+                    _ref("TrackSummary"),
+                    {"type": "object", "required": ["plays"],
+                     "properties": {"plays": {"type": "number", "exclusiveMinimum": 0}}}]}}}},
         "TrackSummary": {
             "type": "object", "required": ["track_id", "title", "artist", "audio_url"],
             "properties": {"track_id": {"type": "string"}, "title": {"type": "string"},
@@ -221,6 +231,12 @@ def openapi_document(*, max_n: int = 100, max_upload_bytes: int = 10 * 1024 * 10
                                   "leave out tracks the user played"),
                            max_per_artist],
             "responses": {"200": _json(_ref("UserRecommendations"), "best first"),
+                          **_errors(400, 404, 409, 503)}}},
+        "/v1/users/{user_id}/history": {"get": {
+            "operationId": "userHistory",
+            "summary": "a user's most-played tracks in the listening logs",
+            "parameters": [_path("user_id", "a user id of the listening logs"), n],
+            "responses": {"200": _json(_ref("UserHistory"), "most played first"),
                           **_errors(400, 404, 409, 503)}}},
         "/v1/recommendations": {"post": {
             "operationId": "recommendForListener",

@@ -207,6 +207,14 @@ def user_recommendations(user_id: str) -> Any:
     return jsonify({"user_id": user_id, "results": recs_json(loaded, recs)})
 
 
+@v1.get("/users/<path:user_id>/history")
+def user_history(user_id: str) -> Any:
+    loaded = ready()
+    top, total = loaded.recommender.history(user_id, n=n_param())
+    return jsonify({"user_id": user_id, "total": total,
+                    "results": [{**track_json(loaded, t), "plays": p} for t, p in top]})
+
+
 @v1.post("/recommendations")
 def listener_recommendations() -> Any:
     body = _json_body()

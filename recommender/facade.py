@@ -485,6 +485,23 @@ class Recommender:
         return self._user_results(cf.user_factors_[u], history, plays, n=n, exclude=skip,
                                   max_per_artist=max_per_artist)
 
+    def history(self, user_id: str, *, n: int = 10) -> tuple[list[tuple[str, float]], int]:
+        """A user's most-played tracks in the training logs, and how many tracks they played.
+
+        Returns ``([(track_id, plays), ...], total)``, most played first (ties by track
+        id), at most ``n`` of them.
+        """
+        cf = self._require_cf("show a user's listening history")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ParameterError(f"n={n!r} must be a positive integer")
+        u = cf.users_.to_idx(user_id)
+        ui = cf.user_items_
+        played = ui.indices[ui.indptr[u] : ui.indptr[u + 1]]
+        plays = np.asarray(ui.data[ui.indptr[u] : ui.indptr[u + 1]], dtype=np.float64)
+        ids = [str(t) for t in cf.tracks_.to_ids(played)]
+        order = sorted(range(len(ids)), key=lambda k: (-plays[k], ids[k]))[:n]
+        return [(ids[k], float(plays[k])) for k in order], len(ids)
+
     def recommend_for_tracks(
         self,
         track_ids: Sequence[str],

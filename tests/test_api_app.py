@@ -169,6 +169,26 @@ def test_listener_recommendations(client: Any, model_dir: Path) -> None:
     assert {r["because"] for r in body["results"]} <= {"t001", "t002"}
 
 
+def test_user_history_is_what_the_log_holds(client: Any, cf_model_dir: Path,
+                                            audio_model_dir: Path) -> None:
+    """The most-played tracks of a user, as the synthetic log wrote them, most first."""
+    frame = synthetic_log(N_TRACKS, N_USERS, 0).to_frame()
+    mine = frame[frame.user == "u7"].sort_values(["plays", "track"], ascending=[False, True])
+    body = client.get("/v1/users/u7/history?n=4").json
+    assert body["user_id"] == "u7" and body["total"] == len(mine) == 10
+    assert [(r["track_id"], r["plays"]) for r in body["results"]] == list(
+        zip(mine.track.head(4), mine.plays.head(4).astype(float), strict=True))
+    assert body["results"][0]["title"] == f"Song {mine.track.iloc[0]}"
+    missing = client.get("/v1/users/nobody/history")
+    assert missing.status_code == 404 and missing.json["error"] == "unknown_user"
+    assert client.get("/v1/users/u7/history?n=0").status_code == 400
+    cf_only = create_app({"MODEL_DIR": cf_model_dir}).test_client()
+    assert len(cf_only.get("/v1/users/u1/history?n=2").json["results"]) == 2
+    content_only = create_app({"MODEL_DIR": audio_model_dir}).test_client()
+    refused = content_only.get("/v1/users/u1/history")
+    assert refused.status_code == 409 and refused.json["error"] == "model_capability"
+
+
 def test_similar_and_alpha(client: Any, model_dir: Path) -> None:
     rec = Recommender(model_dir)
     for alpha in (0.0, 0.5, 1.0):
@@ -617,7 +637,7 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(app: Any) -> Non
     for result in schema.get_all_operations():
         fuzz(result.ok())
     assert failures == [], failures[:3]
-    assert len(set(calls)) == 13 and len(calls) >= 150, (len(set(calls)), len(calls))
+    assert len(set(calls)) == 14 and len(calls) >= 150, (len(set(calls)), len(calls))
 
 
 # -- musicrec serve (gunicorn) -----------------------------------------------------------------

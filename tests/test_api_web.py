@@ -87,6 +87,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     thread.join()
 
 
+def client_history(base: str, user: str) -> list[dict[str, Any]]:
+    """A user's most-played tracks, from the API the page calls."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base}/v1/users/{user}/history?n=10", timeout=10) as r:
+        return list(json.loads(r.read())["results"])
+
+
 def test_search_similar_play_in_chromium(server: Any, tmp_path: Path) -> None:
     _need(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install -y chromium")
     try:
@@ -140,6 +149,13 @@ def test_search_similar_play_in_chromium(server: Any, tmp_path: Path) -> None:
             page.wait_for_selector("#user-results li")
             assert page.locator("#user-results li").count() == 10
             assert page.locator("#user-results .reason").count() == 10
+            # ... beside what the user played most, with play counts
+            page.wait_for_selector("#user-history li")
+            history = client_history(base, "u1")
+            assert page.locator("#user-history .title").all_text_contents() == [
+                t["title"] for t in history]
+            assert page.locator("#user-history .plays").first.text_content() == (
+                f" ({history[0]['plays']:g} plays)")
             assert errors == []
         finally:
             browser.close()

@@ -28,6 +28,9 @@ function trackItem(track, withReason) {
   li.dataset.trackId = track.track_id;
   li.append(el("span", { className: "title", textContent: track.title }));
   if (track.artist) li.append(el("span", { className: "meta", textContent: " — " + track.artist }));
+  if (track.plays !== undefined) {
+    li.append(el("span", { className: "meta plays", textContent: ` (${track.plays} plays)` }));
+  }
   if (track.score !== undefined) {
     li.append(el("span", { className: "meta", textContent: ` (${track.score.toFixed(3)})` }));
   }
@@ -160,8 +163,11 @@ async function showUser() {
   setStatus("user-status", "loading…");
   const played = $("exclude-played").checked;
   try {
-    const body = await api(`/v1/users/${trackPath(user)}/recommendations?n=10&exclude_played=${played}`);
+    const [body, history] = await Promise.all([
+      api(`/v1/users/${trackPath(user)}/recommendations?n=10&exclude_played=${played}`),
+      api(`/v1/users/${trackPath(user)}/history?n=10`)]);
     $("user-results").replaceChildren(...body.results.map((t) => trackItem(t, true)));
+    $("user-history").replaceChildren(...history.results.map((t) => trackItem(t, false)));
     setStatus("user-status", `${body.results.length} recommendations for ${user}`);
   } catch (err) { setStatus("user-status", err.message, true); }
 }
