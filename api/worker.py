@@ -67,7 +67,12 @@ class BadFraming(Exception):
     """The request's framing cannot be read (bad Content-Length or chunk size)."""
 
 
-def request_end(buf: bytes | bytearray, *, max_body: int | None) -> int | None:
+def request_end(
+    buf: bytes | bytearray,
+    *,
+    max_body: int | None,
+    framing: tuple[int, int | None] | None = None,
+) -> int | None:
     """The offset just past the first whole request in ``buf``, or None while incomplete.
 
     Parameters
@@ -76,6 +81,8 @@ def request_end(buf: bytes | bytearray, *, max_body: int | None) -> int | None:
         What the client sent so far.
     max_body : int or None
         Largest body allowed, bytes.
+    framing : tuple, optional
+        :func:`body_framing` of ``buf``, when the caller has it already.
 
     Raises
     ------
@@ -91,7 +98,8 @@ def request_end(buf: bytes | bytearray, *, max_body: int | None) -> int | None:
     27
     >>> request_end(b"POST / HTTP/1.1\\r\\nContent-Length: 5\\r\\n\\r\\nab", max_body=None)
     """
-    framing = body_framing(buf)
+    if framing is None:
+        framing = body_framing(buf)
     if framing is None:
         return None
     body_start, length = framing
@@ -215,7 +223,7 @@ class BufferingWorker(ThreadWorker):
         max_body = self._max_body()
         try:
             framing = body_framing(buf)
-            end = request_end(buf, max_body=max_body)
+            end = request_end(buf, max_body=max_body, framing=framing)
         except RequestTooLarge as exc:
             status, message = exc.args
             self._refuse(conn, status, message)

