@@ -40,6 +40,7 @@ from typing import Any
 from flask import Flask
 
 from musicrec.api.errors import register_error_handlers
+from musicrec.api.explore import explore
 from musicrec.api.site import site
 from musicrec.api.state import LoadedModel, ModelState, model_state
 from musicrec.api.v1 import v1
@@ -98,6 +99,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         state.load(app.config["MODEL_DIR"])
     register_error_handlers(app)
     app.register_blueprint(v1)
+    app.register_blueprint(explore)
     app.register_blueprint(site)
     if app.config["SUBSONIC_USERS"] is not None:
         from musicrec.api.subsonic import register_subsonic

@@ -331,6 +331,11 @@ def openapi_document(*, max_n: int = 100, max_upload_bytes: int = 10 * 1024 * 10
             "responses": {"200": _json(_ref("TextSearch"), "best first"),
                           **_errors(400, 409, 503)}}},
     }
+    from musicrec.api.explore import explore_openapi  # the web page's routes (explore.py)
+
+    explore_paths, explore_schemas = explore_openapi()
+    paths.update(explore_paths)
+    schemas.update(explore_schemas)
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "musicrec", "version": __version__,

@@ -77,6 +77,31 @@ class TrackCatalog:
         title, artist = self.frame.at[row, "title"], self.frame.at[row, "artist"]
         return f"{title} — {artist}" if artist and artist != title else str(title)
 
+    def details(self) -> dict[str, str]:
+        """What tells apart tracks that share a title and artist: ``track_id -> text``.
+
+        Only tracks whose ``(title, artist)`` repeats are listed. The text comes from the
+        catalogue's own columns, the first of :data:`DETAIL_COLUMNS` that differs within
+        the group (``excerpt`` also shows ``measure_start``-``measure_end`` as bars), else
+        the track id.
+
+        Examples
+        --------
+        >>> TrackCatalog(pd.DataFrame({"track_id": ["a", "b", "c"], "title": ["X", "X", "Y"],
+        ...                            "excerpt": [1, 2, 1], "measure_start": [1, 9, 1],
+        ...                            "measure_end": [8, 16, 4]})).details()
+        {'a': 'excerpt 1, bars 1-8', 'b': 'excerpt 2, bars 9-16'}
+        """
+        frame = self.frame
+        repeated = frame[frame.duplicated(["title", "artist"], keep=False)]
+        out: dict[str, str] = {}
+        for _, group in repeated.groupby(["title", "artist"], sort=False):
+            column = next((c for c in DETAIL_COLUMNS if c in group.columns
+                           and group[c].nunique(dropna=False) > 1), None)
+            for record in group.to_dict("records"):
+                out[str(record["track_id"])] = _detail(record, column)
+        return out
+
     def artists(self, track_ids: list[str] | np.ndarray) -> list[str]:
         return [
             str(self.frame.at[self._row[t], "artist"]) if t in self._row else ""
@@ -124,6 +149,23 @@ class TrackCatalog:
             frame = frame.merge(names.drop_duplicates("track_id"), on="track_id", how="left")
             frame["title"] = frame["title"].fillna(frame["track_id"])
         return cls(frame)
+
+
+#: Catalogue columns that tell apart tracks with one title and artist, in order of choice.
+DETAIL_COLUMNS = ("excerpt", "version", "album", "release", "year", "duration")
+
+
+def _detail(record: dict[str, Any], column: str | None) -> str:
+    if column is None:
+        return str(record["track_id"])
+    value = _plain(record[column])
+    if column == "duration" and isinstance(value, float):
+        return f"{value:.1f} s"
+    text = f"{column} {value}" if column in ("excerpt", "version") else str(value)
+    start, end = record.get("measure_start"), record.get("measure_end")
+    if column == "excerpt" and start is not None and end is not None:
+        text += f", bars {_plain(start)}-{_plain(end)}"
+    return text
 
 
 def read_catalog(

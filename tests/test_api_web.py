@@ -1,4 +1,5 @@
-"""The web page in a real headless Chromium: search -> similar -> play.
+"""The web page in a real headless Chromium: search -> similar -> play, the radio,
+listening from the (fake) microphone, a user's page.
 
 Needs the Debian packages ``chromium`` (and ``chromium-driver`` for Selenium users) and
 the ``playwright`` pip package, which drives ``/usr/bin/chromium`` (no ``playwright
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import shutil
 import threading
@@ -36,8 +38,6 @@ def _need(ok: bool, message: str) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from werkzeug.serving import make_server
-
     from musicrec.api import create_app
     from musicrec.data.catalog import TrackCatalog
     from musicrec.data.logs import ListeningLog
@@ -69,7 +69,40 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
                             content=rng.standard_normal((n, 8)).astype(np.float32),
                             cf_model=CFModel(factors=4, iterations=3, random_state=0),
                             n_trees=3, tags=TrackTags(ids, probs, ["piano", "drums"]))
-    app = create_app({"MODEL_DIR": model})
+    with serve(create_app({"MODEL_DIR": model})) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model built by ``musicrec build`` from a 24-track demo dataset (about 20 s):
+    rendered corpus excerpts, simulated listeners, mfcc vectors and fingerprints."""
+    from musicrec.cli import main
+    from musicrec.data.demo import build_demo_dataset
+
+    root = tmp_path_factory.mktemp("demo")
+    build_demo_dataset(root / "data", n_tracks=24, n_users=30, seed=0, show_progress=False,
+                       cache_dir=root / "render-cache")
+    assert main(["build", "--interactions", str(root / "data" / "plays.csv"),
+                 "--catalog", str(root / "data" / "catalog.csv"), "--embedder", "mfcc",
+                 "--cache-dir", str(root / "cache"), "--out", str(root / "model"),
+                 "--factors", "8", "--iterations", "3"]) == 0
+    return root / "model"
+
+
+@pytest.fixture(scope="module")
+def demo_server(demo_model: Path) -> Any:
+    from musicrec.api import create_app
+
+    with serve(create_app({"MODEL_DIR": demo_model})) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def serve(app: Any) -> Iterator[tuple[str, list[int]]]:
+    """Serve ``app`` on a free loopback port; also yields the status of each audio request."""
+    from werkzeug.serving import make_server
+
     ranges: list[int] = []
 
     @app.after_request
@@ -90,8 +123,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @contextlib.contextmanager
-def chromium_page(tmp_path: Path) -> Iterator[tuple[Any, list[str]]]:
-    """A page of headless Chromium, and the JavaScript errors it raises."""
+def chromium_page(tmp_path: Path, args: list[str] | None = None
+                  ) -> Iterator[tuple[Any, list[str]]]:
+    """A page of headless Chromium (``args``: more command-line flags), and the JavaScript
+    errors it raises."""
     _need(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install -y chromium")
     try:
         from playwright.sync_api import sync_playwright
@@ -99,7 +134,8 @@ def chromium_page(tmp_path: Path) -> Iterator[tuple[Any, list[str]]]:
         _need(False, "the playwright pip package is missing")
     with sync_playwright() as pw:
         browser = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS)
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True,
+            args=FLAGS + list(args or []))
         try:
             page = browser.new_page()
             errors: list[str] = []
@@ -116,6 +152,53 @@ def client_history(base: str, user: str) -> list[dict[str, Any]]:
 
     with urllib.request.urlopen(f"{base}/v1/users/{user}/history?n=10", timeout=10) as r:
         return list(json.loads(r.read())["results"])
+
+
+def test_listen_names_a_demo_track_played_into_the_microphone(
+        demo_server: Any, demo_model: Path, tmp_path: Path) -> None:
+    """A real excerpt of a demo track (from 3 s in) is Chromium's fake microphone; the
+    page records it (MediaRecorder, WebM/Opus), converts it to WAV and names the track."""
+    from musicrec.data.catalog import TrackCatalog
+
+    base, _ = demo_server
+    catalog = TrackCatalog.load(demo_model / "catalog.parquet")
+    track = "t00013"  # the second of three excerpts titled "Mazurka in C-sharp Minor, ..."
+    audio = Path(json.loads((demo_model / "manifest.json").read_text())
+                 ["data"]["content"]["audio"]).parent / catalog.get(track)["audio_path"]
+    y, sr = sf.read(audio, dtype="float32")
+    mic = tmp_path / "mic.wav"
+    sf.write(mic, y[3 * sr : 15 * sr], sr, subtype="PCM_16")
+    with chromium_page(tmp_path, ["--use-fake-device-for-media-stream",
+                                  "--use-fake-ui-for-media-stream",
+                                  f"--use-file-for-fake-audio-capture={mic}"]
+                       ) as (page, errors):
+        page.goto(base + "/")
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.is_visible("#listen-section")
+        page.click("#listen-btn")
+        page.wait_for_function("document.querySelector('#listen-status').textContent"
+                               ".includes('s left')")
+        assert page.text_content("#listen-btn") == "stop"
+        page.wait_for_timeout(6000)
+        page.click("#listen-btn")  # stop early: 6 s of the 10
+        page.wait_for_selector("#clip-results li", timeout=30000)
+        assert page.get_attribute("#match", "data-track-id") == track, \
+            page.text_content("#match")
+        text = page.text_content("#match")
+        assert text.startswith("identified: Mazurka in C-sharp Minor, Op. 6, No. 2 "
+                               "(excerpt 2, bars 27-51)"), text
+        assert "confidence" in text
+        offset = float(page.get_attribute("#match", "data-offset") or "nan")
+        assert 2.5 <= offset <= 5.5, offset  # the excerpt began 3 s into the track
+        assert page.locator("#clip-results li").count() == 10
+        assert "s sent" in page.text_content("#listen-status")
+        # the same track from a chosen file (decoded by the browser, sent as WAV)
+        page.set_input_files("#clip-file", str(mic))
+        page.wait_for_function("document.querySelector('#listen-status').textContent"
+                               ".startsWith('mic.wav: 12.0 s sent')", timeout=30000)
+        assert page.get_attribute("#match", "data-track-id") == track
+        assert 2.9 <= float(page.get_attribute("#match", "data-offset") or "nan") <= 3.1
+        assert errors == []
 
 
 def test_search_similar_play_in_chromium(server: Any, tmp_path: Path) -> None:

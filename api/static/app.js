@@ -4,11 +4,15 @@
 const $ = (id) => document.getElementById(id);
 const enc = encodeURIComponent;
 const state = { q: "", offset: 0, seed: null };
+// track id -> what tells it apart from tracks sharing its title (GET /v1/catalog/details)
+let details = {};
 // The radio: the tracks still to play, the cursor to fetch more, the one playing now.
 const radio = { on: false, queue: [], cursor: null, exhausted: false, current: null };
 
-async function api(path) {
-  const response = await fetch(path, { headers: { Accept: "application/json" } });
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options,
+                                       headers: { Accept: "application/json",
+                                                  ...(options.headers || {}) } });
   const body = await response.json();
   if (!response.ok) throw new Error(body.message || response.statusText);
   return body;
@@ -27,6 +31,9 @@ function trackItem(track, withReason) {
   const li = el("li", { className: "track" });
   li.dataset.trackId = track.track_id;
   li.append(el("span", { className: "title", textContent: track.title }));
+  if (details[track.track_id]) {
+    li.append(el("span", { className: "detail", textContent: ` (${details[track.track_id]})` }));
+  }
   if (track.artist) li.append(el("span", { className: "meta", textContent: " — " + track.artist }));
   if (track.plays !== undefined) {
     li.append(el("span", { className: "meta plays", textContent: ` (${track.plays} plays)` }));
@@ -34,6 +41,14 @@ function trackItem(track, withReason) {
   if (track.score !== undefined) {
     li.append(el("span", { className: "meta", textContent: ` (${track.score.toFixed(3)})` }));
   }
+  li.append(trackButtons(track));
+  if (withReason && track.reason) {
+    li.append(el("div", { className: "reason", textContent: track.reason }));
+  }
+  return li;
+}
+
+function trackButtons(track) {
   const play = el("button", { type: "button", className: "play", textContent: "▶ play",
                               disabled: !track.audio_url });
   play.addEventListener("click", () => playTrack(track));
@@ -41,11 +56,7 @@ function trackItem(track, withReason) {
   similar.addEventListener("click", () => showSimilar(track));
   const start = el("button", { type: "button", className: "radio", textContent: "start radio" });
   start.addEventListener("click", () => startRadio(track));
-  li.append(play, similar, start);
-  if (withReason && track.reason) {
-    li.append(el("div", { className: "reason", textContent: track.reason }));
-  }
-  return li;
+  return el("span", { className: "buttons" }, play, similar, start);
 }
 
 function setStatus(id, text, isError) {
@@ -172,6 +183,127 @@ async function showUser() {
   } catch (err) { setStatus("user-status", err.message, true); }
 }
 
+// -- listen: record the microphone (or take a file), convert it to a 16-bit PCM WAV in the
+// browser (AudioContext decodes WebM/Opus, Ogg, MP3, FLAC...), POST it to /v1/similar --
+const LISTEN_SECONDS = 10;   // the longest recording
+const FILE_SECONDS = 30;     // the part of a chosen file that is sent
+const WAV_RATE = 22050;      // the fingerprints work at 11,025 Hz; the embedders resample
+const listen = { recorder: null, timer: null, started: 0 };
+
+function encodeWav(samples, rate) {
+  const view = new DataView(new ArrayBuffer(44 + 2 * samples.length));
+  const text = (at, s) => { for (let i = 0; i < s.length; i++) view.setUint8(at + i, s.charCodeAt(i)); };
+  text(0, "RIFF"); view.setUint32(4, 36 + 2 * samples.length, true); text(8, "WAVE");
+  text(12, "fmt "); view.setUint32(16, 16, true); view.setUint16(20, 1, true);  // PCM
+  view.setUint16(22, 1, true); view.setUint32(24, rate, true);                  // mono
+  view.setUint32(28, 2 * rate, true); view.setUint16(32, 2, true); view.setUint16(34, 16, true);
+  text(36, "data"); view.setUint32(40, 2 * samples.length, true);
+  for (let i = 0; i < samples.length; i++) {
+    const v = Math.max(-1, Math.min(1, samples[i]));
+    view.setInt16(44 + 2 * i, v < 0 ? v * 0x8000 : v * 0x7fff, true);
+  }
+  return new Blob([view.buffer], { type: "audio/wav" });
+}
+
+// Decode any audio the browser can read, mix to mono at WAV_RATE, keep at most `seconds`.
+async function toWav(blob, seconds) {
+  const decoder = new OfflineAudioContext(1, 1, WAV_RATE);
+  const audio = await decoder.decodeAudioData(await blob.arrayBuffer());
+  const length = Math.min(audio.length, Math.round(seconds * WAV_RATE));
+  const mono = new Float32Array(length);
+  for (let c = 0; c < audio.numberOfChannels; c++) {
+    const channel = audio.getChannelData(c);
+    for (let i = 0; i < length; i++) mono[i] += channel[i] / audio.numberOfChannels;
+  }
+  return { wav: encodeWav(mono, WAV_RATE), seconds: length / WAV_RATE };
+}
+
+function formatTime(s) {
+  return `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, "0")}`;
+}
+
+async function identify(blob, what, seconds) {
+  setStatus("listen-status", `identifying ${what}…`);
+  $("match").textContent = "";
+  $("match").className = "";
+  try {
+    const clip = await toWav(blob, seconds);
+    const body = await api("/v1/similar?n=10", { method: "POST", body: clip.wav,
+                                                 headers: { "Content-Type": "audio/wav" } });
+    const m = body.match;
+    if (m) {
+      const track = await api(`/v1/tracks/${trackPath(m.track_id)}`);
+      const detail = details[m.track_id] ? ` (${details[m.track_id]})` : "";
+      $("match").replaceChildren(
+        "identified: ", el("span", { className: "title", textContent: m.title + detail }),
+        `${track.artist ? " — " + track.artist : ""}, at ${formatTime(m.offset_s)} in the ` +
+        `track, confidence ${m.confidence.toFixed(2)}`, trackButtons(track));
+      $("match").className = "found";
+      $("match").dataset.trackId = m.track_id;
+      $("match").dataset.offset = m.offset_s;
+    } else {
+      $("match").textContent = "no match: the clip is not a recording in the catalogue";
+      delete $("match").dataset.trackId;
+    }
+    $("clip-heading").hidden = false;
+    $("clip-results").replaceChildren(...body.results.map((t) => trackItem(t, false)));
+    setStatus("listen-status", `${what}: ${clip.seconds.toFixed(1)} s sent`);
+  } catch (err) { setStatus("listen-status", `${what}: ${err.message}`, true); }
+}
+
+async function startListening() {
+  if (listen.recorder) { listen.recorder.stop(); return; }  // a second press stops early
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: {
+      echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+  } catch (err) { setStatus("listen-status", "no microphone: " + err.message, true); return; }
+  const chunks = [];
+  const recorder = new MediaRecorder(stream);
+  recorder.addEventListener("dataavailable", (e) => { if (e.data.size) chunks.push(e.data); });
+  recorder.addEventListener("stop", () => {
+    clearInterval(listen.timer);
+    for (const t of stream.getTracks()) t.stop();
+    listen.recorder = null;
+    $("listen-btn").textContent = "listen";
+    $("listen-btn").classList.remove("recording");
+    identify(new Blob(chunks, { type: recorder.mimeType }), "the recording", LISTEN_SECONDS);
+  });
+  listen.recorder = recorder;
+  listen.started = performance.now();
+  recorder.start();
+  $("listen-btn").textContent = "stop";
+  $("listen-btn").classList.add("recording");
+  const tick = () => {
+    const left = LISTEN_SECONDS - (performance.now() - listen.started) / 1000;
+    if (left <= 0) { if (recorder.state === "recording") recorder.stop(); return; }
+    setStatus("listen-status", `listening… ${Math.ceil(left)} s left (press stop to send now)`);
+  };
+  tick();
+  listen.timer = setInterval(tick, 250);
+}
+
+function initListen() {
+  $("listen-btn").addEventListener("click", startListening);
+  $("clip-file").addEventListener("change", () => {
+    const file = $("clip-file").files[0];
+    if (file) identify(file, file.name, FILE_SECONDS);
+  });
+  const zone = $("drop-zone");
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    const file = e.dataTransfer.files[0];
+    if (file) identify(file, file.name, FILE_SECONDS);
+  });
+  if (!window.MediaRecorder || !navigator.mediaDevices) {
+    $("listen-btn").disabled = true;
+    setStatus("listen-status", "this browser cannot record; drop a file instead");
+  }
+}
+
 async function init() {
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search(false); });
   $("words-form").addEventListener("submit", (e) => { e.preventDefault(); searchWords(); });
@@ -184,11 +316,14 @@ async function init() {
   $("player").addEventListener("ended", radioNext);
   $("radio-stop").addEventListener("click", stopRadio);
   $("exclude-played").addEventListener("change", showUser);
+  initListen();
   try {
     const model = await api("/v1/model");
     $("model-info").textContent = `${model.kind} model, ${model.manifest.counts.tracks} tracks`;
     if (model.kind === "cf") $("alpha").disabled = true;
     if (model.kind === "content") $("alpha").disabled = true;
+    $("listen-section").hidden = model.kind === "cf";  // query by example needs audio vectors
+    details = (await api("/v1/catalog/details")).details;
     const spec = String((model.manifest.embedder || {}).spec || "");
     $("words-section").hidden = !(model.manifest.tags || spec.startsWith("hf:"));
     const users = await api("/v1/users?limit=200");
