@@ -145,62 +145,6 @@ def chromium_page(tmp_path: Path, args: list[str] | None = None
             browser.close()
 
 
-def client_history(base: str, user: str) -> list[dict[str, Any]]:
-    """A user's most-played tracks, from the API the page calls."""
-    import json
-    import urllib.request
-
-    with urllib.request.urlopen(f"{base}/v1/users/{user}/history?n=10", timeout=10) as r:
-        return list(json.loads(r.read())["results"])
-
-
-def test_listen_names_a_demo_track_played_into_the_microphone(
-        demo_server: Any, demo_model: Path, tmp_path: Path) -> None:
-    """A real excerpt of a demo track (from 3 s in) is Chromium's fake microphone; the
-    page records it (MediaRecorder, WebM/Opus), converts it to WAV and names the track."""
-    from musicrec.data.catalog import TrackCatalog
-
-    base, _ = demo_server
-    catalog = TrackCatalog.load(demo_model / "catalog.parquet")
-    track = "t00013"  # the second of three excerpts titled "Mazurka in C-sharp Minor, ..."
-    audio = Path(json.loads((demo_model / "manifest.json").read_text())
-                 ["data"]["content"]["audio"]).parent / catalog.get(track)["audio_path"]
-    y, sr = sf.read(audio, dtype="float32")
-    mic = tmp_path / "mic.wav"
-    sf.write(mic, y[3 * sr : 15 * sr], sr, subtype="PCM_16")
-    with chromium_page(tmp_path, ["--use-fake-device-for-media-stream",
-                                  "--use-fake-ui-for-media-stream",
-                                  f"--use-file-for-fake-audio-capture={mic}"]
-                       ) as (page, errors):
-        page.goto(base + "/")
-        page.wait_for_selector("body[data-ready=true]")
-        assert page.is_visible("#listen-section")
-        page.click("#listen-btn")
-        page.wait_for_function("document.querySelector('#listen-status').textContent"
-                               ".includes('s left')")
-        assert page.text_content("#listen-btn") == "stop"
-        page.wait_for_timeout(6000)
-        page.click("#listen-btn")  # stop early: 6 s of the 10
-        page.wait_for_selector("#clip-results li", timeout=30000)
-        assert page.get_attribute("#match", "data-track-id") == track, \
-            page.text_content("#match")
-        text = page.text_content("#match")
-        assert text.startswith("identified: Mazurka in C-sharp Minor, Op. 6, No. 2 "
-                               "(excerpt 2, bars 27-51)"), text
-        assert "confidence" in text
-        offset = float(page.get_attribute("#match", "data-offset") or "nan")
-        assert 2.5 <= offset <= 5.5, offset  # the excerpt began 3 s into the track
-        assert page.locator("#clip-results li").count() == 10
-        assert "s sent" in page.text_content("#listen-status")
-        # the same track from a chosen file (decoded by the browser, sent as WAV)
-        page.set_input_files("#clip-file", str(mic))
-        page.wait_for_function("document.querySelector('#listen-status').textContent"
-                               ".startsWith('mic.wav: 12.0 s sent')", timeout=30000)
-        assert page.get_attribute("#match", "data-track-id") == track
-        assert 2.9 <= float(page.get_attribute("#match", "data-offset") or "nan") <= 3.1
-        assert errors == []
-
-
 def test_search_similar_play_in_chromium(server: Any, tmp_path: Path) -> None:
     base, ranges = server
     with chromium_page(tmp_path) as (page, errors):
@@ -245,7 +189,7 @@ def test_search_similar_play_in_chromium(server: Any, tmp_path: Path) -> None:
         assert page.locator("#user-results .reason").count() == 10
         # ... beside what the user played most, with play counts
         page.wait_for_selector("#user-history li")
-        history = client_history(base, "u1")
+        history = get_json(f"{base}/v1/users/u1/history?n=10")["results"]
         assert page.locator("#user-history .title").all_text_contents() == [
             t["title"] for t in history]
         assert page.locator("#user-history .plays").first.text_content() == (
@@ -288,4 +232,73 @@ def test_start_radio_plays_on_when_a_track_ends(server: Any, tmp_path: Path) -> 
                                "=== 20", timeout=15000)
         assert len(radio_calls) == 2 and "cursor=" in radio_calls[1]
         assert "playing: " in page.text_content("#radio-status")
+        assert errors == []
+
+
+def get_json(url: str) -> Any:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 - loopback only
+        return json.loads(r.read())
+
+
+def test_user_page_links_reasons_to_the_history(demo_server: Any, tmp_path: Path) -> None:
+    base, _ = demo_server
+    users = get_json(f"{base}/v1/users?limit=100")["users"]
+    # a user with a recommendation whose reason names a track of their top-10 history
+    for user in users:
+        recs = get_json(f"{base}/v1/users/{user}/recommendations?n=10")["results"]
+        history = get_json(f"{base}/v1/users/{user}/history?n=10")["results"]
+        played = [t["track_id"] for t in history]
+        named = [r for r in recs if r["kind"] == "cf" and r["because"] in played]
+        if named:
+            break
+    else:
+        pytest.fail("no demo user has a 'listeners of X also played this' reason")
+    details = get_json(f"{base}/v1/catalog/details")["details"]
+    assert details["t00013"] == "excerpt 2, bars 27-51"
+    with chromium_page(tmp_path) as (page, errors):
+        page.goto(base + "/")
+        page.wait_for_selector("body[data-ready=true]")
+        page.select_option("#user", user)
+        page.wait_for_selector("#user-history li")
+        page.wait_for_selector("#user-results li")
+        # the history, in play order; repeated titles carry the excerpt that tells them apart
+        shown = page.locator("#user-history li").evaluate_all(
+            "lis => lis.map(li => li.dataset.trackId)")
+        assert shown == played
+        labels = page.locator("#user-history li").evaluate_all(
+            "lis => lis.map(li => li.querySelector('.title').textContent + "
+            "(li.querySelector('.detail') || {textContent: ''}).textContent)")
+        for track_id, label in zip(played, labels, strict=True):
+            if track_id in details:
+                assert label.endswith(f" ({details[track_id]})"), label
+        # every entry that a reason names says how many recommendations it led to
+        counts: dict[str, int] = {}
+        for r in recs:
+            if r["because"]:
+                counts[r["because"]] = counts.get(r["because"], 0) + 1
+        for track_id in played:
+            li = page.locator(f"#user-history li[data-track-id='{track_id}']")
+            if track_id in counts:
+                assert "cited" in (li.get_attribute("class") or "")
+                assert li.locator(".led").text_content() == f" → {counts[track_id]} recommended"
+            else:
+                assert li.locator(".led").count() == 0
+        # the reason links to the track it names: hover marks it, a click opens it
+        target = named[0]
+        link = page.locator(f"#user-results li[data-track-id='{target['track_id']}'] a.because")
+        title = target["because_title"]
+        assert link.text_content() == title + (f" ({details[target['because']]})"
+                                               if target["because"] in details else "")
+        assert page.locator(f"#user-results li[data-track-id='{target['track_id']}'] .reason"
+                            ).text_content().startswith(f"listeners of {title}")
+        link.hover()
+        history_li = page.locator(f"#user-history li[data-track-id='{target['because']}']")
+        assert "named" in (history_li.get_attribute("class") or "")
+        link.click()
+        page.wait_for_function("document.querySelector('#similar-status').textContent"
+                               ".includes('tracks, α')")
+        assert page.text_content("#seed-title").startswith(f"to {title}")
+        assert "selected" in (history_li.get_attribute("class") or "")
         assert errors == []

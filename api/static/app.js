@@ -42,10 +42,52 @@ function trackItem(track, withReason) {
     li.append(el("span", { className: "meta", textContent: ` (${track.score.toFixed(3)})` }));
   }
   li.append(trackButtons(track));
-  if (withReason && track.reason) {
-    li.append(el("div", { className: "reason", textContent: track.reason }));
-  }
+  if (withReason && track.reason) li.append(reasonLine(track));
   return li;
+}
+
+// The kinds of reason whose `because` is a catalogue track (see recommender/types.py).
+const NAMES_A_TRACK = new Set(["cf", "content", "played-content", "hybrid", "fingerprint",
+                               "radio-content"]);
+
+// "listeners of <a>X</a> also played this": the title links to the track it names.
+function reasonLine(track) {
+  const line = el("div", { className: "reason" });
+  const at = track.because_title ? track.reason.indexOf(track.because_title) : -1;
+  if (!NAMES_A_TRACK.has(track.kind) || !track.because || at < 0) {
+    line.textContent = track.reason;
+    return line;
+  }
+  const id = track.because;
+  const detail = details[id] ? ` (${details[id]})` : "";
+  const link = el("a", { href: `#track=${enc(id)}`, className: "because",
+                         textContent: track.because_title + detail });
+  link.dataset.trackId = id;
+  link.addEventListener("click", (e) => { e.preventDefault(); openNamed(id); });
+  link.addEventListener("mouseenter", () => markNamed(id, true));
+  link.addEventListener("mouseleave", () => markNamed(id, false));
+  line.append(track.reason.slice(0, at), link,
+              track.reason.slice(at + track.because_title.length));
+  return line;
+}
+
+// The user's history entries that a reason names, highlighted while the reason is hovered.
+function markNamed(trackId, on) {
+  for (const li of $("user-history").children) {
+    if (li.dataset.trackId === trackId) li.classList.toggle("named", on);
+  }
+}
+
+// Open the track a reason names: its similar tracks, and its entry in the history.
+async function openNamed(trackId) {
+  for (const li of $("user-history").children) {
+    li.classList.toggle("selected", li.dataset.trackId === trackId);
+  }
+  try {
+    const track = await api(`/v1/tracks/${trackPath(trackId)}`);
+    await showSimilar(track);
+    $("similar-section").scrollIntoView({ block: "start" });
+  } catch (err) { setStatus("similar-status", err.message, true); }
 }
 
 function trackButtons(track) {
@@ -158,7 +200,8 @@ function stopRadio() {
 
 async function showSimilar(track) {
   state.seed = track;
-  $("seed-title").textContent = "to " + track.title;
+  const detail = details[track.track_id] ? ` (${details[track.track_id]})` : "";
+  $("seed-title").textContent = "to " + track.title + detail;
   const alpha = $("alpha").value;
   setStatus("similar-status", "loading…");
   try {
@@ -179,6 +222,16 @@ async function showUser() {
       api(`/v1/users/${trackPath(user)}/history?n=10`)]);
     $("user-results").replaceChildren(...body.results.map((t) => trackItem(t, true)));
     $("user-history").replaceChildren(...history.results.map((t) => trackItem(t, false)));
+    // each history entry says how many of the recommendations it led to
+    const led = {};
+    for (const r of body.results) if (r.because) led[r.because] = (led[r.because] || 0) + 1;
+    for (const li of $("user-history").children) {
+      const k = led[li.dataset.trackId];
+      if (!k) continue;
+      li.classList.add("cited");
+      li.insertBefore(el("span", { className: "led", textContent: ` → ${k} recommended` }),
+                      li.querySelector(".buttons"));
+    }
     setStatus("user-status", `${body.results.length} recommendations for ${user}`);
   } catch (err) { setStatus("user-status", err.message, true); }
 }
