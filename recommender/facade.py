@@ -40,6 +40,7 @@ from musicrec.errors import CapabilityError, ModelFormatError, ParameterError
 from musicrec.recommender.cf import CFModel
 from musicrec.recommender.hybrid import HybridModel
 from musicrec.recommender.index import Backend, Metric, VectorIndex, served_recall
+from musicrec.recommender.layout import LAYOUT_FILE, write_hybrid_layouts
 from musicrec.recommender.model_dir import read_manifest, write_model_dir
 from musicrec.recommender.radio import RadioPage, RadioState
 from musicrec.recommender.tags import DEFAULT_TAU, TagSearch, TextQuery, TrackTags
@@ -189,6 +190,9 @@ def write_hybrid_model_dir(
             files.append("tags.npy")
             tag_info = {"names": list(tags.names), "source": tags.source,
                         "tracks": int((aligned.sum(axis=1) > 0).sum())}
+        # the catalogue map of the web page (h18: recommender/layout.py; optional on load)
+        layout = write_hybrid_layouts(tmp, hybrid, unit_cf)
+        files += [LAYOUT_FILE] if layout else []
         kind = "hybrid" if hybrid.has_cf and hybrid.has_content else (
             "cf" if hybrid.has_cf else "content")
         counts: dict[str, Any] = {"tracks": len(tracks),
@@ -213,6 +217,7 @@ def write_hybrid_model_dir(
                       "served_recall_at_10": {k: 1.0 if len(tracks) < EXACT_BELOW else v
                                               for k, v in recall.items()}},
             **({} if tag_info is None else {"tags": tag_info}),
+            **({"layout": layout} if layout else {}),
         }
 
     return write_model_dir(out, write)

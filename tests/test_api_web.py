@@ -302,3 +302,64 @@ def test_user_page_links_reasons_to_the_history(demo_server: Any, tmp_path: Path
         assert page.text_content("#seed-title").startswith(f"to {title}")
         assert "selected" in (history_li.get_attribute("class") or "")
         assert errors == []
+
+
+def test_catalogue_map_hover_click_zoom_and_highlights(demo_server: Any, demo_model: Path,
+                                                       tmp_path: Path) -> None:
+    base, _ = demo_server
+    manifest = json.loads((demo_model / "manifest.json").read_text())
+    assert manifest["layout"] == {"content": "tsne", "cf": "tsne"}
+    track = "t00013"
+    with chromium_page(tmp_path) as (page, errors):
+        page.goto(base + "/")
+        page.wait_for_selector("#map-section[data-loaded=content]")
+        assert page.text_content("#map-status").startswith(
+            "24 of 24 tracks, tsne, coloured by style")
+        legend = page.locator("#map-legend li").all_text_contents()
+        assert "baroque chorale" in legend and "played by the user" in legend
+        def at(track_id: str) -> tuple[float, float]:
+            page.locator("#map").scroll_into_view_if_needed()
+            box = page.locator("#map").bounding_box()  # in the viewport
+            assert box is not None
+            x, y = page.evaluate(f"musicrecMap.screenOf({track_id!r})")
+            return box["x"] + x, box["y"] + y
+
+        # hover names the track, with what tells its excerpt apart
+        page.mouse.move(*at(track))
+        page.wait_for_selector("#map-tip:not([hidden])")
+        assert page.get_attribute("#map-tip", "data-track-id") == track
+        assert page.text_content("#map-tip").startswith(
+            "Mazurka in C-sharp Minor, Op. 6, No. 2 (excerpt 2, bars 27-51)")
+        # zoom in around the track: it stays under the pointer; the page redrew
+        draws = page.evaluate("musicrecMap.drawTimes.length")
+        page.mouse.wheel(0, -600)
+        page.wait_for_function(f"musicrecMap.drawTimes.length > {draws}")
+        assert page.evaluate("musicrecMap.view.k") > 2
+        x, y = at(track)
+        assert page.get_attribute("#map-tip", "data-track-id") == track
+        # a click plays the track and opens its similar tracks, marked on the map
+        page.mouse.click(x, y)
+        page.wait_for_function("document.querySelector('#seed-title').textContent"
+                               ".startsWith('to Mazurka')")
+        page.wait_for_selector("#similar-results li")
+        assert page.text_content("#now-playing").startswith("Mazurka in C-sharp Minor")
+        assert page.evaluate("musicrecMap.marks.current") == [track]
+        similar = page.locator("#similar-results li").evaluate_all(
+            "lis => lis.map(li => li.dataset.trackId)")
+        assert page.evaluate("musicrecMap.marks.similar") == similar
+        # a user's history and recommendations are highlighted
+        user = get_json(f"{base}/v1/users")["users"][0]
+        page.select_option("#user", user)
+        page.wait_for_selector("#user-history li")
+        played = [t["track_id"] for t in
+                  get_json(f"{base}/v1/users/{user}/history?n=10")["results"]]
+        page.wait_for_function(f"musicrecMap.marks.history.length === {len(played)}")
+        assert page.evaluate("musicrecMap.marks.history") == played
+        assert len(page.evaluate("musicrecMap.marks.recs")) == 10
+        # the listening map
+        page.select_option("#map-space", "cf")
+        page.wait_for_selector("#map-section[data-loaded=cf]")
+        assert " tracks, tsne, coloured by style" in page.text_content("#map-status")
+        page.click("#map-reset")
+        page.wait_for_function("musicrecMap.view.k === 1")
+        assert errors == []

@@ -198,6 +198,51 @@ function stopRadio() {
   setStatus("radio-status", "radio stopped");
 }
 
+// -- the catalogue map ---------------------------------------------------------------------
+let catalogueMap = null;
+
+async function pickOnMap(trackId) {
+  try {
+    const track = await api(`/v1/tracks/${trackPath(trackId)}`);
+    if (track.audio_url) playTrack(track);
+    await showSimilar(track);
+  } catch (err) { setStatus("map-status", err.message, true); }
+}
+
+async function loadMap(space) {
+  setStatus("map-status", "loading…");
+  try {
+    const body = await api(`/v1/map?space=${enc(space)}`);
+    catalogueMap.load(body);
+    $("map-legend").replaceChildren(...catalogueMap.legend().map(([colour, text, kind]) => {
+      const swatch = el("span", { className: "swatch " + kind });
+      swatch.style[kind === "dot" ? "background" : "borderColor"] = colour;
+      return el("li", {}, swatch, text);
+    }));
+    setStatus("map-status", `${body.n} of ${body.tracks} tracks, ${body.method}, ` +
+              `coloured by ${body.colour_by}; scroll to zoom, drag to pan, click to play`);
+    $("map-section").dataset.loaded = space;
+  } catch (err) { setStatus("map-status", err.message, true); }
+}
+
+function initMap(layout) {
+  const spaces = ["content", "cf"].filter((space) => (layout || {})[space]);
+  if (!spaces.length || !window.CatalogueMap) return;
+  $("map-section").hidden = false;
+  for (const option of $("map-space").options) option.hidden = !spaces.includes(option.value);
+  $("map-space").value = spaces[0];
+  catalogueMap = new CatalogueMap($("map"), $("map-tip"), { onPick: pickOnMap });
+  window.musicrecMap = catalogueMap;  // for the tests and benchmarks/bench_map.py
+  $("map-space").addEventListener("change", () => loadMap($("map-space").value));
+  const middle = () => [$("map").clientWidth / 2, $("map").clientHeight / 2];
+  $("map-zoom-in").addEventListener("click", () => catalogueMap.zoomAt(...middle(), 2));
+  $("map-zoom-out").addEventListener("click", () => catalogueMap.zoomAt(...middle(), 0.5));
+  $("map-reset").addEventListener("click", () => catalogueMap.reset());
+  return loadMap(spaces[0]);
+}
+
+function markMap(name, ids) { if (catalogueMap) catalogueMap.setMarks(name, ids); }
+
 async function showSimilar(track) {
   state.seed = track;
   const detail = details[track.track_id] ? ` (${details[track.track_id]})` : "";
@@ -207,6 +252,8 @@ async function showSimilar(track) {
   try {
     const body = await api(`/v1/tracks/${trackPath(track.track_id)}/similar?n=10&alpha=${alpha}`);
     $("similar-results").replaceChildren(...body.results.map((t) => trackItem(t, true)));
+    markMap("similar", body.results.map((t) => t.track_id));
+    markMap("current", [track.track_id]);
     setStatus("similar-status", `${body.results.length} tracks, α = ${alpha}`);
   } catch (err) { setStatus("similar-status", err.message, true); }
 }
@@ -222,6 +269,8 @@ async function showUser() {
       api(`/v1/users/${trackPath(user)}/history?n=10`)]);
     $("user-results").replaceChildren(...body.results.map((t) => trackItem(t, true)));
     $("user-history").replaceChildren(...history.results.map((t) => trackItem(t, false)));
+    markMap("history", history.results.map((t) => t.track_id));
+    markMap("recs", body.results.map((t) => t.track_id));
     // each history entry says how many of the recommendations it led to
     const led = {};
     for (const r of body.results) if (r.because) led[r.because] = (led[r.because] || 0) + 1;
@@ -377,6 +426,7 @@ async function init() {
     if (model.kind === "content") $("alpha").disabled = true;
     $("listen-section").hidden = model.kind === "cf";  // query by example needs audio vectors
     details = (await api("/v1/catalog/details")).details;
+    await initMap(model.manifest.layout);
     const spec = String((model.manifest.embedder || {}).spec || "");
     $("words-section").hidden = !(model.manifest.tags || spec.startsWith("hf:"));
     const users = await api("/v1/users?limit=200");
