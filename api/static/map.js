@@ -264,9 +264,12 @@ class CatalogueMap {
     if (i < 0) { this.tooltip.hidden = true; return; }
     this.tooltip.textContent = this.data.labels[i];
     this.tooltip.dataset.trackId = this.data.track_ids[i];
-    this.tooltip.style.left = `${px + 12}px`;
-    this.tooltip.style.top = `${py + 12}px`;
     this.tooltip.hidden = false;
+    // beside the pointer, flipped to its left near the canvas's right edge
+    const width = this.tooltip.offsetWidth;
+    const left = px + 12 + width > this.canvas.clientWidth ? Math.max(0, px - 12 - width) : px + 12;
+    this.tooltip.style.left = `${left}px`;
+    this.tooltip.style.top = `${py + 12}px`;
   }
 
   legend() {
