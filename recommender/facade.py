@@ -14,6 +14,8 @@ A model directory (written by :func:`write_hybrid_model_dir`) holds::
     tags.npy             tag probabilities [n_tracks, n_tags] from a tagging embedder
                          (zero rows: no audio); the names are the manifest's "tags"
     cf.npz               the CF model: user vectors, played tracks, id maps
+    layout.npz           the web page's catalogue map, per space (recommender/layout.py;
+                         absent from older models)
     index/content.*      Annoy or HNSW (cosine) over content vectors
     index/cf.*           Annoy or HNSW (cosine) over unit blended vectors
     index/user.*         Annoy or HNSW (dot) over blended vectors, for user recommendations
@@ -105,9 +107,11 @@ def write_hybrid_model_dir(
     index_params: dict[str, int] | None = None,
     threads: int | None = None,
     tags: TrackTags | None = None,
+    layout: bool = True,
 ) -> Path:
     """Write a fitted :class:`HybridModel` (with its indexes) as a model directory;
-    ``tags``, when given, are stored as ``tags.npy`` in the model's track order.
+    ``tags``, when given, are stored as ``tags.npy`` in the model's track order;
+    ``layout`` stores the web page's catalogue map (:mod:`musicrec.recommender.layout`).
 
     ``index`` is ``annoy``, ``hnsw`` or ``auto`` (:meth:`Backend.choose` by catalogue
     size); ``index_params`` are the backend's own parameters (``n_trees`` and
@@ -191,8 +195,8 @@ def write_hybrid_model_dir(
             tag_info = {"names": list(tags.names), "source": tags.source,
                         "tracks": int((aligned.sum(axis=1) > 0).sum())}
         # the catalogue map of the web page (h18: recommender/layout.py; optional on load)
-        layout = write_hybrid_layouts(tmp, hybrid, unit_cf)
-        files += [LAYOUT_FILE] if layout else []
+        maps = write_hybrid_layouts(tmp, hybrid, unit_cf) if layout else {}
+        files += [LAYOUT_FILE] if maps else []
         kind = "hybrid" if hybrid.has_cf and hybrid.has_content else (
             "cf" if hybrid.has_cf else "content")
         counts: dict[str, Any] = {"tracks": len(tracks),
@@ -217,7 +221,7 @@ def write_hybrid_model_dir(
                       "served_recall_at_10": {k: 1.0 if len(tracks) < EXACT_BELOW else v
                                               for k, v in recall.items()}},
             **({} if tag_info is None else {"tags": tag_info}),
-            **({"layout": layout} if layout else {}),
+            **({"layout": maps} if maps else {}),
         }
 
     return write_model_dir(out, write)

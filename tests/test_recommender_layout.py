@@ -171,3 +171,25 @@ def test_a_model_without_a_space_answers_409(tmp_path: Path, rng: np.random.Gene
     assert answer.status_code == 409
     assert answer.json["message"].startswith("this model has no map of the cf space "
                                              "(maps: content)")
+
+
+def test_a_model_without_a_map_loads_and_says_so(tmp_path: Path, rng: np.random.Generator
+                                                 ) -> None:
+    """``layout=False`` writes a model as builds before the map did: it loads and serves;
+    only the map answers 409."""
+    from musicrec.api import create_app
+    from musicrec.recommender.facade import Recommender, write_hybrid_model_dir
+    from musicrec.recommender.hybrid import HybridModel
+
+    x, _ = clusters(rng, 2, 6)
+    ids = [f"a{k}" for k in range(12)]
+    model = write_hybrid_model_dir(
+        tmp_path / "model", hybrid=HybridModel().fit(cf=None, content_ids=ids, content=x),
+        layout=False)
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert "layout" not in manifest and not (model / LAYOUT_FILE).exists()
+    assert len(Recommender(model).similar("a0", n=3)) == 3
+    client = create_app({"MODEL_DIR": model, "TESTING": True}).test_client()
+    answer = client.get("/v1/map")
+    assert answer.status_code == 409
+    assert "no map of the content space (maps: none)" in answer.json["message"]
