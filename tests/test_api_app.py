@@ -637,7 +637,7 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(app: Any) -> Non
     for result in schema.get_all_operations():
         fuzz(result.ok())
     assert failures == [], failures[:3]
-    assert len(set(calls)) == 14 and len(calls) >= 150, (len(set(calls)), len(calls))
+    assert len(set(calls)) == 16 and len(calls) >= 150, (len(set(calls)), len(calls))
 
 
 # -- musicrec serve (gunicorn) -----------------------------------------------------------------
