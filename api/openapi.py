@@ -1,341 +1,191 @@
-"""The OpenAPI 3.1 document of the API, written by hand as a Python dict.
+"""Routes declared once: :func:`operation` registers a view, validates its request against
+typed models (:mod:`musicrec.api.models`) and records it for the OpenAPI 3.1 document.
 
-:func:`openapi_document` describes every route, parameter and response; the tests run
-schemathesis against it, so the document and the views cannot drift apart silently.
+:func:`openapi_document` builds the document from what an app actually serves: each of
+its routes that was declared with :func:`operation`, with the JSON Schemas that pydantic
+generates from the same models the views are validated with and answer in. The tests run
+schemathesis against it, so the document and the code cannot drift apart silently.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from flask import Blueprint, Flask, current_app, request
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import JsonSchemaMode
 
 from musicrec import __version__
+from musicrec.api.errors import APIError
+from musicrec.api.models import (
+    MAX_OFFSET,
+    MAX_PER_ARTIST,
+    MAX_PLAYS,
+    MAX_TRACK_PAGE,
+    MAX_USER_PAGE,
+    Error,
+    bounded,
+    field_schemas,
+    parse,
+    parse_query,
+)
 
-# The limits that the document states and :mod:`musicrec.api.v1` enforces.
-#: Largest ``offset`` of a page.
-MAX_OFFSET = 10**9
-#: Largest ``limit`` of a page of tracks, and of users.
-MAX_TRACK_PAGE, MAX_USER_PAGE = 100, 1000
-#: Largest play count of one track in ``POST /v1/recommendations``.
-MAX_PLAYS = 1e9
-#: Largest ``max_per_artist``.
-MAX_PER_ARTIST = 1000
+#: The limits, defined in :mod:`musicrec.api.models` and re-exported here for callers
+#: that read them with the document.
+__all__ = ["MAX_OFFSET", "MAX_PER_ARTIST", "MAX_PLAYS", "MAX_TRACK_PAGE", "MAX_USER_PAGE",
+           "Operation", "operation", "openapi_document"]
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+#: What each error status means, in the document.
+ERROR_TEXT = {
+    400: "a bad parameter", 401: "a missing or wrong admin token",
+    404: "an unknown id (or the admin endpoint is off)",
+    409: "the model cannot answer this request (e.g. users on a content-only model), or a "
+         "reload was refused",
+    413: "the upload is too large or too long", 415: "an unsupported media type",
+    416: "a byte range outside the file (Content-Range: bytes */size)",
+    422: "audio that cannot be decoded", 503: "no model is loaded"}
 
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    text = {400: "a bad parameter", 401: "a missing or wrong admin token",
-            404: "an unknown id (or the admin endpoint is off)",
-            409: "the model cannot answer this request (e.g. users on a content-only "
-                 "model), or a reload was refused",
-            413: "the upload is too large or too long", 415: "an unsupported media type",
-            416: "a byte range outside the file (Content-Range: bytes */size)",
-            422: "audio that cannot be decoded", 503: "no model is loaded"}
-    out = {str(s): _json(_ref("Error"), text[s]) for s in statuses}
-    out["default"] = _json(_ref("Error"), "any other error (always JSON)")
-    return out
-
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}
+#: Descriptions of the path parameters, by name.
+PATH_PARAMS = {"track_id": "a catalogue track id", "user_id": "a user id of the listening logs"}
 
 
-def _path(name: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True,
-            "schema": {"type": "string", "minLength": 1}, "description": description}
+@dataclass(frozen=True)
+class Operation:
+    """One route as the document states it.
+
+    ``responses`` maps a status to (shape, description): a shape is a response model (a
+    ``TypedDict``), or ``{media type: JSON Schema}`` for a body that is not JSON.
+    ``request_body``, for a body that is not a model (an audio upload), gives the
+    document's ``requestBody`` from the app's config.
+    """
+
+    operation_id: str
+    summary: str
+    method: str
+    responses: Mapping[int, tuple[Any, str]]
+    errors: tuple[int, ...] = ()
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    request_body: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    admin: bool = False
+    path_params: Mapping[str, str] = field(default_factory=dict)
 
 
-def openapi_document(*, max_n: int = 100, max_upload_bytes: int = 10 * 1024 * 1024,
-                     admin: bool = False) -> dict[str, Any]:
-    """The OpenAPI 3.1 document; ``admin`` adds the reload endpoint (on with a token)."""
-    n = _query("n", {"type": "integer", "minimum": 1, "maximum": max_n, "default": 10},
-               "number of results")
-    max_per_artist = _query("max_per_artist", {"type": "integer", "minimum": 1,
-                                               "maximum": MAX_PER_ARTIST},
-                            "at most this many results by one artist")
-    offset = _query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET,
-                               "default": 0}, "first result of the page")
-    page = [offset, _query("limit", {"type": "integer", "minimum": 1,
-                                     "maximum": MAX_TRACK_PAGE, "default": 20},
-                           "results per page")]
-    user_page = [offset, _query("limit", {"type": "integer", "minimum": 1,
-                                          "maximum": MAX_USER_PAGE, "default": 20},
-                                "user ids per page")]
-    track_id = _path("track_id", "a catalogue track id")
-    nullable_str = {"type": ["string", "null"]}
-    schemas: dict[str, Any] = {
-        "Error": {"type": "object", "required": ["error", "message"],
-                  "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
-                  "additionalProperties": False},
-        "UserHistory": {
-            "type": "object", "required": ["user_id", "total", "results"],
-            "properties": {
-                "user_id": {"type": "string"},
-                "total": {"type": "integer", "minimum": 0,
-                          "description": "tracks the user played in all"},
-                "results": {"type": "array", "items": {"allOf": [
-                    _ref("TrackSummary"),
-                    {"type": "object", "required": ["plays"],
-                     "properties": {"plays": {"type": "number", "exclusiveMinimum": 0}}}]}}}},
-        "TrackSummary": {
-            "type": "object", "required": ["track_id", "title", "artist", "audio_url"],
-            "properties": {"track_id": {"type": "string"}, "title": {"type": "string"},
-                           "artist": {"type": "string"}, "audio_url": nullable_str}},
-        "Track": {
-            "allOf": [_ref("TrackSummary"), {
-                "type": "object", "required": ["has_content", "listeners"],
-                "properties": {"has_content": {"type": "boolean"},
-                               "listeners": {"type": "integer", "minimum": 0}},
-                "description": "every other catalogue column is passed through"}]},
-        "Recommendation": {
-            "allOf": [_ref("TrackSummary"), {
-                "type": "object",
-                "required": ["score", "kind", "reason", "because", "because_title"],
-                "properties": {
-                    "score": {"type": "number"},
-                    "kind": {"type": "string", "enum": ["cf", "content", "played-content",
-                                                        "hybrid", "popular", "fingerprint",
-                                                        "radio-content"]},
-                    "reason": {"type": "string",
-                               "description": "the reason, with track titles"},
-                    "because": nullable_str, "because_title": nullable_str}}]},
-        "Results": {"type": "array", "items": _ref("Recommendation")},
-        "UserRecommendations": {
-            "type": "object", "required": ["user_id", "results"],
-            "properties": {"user_id": {"type": "string"}, "results": _ref("Results")}},
-        "SimilarTracks": {
-            "type": "object", "required": ["track_id", "alpha", "results"],
-            "properties": {"track_id": {"type": "string"},
-                           "alpha": {"type": ["number", "null"]},
-                           "results": _ref("Results")}},
-        "Radio": {
-            "type": "object", "required": ["radio", "cursor", "exhausted", "results"],
-            "properties": {
-                "radio": {"type": "object", "required": ["seeds", "source", "played"],
-                          "properties": {"seeds": {"type": "array",
-                                                   "items": {"type": "string"}},
-                                         "source": {"type": "string"},
-                                         "played": {"type": "integer", "minimum": 0},
-                                         "params": {"type": "object"}}},
-                "cursor": {"type": "string",
-                           "description": "pass it back as ?cursor= for the next tracks"},
-                "exhausted": {"type": "boolean",
-                              "description": "no further track within the radio's reach"},
-                "results": _ref("Results")}},
-        "ListenerRequest": {
-            "type": "object", "required": ["tracks"], "additionalProperties": False,
-            "properties": {
-                "tracks": {"type": "array", "minItems": 1, "maxItems": 10000,
-                           "items": {"type": "string"}},
-                "plays": {"type": "array", "minItems": 1, "maxItems": 10000,
-                          "items": {"type": "number", "exclusiveMinimum": 0,
-                                    "maximum": MAX_PLAYS},
-                          "description": "play counts, one per entry of tracks"},
-                "n": {"type": "integer", "minimum": 1, "maximum": max_n, "default": 10},
-                "exclude": {"type": "array", "maxItems": 10000, "items": {"type": "string"}},
-                "max_per_artist": {"type": ["integer", "null"], "minimum": 1,
-                                   "maximum": MAX_PER_ARTIST}}},
-        "ListenerRecommendations": {"type": "object", "required": ["results"],
-                                    "properties": {"results": _ref("Results")}},
-        "AudioQuery": {
-            "type": "object", "required": ["match", "results"],
-            "properties": {
-                "match": {"type": ["object", "null"],
-                          "description": "the identified catalogue recording (track_id, "
-                                         "offset_s, confidence, title), if fingerprints "
-                                         "matched"},
-                "results": _ref("Results")}},
-        "SearchPage": {
-            "type": "object", "required": ["q", "total", "offset", "limit", "results"],
-            "properties": {"q": {"type": "string"},
-                           "total": {"type": "integer", "minimum": 0},
-                           "offset": {"type": "integer"}, "limit": {"type": "integer"},
-                           "results": {"type": "array", "items": _ref("TrackSummary")}}},
-        "TextSearch": {
-            "type": "object",
-            "required": ["q", "weak_match", "text_encoder", "parts", "results"],
-            "properties": {
-                "q": {"type": "string"},
-                "weak_match": {"type": "boolean",
-                               "description": "true when no word of q is close to a tag: "
-                                              "the ranking is then a guess"},
-                "text_encoder": {"type": "string"},
-                "parts": {"type": "array", "items": {
-                    "type": "object",
-                    "required": ["text", "best_tag", "cosine", "matched", "tags"],
-                    "properties": {"text": {"type": "string"}, "best_tag": {"type": "string"},
-                                   "cosine": {"type": "number"},
-                                   "matched": {"type": "boolean"},
-                                   "tags": {"type": "object", "additionalProperties": {
-                                       "type": "number"}}}},
-                    "description": "the whole query and each word, with the tags they "
-                                   "matched and their weights"},
-                "results": {"type": "array", "items": {"allOf": [_ref("TrackSummary"), {
-                    "type": "object", "required": ["score", "reason", "tags"],
-                    "properties": {"score": {"type": "number"},
-                                   "reason": {"type": "string",
-                                              "description": "e.g. \"tagged piano, quiet\""},
-                                   "tags": {"type": "object", "additionalProperties": {
-                                       "type": "number"},
-                                       "description": "the track's most probable tags"}}}]}}}},
-        "UserPage": {
-            "type": "object", "required": ["total", "offset", "limit", "users"],
-            "properties": {"total": {"type": "integer", "minimum": 0},
-                           "offset": {"type": "integer"}, "limit": {"type": "integer"},
-                           "users": {"type": "array", "items": {"type": "string"}}}},
-        "Model": {
-            "type": "object", "required": ["model_dir", "kind", "loaded_at", "manifest"],
-            "properties": {"model_dir": {"type": "string"},
-                           "kind": {"type": "string", "enum": ["hybrid", "cf", "content"]},
-                           "loaded_at": {"type": "number"},
-                           "manifest": {"type": "object"}}},
-        "Health": {"type": "object", "required": ["status"],
-                   "properties": {"status": {"type": "string", "enum": ["ok"]}}},
-        "Ready": {"type": "object", "required": ["status", "kind", "tracks"],
-                  "properties": {"status": {"type": "string", "enum": ["ready"]},
-                                 "kind": {"type": "string"},
-                                 "tracks": {"type": "integer", "minimum": 0}}},
-        "Reload": {"type": "object", "required": ["status"],
-                   "properties": {"status": {"type": "string",
-                                             "enum": ["reloaded", "reloading"]},
-                                  "kind": {"type": "string"}, "tracks": {"type": "integer"},
-                                  "model_dir": {"type": "string"}}},
-    }
-    audio_body = {"type": "string", "contentMediaType": "application/octet-stream"}
-    paths: dict[str, Any] = {
-        "/healthz": {"get": {"operationId": "healthz", "summary": "the process is alive",
-                             "responses": {"200": _json(_ref("Health"), "alive"),
-                                           **_errors()}}},
-        "/readyz": {"get": {"operationId": "readyz", "summary": "the model is loaded",
-                            "responses": {"200": _json(_ref("Ready"), "ready"),
-                                          **_errors(503)}}},
-        "/v1/model": {"get": {"operationId": "getModel", "summary": "the model's manifest",
-                              "responses": {"200": _json(_ref("Model"), "the manifest"),
-                                            **_errors(503)}}},
-        "/v1/users": {"get": {
-            "operationId": "listUsers", "summary": "user ids of the listening logs, paged",
-            "parameters": user_page,
-            "responses": {"200": _json(_ref("UserPage"), "one page"), **_errors(400, 503)}}},
-        "/v1/users/{user_id}/recommendations": {"get": {
-            "operationId": "recommendForUser",
-            "summary": "recommendations for a user of the listening logs",
-            "parameters": [_path("user_id", "a user id of the listening logs"), n,
-                           _query("exclude_played", {"type": "boolean", "default": True},
-                                  "leave out tracks the user played"),
-                           max_per_artist],
-            "responses": {"200": _json(_ref("UserRecommendations"), "best first"),
-                          **_errors(400, 404, 409, 503)}}},
-        "/v1/users/{user_id}/history": {"get": {
-            "operationId": "userHistory",
-            "summary": "a user's most-played tracks in the listening logs",
-            "parameters": [_path("user_id", "a user id of the listening logs"), n],
-            "responses": {"200": _json(_ref("UserHistory"), "most played first"),
-                          **_errors(400, 404, 409, 503)}}},
-        "/v1/recommendations": {"post": {
-            "operationId": "recommendForListener",
-            "summary": "recommendations for a listener who is not in the data",
-            "requestBody": {"required": True, "content": {
-                "application/json": {"schema": _ref("ListenerRequest")}}},
-            "responses": {"200": _json(_ref("ListenerRecommendations"), "best first"),
-                          **_errors(400, 404, 409, 413, 415, 503)}}},
-        "/v1/tracks": {"get": {
-            "operationId": "searchTracks",
-            "summary": "tracks whose title or artist contains every word of q",
-            "parameters": [_query("q", {"type": "string", "maxLength": 200},
-                                  "words to search for (empty: every track)"), *page],
-            "responses": {"200": _json(_ref("SearchPage"), "one page, catalogue order"),
-                          **_errors(400, 503)}}},
-        "/v1/tracks/{track_id}": {"get": {
-            "operationId": "getTrack", "summary": "one track", "parameters": [track_id],
-            "responses": {"200": _json(_ref("Track"), "its metadata"),
-                          **_errors(404, 503)}}},
-        "/v1/tracks/{track_id}/similar": {"get": {
-            "operationId": "similarTracks", "summary": "tracks similar to a seed track",
-            "parameters": [
-                track_id, n,
-                _query("alpha", {"type": "number", "minimum": 0, "maximum": 1},
-                       "0 = listeners also played, 1 = sounds like (default 0.5 on a "
-                       "hybrid model)"),
-                max_per_artist],
-            "responses": {"200": _json(_ref("SimilarTracks"), "best first"),
-                          **_errors(400, 404, 409, 503)}}},
-        "/v1/tracks/{track_id}/audio": {"get": {
-            "operationId": "trackAudio",
-            "summary": "the track's audio (supports HTTP range requests)",
-            "parameters": [track_id],
-            "responses": {
-                "200": {"description": "the audio file",
-                        "content": {"audio/*": {"schema": audio_body}}},
-                "206": {"description": "a byte range of the audio file",
-                        "content": {"audio/*": {"schema": audio_body}}},
-                **_errors(404, 416, 503)}}},
-        "/v1/radio": {"get": {
-            "operationId": "radio",
-            "summary": "an endless, varied playlist from seed tracks, an artist or a user; "
-                       "continue it with the returned cursor",
-            "parameters": [
-                _query("seed", {"type": "array", "items": {"type": "string"}, "maxItems": 50},
-                       "seed track ids (repeat the parameter)"),
-                _query("artist", {"type": "string"}, "seed with this artist's tracks"),
-                _query("user", {"type": "string"},
-                       "seed with this user's most played tracks (when no other seeds)"),
-                _query("cursor", {"type": "string"},
-                       "continue the radio that returned this cursor"),
-                n,
-                _query("alpha", {"type": "number", "minimum": 0, "maximum": 1},
-                       "0 = listeners also played, 1 = sounds like"),
-                _query("variety", {"type": "number", "minimum": 0, "maximum": 1,
-                                   "default": 0.1},
-                       "0 = always the closest next track; higher spreads out (MMR)"),
-                _query("popularity", {"type": "number", "minimum": 0, "maximum": 1,
-                                      "default": 0.5},
-                       "weight of the prior for tracks many listeners played (0 = none)"),
-                _query("random_seed", {"type": "integer", "minimum": 0,
-                                       "maximum": 2**31 - 1, "default": 0},
-                       "the same number gives the same radio")],
-            "responses": {"200": _json(_ref("Radio"), "the next tracks, in play order"),
-                          **_errors(400, 404, 409, 503)}}},
-        "/v1/similar": {"post": {
-            "operationId": "similarToAudio",
-            "summary": "query by example: catalogue tracks that sound like an uploaded clip",
-            "parameters": [n],
-            "requestBody": {"required": True, "content": {
-                "multipart/form-data": {"schema": {
-                    "type": "object", "required": ["audio"],
-                    "properties": {"audio": {"type": "string",
-                                             "contentMediaType": "application/octet-stream"}}}},
-                "audio/wav": {"schema": audio_body},
-                "application/octet-stream": {"schema": audio_body}},
-                "description": f"at most {max_upload_bytes} bytes"},
-            "responses": {"200": _json(_ref("AudioQuery"), "the match and the neighbours"),
-                          **_errors(400, 409, 413, 415, 422, 503)}}},
-        "/v1/search": {"get": {
-            "operationId": "searchByWords",
-            "summary": "tracks that fit a description (\"calm piano\"), zero-shot through "
-                       "their tag probabilities (a model built with a musicnn embedder)",
-            "parameters": [
-                {**_query("q", {"type": "string", "minLength": 1, "maxLength": 200},
-                          "words describing the music"), "required": True},
-                n, max_per_artist,
-                _query("tau", {"type": "number", "minimum": 0.001, "maximum": 10},
-                       "softmax temperature over query-to-tag cosines (default 0.05)"),
-                _query("text_encoder", {"type": "string", "enum": ["minilm", "wordllama"]},
-                       "text model (default minilm)")],
-            "responses": {"200": _json(_ref("TextSearch"), "best first"),
-                          **_errors(400, 409, 503)}}},
-    }
-    from musicrec.api.explore import explore_openapi  # the web page's routes (explore.py)
+#: Every declared route, by Flask endpoint (``"v1.similar"``).
+OPERATIONS: dict[str, Operation] = {}
 
-    explore_paths, explore_schemas = explore_openapi()
-    paths.update(explore_paths)
-    schemas.update(explore_schemas)
+
+def operation(bp: Blueprint, rule: str, *, operation_id: str, summary: str,
+              ok: Mapping[int, tuple[Any, str]], errors: tuple[int, ...] = (),
+              method: str = "GET", query: type[BaseModel] | None = None,
+              body: type[BaseModel] | None = None,
+              request_body: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None,
+              admin: bool = False, path_params: Mapping[str, str] | None = None
+              ) -> Callable[[F], F]:
+    """Register the decorated view on ``bp`` at ``rule`` and declare it for the document.
+
+    With ``query`` (a :class:`~musicrec.api.models.Query` model) the view receives
+    ``query=``, the validated query string; with ``body``, ``body=``, the validated JSON
+    body (415 for another media type). A bad value is a 400 that names it, before the
+    view runs. ``n`` is bounded by the app's ``MAX_N``. ``admin`` routes are documented
+    only when the app has an ``ADMIN_TOKEN``.
+    """
+    def register(view: F) -> F:
+        OPERATIONS[f"{bp.name}.{view.__name__}"] = Operation(
+            operation_id, summary, method, ok, errors, query, body, request_body, admin,
+            {**PATH_PARAMS, **(path_params or {})})
+        if query is None and body is None:
+            bp.add_url_rule(rule, view.__name__, view, methods=[method])
+            return view
+
+        @functools.wraps(view)
+        def validated(**kwargs: Any) -> Any:
+            max_n = current_app.config["MAX_N"]
+            if query is not None:
+                kwargs["query"] = parse_query(bounded(query, max_n), request.args)
+            if body is not None:
+                kwargs["body"] = parse(bounded(body, max_n), json_body())
+            return view(**kwargs)
+
+        bp.add_url_rule(rule, view.__name__, validated, methods=[method])
+        return view
+
+    return register
+
+
+def json_body() -> bytes:
+    """The raw body of a JSON request; 415 for any other media type."""
+    if not request.is_json:
+        raise APIError(415, "unsupported_media_type",
+                       f"Content-Type {request.mimetype or '(none)'!r} is not supported; "
+                       "send application/json")
+    return request.get_data()
+
+
+# -- the document ---------------------------------------------------------------------------
+def openapi_document(app: Flask) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``app``: every route of it declared with
+    :func:`operation` (the admin route only with an ``ADMIN_TOKEN``), with ``n`` bounded
+    by its ``MAX_N``. Built once per app."""
+    cached: dict[str, Any] | None = app.extensions.get("musicrec.openapi")
+    if cached is None:
+        cached = app.extensions["musicrec.openapi"] = _build(app)
+    return cached
+
+
+def _build(app: Flask) -> dict[str, Any]:
+    config = app.config
+    max_n = int(config["MAX_N"])
+    routes = [(rule.rule, OPERATIONS[rule.endpoint]) for rule in app.url_map.iter_rules()
+              if rule.endpoint in OPERATIONS]
+    routes = [(path, op) for path, op in routes if not op.admin or config["ADMIN_TOKEN"]]
+    shapes: dict[Any, tuple[JsonSchemaMode, Any]] = {Error: ("serialization", Error)}
+    for _, op in routes:
+        for shape, _text in op.responses.values():
+            if not isinstance(shape, dict):
+                shapes[shape] = ("serialization", shape)
+        if op.body is not None:
+            shapes[op.body] = ("validation", bounded(op.body, max_n))
+    refs, defs = TypeAdapter.json_schemas(
+        [(key, mode, TypeAdapter(model)) for key, (mode, model) in shapes.items()],
+        ref_template="#/components/schemas/{model}")
+
+    def content(shape: Any, description: str) -> dict[str, Any]:
+        media = shape if isinstance(shape, dict) else {
+            "application/json": refs[(shape, shapes[shape][0])]}
+        return {"description": description,
+                "content": {kind: {"schema": schema} for kind, schema in media.items()}}
+
+    paths: dict[str, Any] = {}
+    for rule, op in routes:
+        path = rule.replace("<path:", "{").replace("<", "{").replace(">", "}")
+        item: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary}
+        names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+        parameters = [{"name": name, "in": "path", "required": True,
+                       "schema": {"type": "string", "minLength": 1},
+                       "description": op.path_params[name]} for name in names]
+        if op.query is not None:
+            parameters += _query_parameters(bounded(op.query, max_n))
+        if parameters:
+            item["parameters"] = parameters
+        if op.body is not None:
+            item["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": refs[(op.body, "validation")]}}}
+        elif op.request_body is not None:
+            item["requestBody"] = op.request_body(config)
+        if op.admin:
+            item["security"] = [{"adminToken": []}]
+        item["responses"] = {
+            **{str(status): content(shape, text) for status, (shape, text)
+               in op.responses.items()},
+            **{str(status): content(Error, ERROR_TEXT[status]) for status in op.errors},
+            "default": content(Error, "any other error (always JSON)")}
+        paths.setdefault(path, {})[op.method.lower()] = item
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "musicrec", "version": __version__,
@@ -344,17 +194,20 @@ def openapi_document(*, max_n: int = 100, max_upload_bytes: int = 10 * 1024 * 10
                                 "example. Every error is JSON: {\"error\": code, "
                                 "\"message\": text}."},
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {"schemas": defs.get("$defs", {})},
     }
-    if admin:
+    if any(op.admin for _, op in routes):
         doc["components"]["securitySchemes"] = {"adminToken": {"type": "http",
                                                                "scheme": "bearer"}}
-        paths["/v1/admin/reload"] = {"post": {
-            "operationId": "reloadModel",
-            "summary": "reload the model directory; a broken one is refused (409) and the "
-                       "old model keeps serving",
-            "security": [{"adminToken": []}],
-            "responses": {"200": _json(_ref("Reload"), "swapped in this process"),
-                          "202": _json(_ref("Reload"), "validated; every worker reloads"),
-                          **_errors(401, 409, 503)}}}
     return doc
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    required = model.model_json_schema().get("required", [])
+    out = []
+    for name, schema in field_schemas(model).items():
+        out.append({"name": name, "in": "query", "required": name in required,
+                    "schema": {k: v for k, v in schema.items()
+                               if k not in ("title", "description")},
+                    "description": schema.get("description", name)})
+    return out

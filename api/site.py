@@ -8,8 +8,9 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, send_from_directory
 
+from musicrec.api import models as m
 from musicrec.api.errors import error_response
-from musicrec.api.openapi import openapi_document
+from musicrec.api.openapi import openapi_document, operation
 from musicrec.api.state import model_state
 
 STATIC = Path(__file__).with_name("static")
@@ -27,12 +28,15 @@ def docs() -> Any:
     return send_from_directory(STATIC, "docs.html", max_age=0)
 
 
-@site.get("/healthz")
+@operation(site, "/healthz", operation_id="healthz", summary="the process is alive",
+           ok={200: (m.Health, "alive")})
 def healthz() -> Any:
-    return jsonify({"status": "ok"})
+    out: m.Health = {"status": "ok"}
+    return jsonify(out)
 
 
-@site.get("/readyz")
+@operation(site, "/readyz", operation_id="readyz", summary="the model is loaded",
+           ok={200: (m.Ready, "ready")}, errors=(503,))
 def readyz() -> Any:
     loaded = model_state(current_app).current()
     if loaded is None:
@@ -40,12 +44,11 @@ def readyz() -> Any:
     problem = loaded.watch.problem()
     if problem is not None:
         return error_response(503, f"the model cannot answer: {problem}", "not_ready")
-    return jsonify({"status": "ready", "kind": loaded.recommender.kind,
-                    "tracks": len(loaded.recommender.tracks)})
+    out: m.Ready = {"status": "ready", "kind": loaded.recommender.kind,
+                    "tracks": len(loaded.recommender.tracks)}
+    return jsonify(out)
 
 
 @site.get("/openapi.json")
 def openapi() -> Any:
-    return jsonify(openapi_document(max_n=int(current_app.config["MAX_N"]),
-                                    max_upload_bytes=int(current_app.config["MAX_UPLOAD_BYTES"]),
-                                    admin=bool(current_app.config["ADMIN_TOKEN"])))
+    return jsonify(openapi_document(current_app._get_current_object()))  # type: ignore[attr-defined]

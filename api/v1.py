@@ -1,16 +1,16 @@
 """Blueprint ``v1``: recommendations, similar tracks, query by example, the catalogue.
 
 Every view takes the model once (:meth:`ModelState.current`) and answers from it, so a
-hot reload never mixes two models in one response. Parameters are validated here and
-errors name the bad value; see :mod:`musicrec.api.openapi` for the contract.
+hot reload never mixes two models in one response. Each route is declared with
+:func:`~musicrec.api.openapi.operation`: its request is validated against the typed
+models of :mod:`musicrec.api.models` before the view runs (errors name the bad value),
+and its response is a shape of that module, which the OpenAPI document states.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-import math
-import re
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,15 +18,10 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
+from musicrec.api import models as m
 from musicrec.api.errors import APIError, public_manifest
 from musicrec.api.media import audio_file, send_audio
-from musicrec.api.openapi import (
-    MAX_OFFSET,
-    MAX_PER_ARTIST,
-    MAX_PLAYS,
-    MAX_TRACK_PAGE,
-    MAX_USER_PAGE,
-)
+from musicrec.api.openapi import operation
 from musicrec.api.state import LoadedModel, model_state
 from musicrec.errors import MusicrecError, UnknownTrackError
 from musicrec.recommender.types import Recommendation
@@ -35,12 +30,11 @@ log = logging.getLogger(__name__)
 
 v1 = Blueprint("v1", __name__, url_prefix="/v1")
 
-_INT = re.compile(r"-?[0-9]{1,12}")
-_FLOAT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
-_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 _AUDIO_TYPES = frozenset({
     "audio/wav", "audio/x-wav", "audio/wave", "audio/flac", "audio/x-flac", "audio/ogg",
     "audio/mpeg", "audio/mp3", "audio/aiff", "audio/x-aiff", "application/octet-stream"})
+_AUDIO_BODY = {"type": "string", "contentMediaType": "application/octet-stream"}
+_AUDIO = {"audio/*": _AUDIO_BODY}
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -57,50 +51,6 @@ def ready() -> LoadedModel:
     if problem is not None:
         raise APIError(503, "not_ready", f"the model cannot answer: {problem}")
     return loaded
-
-
-def query_int(name: str, default: int | None, *, low: int, high: int) -> int | None:
-    text = request.args.get(name)
-    if text is None:
-        return default
-    if not _INT.fullmatch(text):
-        raise bad(f"{name}={text!r} must be an integer from {low} to {high}")
-    return check_int(name, int(text), low=low, high=high)
-
-
-def check_int(name: str, value: Any, *, low: int, high: int) -> int:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise bad(f"{name}={value!r} must be an integer from {low} to {high}")
-    return value
-
-
-def query_float(name: str, *, low: float, high: float) -> float | None:
-    text = request.args.get(name)
-    if text is None:
-        return None
-    value = float(text) if _FLOAT.fullmatch(text) else math.nan
-    if not low <= value <= high:
-        raise bad(f"{name}={text!r} must be a number from {low:g} to {high:g}")
-    return value
-
-
-def query_bool(name: str, default: bool) -> bool:
-    text = request.args.get(name)
-    if text is None:
-        return default
-    if text.lower() in _TRUE:
-        return True
-    if text.lower() in _FALSE:
-        return False
-    raise bad(f"{name}={text!r} must be true or false")
-
-
-def n_param() -> int:
-    n = query_int("n", 10, low=1, high=current_app.config["MAX_N"])
-    assert n is not None
-    return n
 
 
 #: (id of a loaded model, script root) -> track id -> audio URL or None; one entry per
@@ -127,153 +77,136 @@ def _audio_url(loaded: LoadedModel, track_id: str) -> str | None:
     return cache[track_id]
 
 
-def track_json(loaded: LoadedModel, track_id: str, *, full: bool = False) -> dict[str, Any]:
-    if full:
-        info = loaded.recommender.track(track_id)
-        info.pop("audio_path", None)
-    else:
-        title, artist = loaded.labels.get(track_id, (track_id, ""))
-        info = {"track_id": track_id, "title": title, "artist": artist}
-    info["audio_url"] = _audio_url(loaded, track_id)
-    return info
+def track_json(loaded: LoadedModel, track_id: str) -> m.TrackSummary:
+    title, artist = loaded.labels.get(track_id, (track_id, ""))
+    return {"track_id": track_id, "title": title, "artist": artist,
+            "audio_url": _audio_url(loaded, track_id)}
 
 
-def recs_json(loaded: LoadedModel, recs: list[Recommendation]) -> list[dict[str, Any]]:
-    labels, title_of, out = loaded.labels, loaded.title, []
+def recs_json(loaded: LoadedModel, recs: list[Recommendation]) -> list[m.Recommendation]:
+    labels, title_of = loaded.labels, loaded.title
+    out: list[m.Recommendation] = []
     for r in recs:
         title, artist = labels.get(r.track_id, (r.track_id, ""))
         out.append({"track_id": r.track_id, "title": title, "artist": artist,
                     "audio_url": _audio_url(loaded, r.track_id), "score": r.score,
-                    "kind": r.kind, "reason": r.describe(title_of), "because": r.because,
+                    "kind": r.kind,  # type: ignore[typeddict-item]
+                    "reason": r.describe(title_of), "because": r.because,
                     "because_title": None if r.because is None else title_of(r.because)})
     return out
 
 
-def _json_body() -> Mapping[str, Any]:
-    if not request.is_json:
-        raise APIError(415, "unsupported_media_type",
-                       f"Content-Type {request.mimetype or '(none)'!r} is not supported; "
-                       "send application/json")
-    try:
-        body = request.get_json(silent=True)
-    except RecursionError:
-        raise bad("the JSON body is nested too deeply") from None
-    if not isinstance(body, dict):
-        raise bad("the body must be a JSON object")
-    return body
-
-
-def _str_list(body: Mapping[str, Any], name: str, *, required: bool) -> list[str]:
-    value = body.get(name)
-    if value is None and not required:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise bad(f"{name} must be a list of track id strings")
-    if required and not value:
-        raise bad(f"{name} must name at least one track")
-    if len(value) > 10_000:
-        raise bad(f"{name} has {len(value)} entries; at most 10000 are allowed")
-    return value
+def _upload_body(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {"required": True, "description": f"at most {config['MAX_UPLOAD_BYTES']} bytes",
+            "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["audio"],
+                "properties": {"audio": _AUDIO_BODY}}},
+                "audio/wav": {"schema": _AUDIO_BODY},
+                "application/octet-stream": {"schema": _AUDIO_BODY}}}
 
 
 # -- routes -----------------------------------------------------------------------------------
-@v1.get("/model")
+@operation(v1, "/model", operation_id="getModel", summary="the model's manifest",
+           ok={200: (m.Model, "the manifest")}, errors=(503,))
 def model_info() -> Any:
     loaded = ready()
-    return jsonify({"model_dir": loaded.model_dir.name, "kind": loaded.recommender.kind,
+    out: m.Model = {"model_dir": loaded.model_dir.name,
+                    "kind": loaded.recommender.kind,  # type: ignore[typeddict-item]
                     "loaded_at": loaded.loaded_at,
-                    "manifest": public_manifest(loaded.recommender.manifest)})
+                    "manifest": public_manifest(loaded.recommender.manifest)}
+    return jsonify(out)
 
 
-@v1.get("/users")
-def users() -> Any:
+@operation(v1, "/users", operation_id="listUsers",
+           summary="user ids of the listening logs, paged", query=m.UserPageQuery,
+           ok={200: (m.UserPage, "one page")}, errors=(400, 503))
+def users(query: m.UserPageQuery) -> Any:
     loaded = ready()
-    offset = query_int("offset", 0, low=0, high=MAX_OFFSET) or 0
-    limit = query_int("limit", 20, low=1, high=MAX_USER_PAGE) or 20
     cf = loaded.recommender.cf
     ids: Any = [] if cf is None else cf.users_.ids
-    return jsonify({"total": len(ids), "offset": offset, "limit": limit,
-                    "users": [str(u) for u in ids[offset : offset + limit]]})
+    out: m.UserPage = {"total": len(ids), "offset": query.offset, "limit": query.limit,
+                       "users": [str(u) for u in ids[query.offset:query.offset + query.limit]]}
+    return jsonify(out)
 
 
-@v1.get("/users/<path:user_id>/recommendations")
-def user_recommendations(user_id: str) -> Any:
+@operation(v1, "/users/<path:user_id>/recommendations", operation_id="recommendForUser",
+           summary="recommendations for a user of the listening logs",
+           query=m.UserRecommendationsQuery,
+           ok={200: (m.UserRecommendations, "best first")}, errors=(400, 404, 409, 503))
+def user_recommendations(user_id: str, query: m.UserRecommendationsQuery) -> Any:
     loaded = ready()
-    n = n_param()
-    exclude_played = query_bool("exclude_played", True)
-    max_per_artist = query_int("max_per_artist", None, low=1, high=MAX_PER_ARTIST)
-    recs = loaded.recommender.recommend(user_id, n=n, exclude_played=exclude_played,
-                                        max_per_artist=max_per_artist)
-    return jsonify({"user_id": user_id, "results": recs_json(loaded, recs)})
+    recs = loaded.recommender.recommend(user_id, n=query.n,
+                                        exclude_played=query.exclude_played,
+                                        max_per_artist=query.max_per_artist)
+    out: m.UserRecommendations = {"user_id": user_id, "results": recs_json(loaded, recs)}
+    return jsonify(out)
 
 
-@v1.get("/users/<path:user_id>/history")
-def user_history(user_id: str) -> Any:
+@operation(v1, "/users/<path:user_id>/history", operation_id="userHistory",
+           summary="a user's most-played tracks in the listening logs", query=m.CountQuery,
+           ok={200: (m.UserHistory, "most played first")}, errors=(400, 404, 409, 503))
+def user_history(user_id: str, query: m.CountQuery) -> Any:
     loaded = ready()
-    top, total = loaded.recommender.history(user_id, n=n_param())
-    return jsonify({"user_id": user_id, "total": total,
-                    "results": [{**track_json(loaded, t), "plays": p} for t, p in top]})
+    top, total = loaded.recommender.history(user_id, n=query.n)
+    out: m.UserHistory = {"user_id": user_id, "total": total, "results": [
+        {**track_json(loaded, t), "plays": p} for t, p in top]}
+    return jsonify(out)
 
 
-@v1.post("/recommendations")
-def listener_recommendations() -> Any:
-    body = _json_body()
-    unknown = sorted(set(body) - {"tracks", "plays", "n", "exclude", "max_per_artist"})
-    if unknown:
-        raise bad(f"unknown field {unknown[0]!r}")
+@operation(v1, "/recommendations", method="POST", operation_id="recommendForListener",
+           summary="recommendations for a listener who is not in the data",
+           body=m.ListenerRequest, ok={200: (m.ListenerRecommendations, "best first")},
+           errors=(400, 404, 409, 413, 415, 503))
+def listener_recommendations(body: m.ListenerRequest) -> Any:
     loaded = ready()
-    tracks = _str_list(body, "tracks", required=True)
-    exclude = _str_list(body, "exclude", required=False)
-    n = check_int("n", body.get("n", 10), low=1, high=current_app.config["MAX_N"])
-    mpa = body.get("max_per_artist")
-    mpa = None if mpa is None else check_int("max_per_artist", mpa, low=1,
-                                                   high=MAX_PER_ARTIST)
-    plays = body.get("plays")
-    if plays is not None:
-        if not isinstance(plays, list) or not all(
-                isinstance(p, int | float) and not isinstance(p, bool) and 0 < p <= MAX_PLAYS
-                for p in plays):
-            raise bad(f"plays must be a list of numbers above 0 and at most {MAX_PLAYS:g}")
-        if len(plays) != len(tracks):
-            raise bad(f"{len(plays)} play counts for {len(tracks)} tracks")
-    recs = loaded.recommender.recommend_for_tracks(tracks, n=n, plays=plays, exclude=exclude,
-                                                   max_per_artist=mpa)
-    return jsonify({"results": recs_json(loaded, recs)})
+    recs = loaded.recommender.recommend_for_tracks(
+        body.tracks, n=body.n, plays=body.plays, exclude=body.exclude,
+        max_per_artist=body.max_per_artist)
+    out: m.ListenerRecommendations = {"results": recs_json(loaded, recs)}
+    return jsonify(out)
 
 
-@v1.get("/tracks")
-def search_tracks() -> Any:
+@operation(v1, "/tracks", operation_id="searchTracks",
+           summary="tracks whose title or artist contains every word of q",
+           query=m.TrackSearchQuery, ok={200: (m.SearchPage, "one page, catalogue order")},
+           errors=(400, 503))
+def search_tracks(query: m.TrackSearchQuery) -> Any:
     loaded = ready()
-    q = request.args.get("q", "")
-    if len(q) > 200:
-        raise bad(f"q has {len(q)} characters; at most 200 are allowed")
-    offset = query_int("offset", 0, low=0, high=MAX_OFFSET) or 0
-    limit = query_int("limit", 20, low=1, high=MAX_TRACK_PAGE) or 20
-    total, ids = loaded.recommender.catalog.search(q, offset=offset, limit=limit)
-    return jsonify({"q": q, "total": total, "offset": offset, "limit": limit,
-                    "results": [track_json(loaded, t) for t in ids]})
+    total, ids = loaded.recommender.catalog.search(query.q, offset=query.offset,
+                                                   limit=query.limit)
+    out: m.SearchPage = {"q": query.q, "total": total, "offset": query.offset,
+                         "limit": query.limit, "results": [track_json(loaded, t) for t in ids]}
+    return jsonify(out)
 
 
-@v1.get("/tracks/<path:track_id>")
+@operation(v1, "/tracks/<path:track_id>", operation_id="getTrack", summary="one track",
+           ok={200: (m.Track, "its metadata")}, errors=(404, 503))
 def track(track_id: str) -> Any:
     loaded = ready()
     if track_id not in loaded.recommender.tracks:
         raise UnknownTrackError(track_id)
-    return jsonify(track_json(loaded, track_id, full=True))
+    info = loaded.recommender.track(track_id)
+    info.pop("audio_path", None)  # server paths are never exposed
+    info["audio_url"] = _audio_url(loaded, track_id)
+    return jsonify(info)
 
 
-@v1.get("/tracks/<path:track_id>/similar")
-def similar(track_id: str) -> Any:
+@operation(v1, "/tracks/<path:track_id>/similar", operation_id="similarTracks",
+           summary="tracks similar to a seed track", query=m.SimilarQuery,
+           ok={200: (m.SimilarTracks, "best first")}, errors=(400, 404, 409, 503))
+def similar(track_id: str, query: m.SimilarQuery) -> Any:
     loaded = ready()
-    n = n_param()
-    alpha = query_float("alpha", low=0.0, high=1.0)
-    max_per_artist = query_int("max_per_artist", None, low=1, high=MAX_PER_ARTIST)
-    recs = loaded.recommender.similar(track_id, n=n, alpha=alpha,
-                                      max_per_artist=max_per_artist)
-    return jsonify({"track_id": track_id, "alpha": alpha, "results": recs_json(loaded, recs)})
+    recs = loaded.recommender.similar(track_id, n=query.n, alpha=query.alpha,
+                                      max_per_artist=query.max_per_artist)
+    out: m.SimilarTracks = {"track_id": track_id, "alpha": query.alpha,
+                            "results": recs_json(loaded, recs)}
+    return jsonify(out)
 
 
-@v1.get("/tracks/<path:track_id>/audio")
+@operation(v1, "/tracks/<path:track_id>/audio", operation_id="trackAudio",
+           summary="the track's audio (supports HTTP range requests)",
+           ok={200: (_AUDIO, "the audio file"), 206: (_AUDIO, "a byte range of the audio file")},
+           errors=(404, 416, 503))
 def track_audio(track_id: str) -> Any:
     loaded = ready()
     if track_id not in loaded.recommender.catalog:
@@ -284,9 +217,12 @@ def track_audio(track_id: str) -> Any:
     return send_audio(path)
 
 
-@v1.post("/similar")
-def similar_to_audio() -> Any:
-    n = n_param()
+@operation(v1, "/similar", method="POST", operation_id="similarToAudio",
+           summary="query by example: catalogue tracks that sound like an uploaded clip",
+           query=m.CountQuery, request_body=_upload_body,
+           ok={200: (m.AudioQuery, "the match and the neighbours")},
+           errors=(400, 409, 413, 415, 422, 503))
+def similar_to_audio(query: m.CountQuery) -> Any:
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("audio")
         if upload is None:
@@ -302,13 +238,14 @@ def similar_to_audio() -> Any:
     if not data:
         raise bad("the audio clip is empty: send it as the body, or as the multipart field "
                   "'audio'")
-    result = _query_audio(loaded, data, n)
-    return jsonify({
+    result = _query_audio(loaded, data, query.n)
+    out: m.AudioQuery = {
         "match": None if result.match is None else {
             **result.match, "title": loaded.recommender.catalog.title(
                 str(result.match.get("track_id")))},
         "results": recs_json(loaded, result.neighbours),
-    })
+    }
+    return jsonify(out)
 
 
 def _query_audio(loaded: LoadedModel, data: bytes, n: int) -> Any:
@@ -320,7 +257,12 @@ def _query_audio(loaded: LoadedModel, data: bytes, n: int) -> Any:
     return loaded.recommender.similar_to_audio(wave, sample_rate=rate, n=n)
 
 
-@v1.post("/admin/reload")
+@operation(v1, "/admin/reload", method="POST", operation_id="reloadModel",
+           summary="reload the model directory; a broken one is refused (409) and the old "
+                   "model keeps serving",
+           ok={200: (m.Reload, "swapped in this process"),
+               202: (m.Reload, "validated; every worker reloads")},
+           errors=(401, 409, 503), admin=True)
 def admin_reload() -> Any:
     token = current_app.config["ADMIN_TOKEN"]
     if not token:
@@ -344,50 +286,49 @@ def admin_reload() -> Any:
     if hook is not None:
         del candidate
         hook()
-        return jsonify({"status": "reloading", "model_dir": str(Path(target).name)}), 202
+        accepted: m.Reload = {"status": "reloading", "model_dir": str(Path(target).name)}
+        return jsonify(accepted), 202
     state.serve(candidate)
-    return jsonify({"status": "reloaded", "kind": candidate.recommender.kind,
-                    "tracks": len(candidate.recommender.tracks)})
+    done: m.Reload = {"status": "reloaded", "kind": candidate.recommender.kind,
+                      "tracks": len(candidate.recommender.tracks)}
+    return jsonify(done)
 
 
-
-@v1.get("/radio")
-def radio() -> Any:
+@operation(v1, "/radio", operation_id="radio",
+           summary="an endless, varied playlist from seed tracks, an artist or a user; "
+                   "continue it with the returned cursor",
+           query=m.RadioQuery, ok={200: (m.Radio, "the next tracks, in play order")},
+           errors=(400, 404, 409, 503))
+def radio(query: m.RadioQuery) -> Any:
     """An endless playlist: start it from seeds, then pass ``cursor`` back to continue."""
-    loaded = ready()
-    n = n_param()
-    seeds = request.args.getlist("seed")
-    if len(seeds) > 50:
-        raise bad(f"{len(seeds)} seed tracks; at most 50 are allowed")
-    page = loaded.recommender.radio(
-        seeds, n=n, cursor=request.args.get("cursor"), artist=request.args.get("artist"),
-        user=request.args.get("user"), alpha=query_float("alpha", low=0.0, high=1.0),
-        variety=query_float("variety", low=0.0, high=1.0),
-        popularity=query_float("popularity", low=0.0, high=1.0),
-        seed=query_int("random_seed", None, low=0, high=2**31 - 1))
     from musicrec.recommender.radio import describe_state
 
-    return jsonify({"radio": describe_state(page.state), "cursor": page.cursor,
-                    "exhausted": page.exhausted, "results": recs_json(loaded, page.items)})
+    loaded = ready()
+    page = loaded.recommender.radio(
+        query.seed, n=query.n, cursor=query.cursor, artist=query.artist, user=query.user,
+        alpha=query.alpha, variety=query.variety, popularity=query.popularity,
+        seed=query.random_seed)
+    out: m.Radio = {"radio": describe_state(page.state),  # type: ignore[typeddict-item]
+                    "cursor": page.cursor, "exhausted": page.exhausted,
+                    "results": recs_json(loaded, page.items)}
+    return jsonify(out)
 
 
-@v1.get("/search")
-def search_text() -> Any:
+@operation(v1, "/search", operation_id="searchByWords",
+           summary="tracks that fit a description (\"calm piano\"), zero-shot through their "
+                   "tag probabilities (a model built with a musicnn embedder)",
+           query=m.TextSearchQuery, ok={200: (m.TextSearch, "best first")},
+           errors=(400, 409, 503))
+def search_text(query: m.TextSearchQuery) -> Any:
     """Search by words ("calm piano"), zero-shot through the tracks' tag probabilities."""
-    from musicrec.recommender.tags import DEFAULT_TAU, MAX_QUERY_CHARS
+    from musicrec.recommender.tags import DEFAULT_TAU
 
-    q = request.args.get("q", "")
-    if not q.strip():
-        raise bad("q must be a non-empty text, e.g. q=calm+piano")
-    if len(q) > MAX_QUERY_CHARS:
-        raise bad(f"q has {len(q)} characters; at most {MAX_QUERY_CHARS} are allowed")
-    n = n_param()
-    max_per_artist = query_int("max_per_artist", None, low=1, high=1000)
-    tau = query_float("tau", low=0.001, high=10.0)
     loaded = ready()
     found = loaded.recommender.search_text(
-        q, n=n, text_encoder=request.args.get("text_encoder") or None,
-        tau=DEFAULT_TAU if tau is None else tau, max_per_artist=max_per_artist)
-    return jsonify({**found.to_dict(), "results": [
+        query.q, n=query.n, text_encoder=query.text_encoder,
+        tau=DEFAULT_TAU if query.tau is None else query.tau,
+        max_per_artist=query.max_per_artist)
+    out: m.TextSearch = {**found.to_dict(), "results": [  # type: ignore[typeddict-item]
         {**track_json(loaded, r.track_id), "score": r.score, "reason": r.describe(),
-         "tags": loaded.recommender.track_tags(r.track_id)} for r in found.results]})
+         "tags": loaded.recommender.track_tags(r.track_id)} for r in found.results]}
+    return jsonify(out)

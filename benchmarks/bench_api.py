@@ -35,7 +35,8 @@ LUA = """
 math.randomseed(%(seed)d)
 local ids = {%(ids)s}
 request = function()
-  return wrk.format("GET", string.format("%(template)s", ids[math.random(#ids)]))
+  local id = ids[math.random(#ids)]
+  return wrk.format("%(method)s", string.format("%(template)s", id), %(headers)s, %(body)s)
 end
 """
 
@@ -64,10 +65,15 @@ def build(out: Path, n_tracks: int = 1000, n_users: int = 2000) -> Path:
 
 
 def wrk(url: str, template: str, ids: list[str], seconds: int, connections: int,
-        tmp: Path) -> dict[str, float]:
+        tmp: Path, body: str | None = None) -> dict[str, float]:
+    """wrk on ``template % id`` with a random id per request; with ``body`` (a template
+    of a JSON body, ``%s`` the id) a POST of that body, else a GET."""
     script = tmp / "random.lua"
-    script.write_text(LUA % {"seed": 1, "ids": ",".join(f'"{i}"' for i in ids),
-                             "template": template})
+    script.write_text(LUA % {
+        "seed": 1, "ids": ",".join(f'"{i}"' for i in ids), "template": template,
+        "method": "GET" if body is None else "POST",
+        "headers": "nil" if body is None else '{["Content-Type"]="application/json"}',
+        "body": "nil" if body is None else f"string.format('{body}', id)"})
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
                           "-s", str(script), url], capture_output=True, text=True,
                          check=True).stdout
@@ -212,17 +218,24 @@ def main() -> None:
                 items = json.loads(r.read())["results"]  # the same ten items, precomputed
             bare = serve_bare(bare_port, args.workers, items, tmp)
             wait_ready(f"{bare_base}/v1/tracks/{tracks[0]}/similar")
-            endpoints = [("bare_flask", bare_base, "/v1/tracks/%s/similar?n=10", tracks),
-                         ("similar", base, "/v1/tracks/%s/similar?n=10", tracks),
-                         ("user_recommendations", base, "/v1/users/%s/recommendations?n=10",
-                          users)]
+            endpoints: list[tuple[str, str, str, list[str], str | None]] = [
+                ("bare_flask", bare_base, "/v1/tracks/%s/similar?n=10", tracks, None),
+                ("similar", base, "/v1/tracks/%s/similar?n=10&alpha=0.5&max_per_artist=3",
+                 tracks, None),
+                ("user_recommendations", base,
+                 "/v1/users/%s/recommendations?n=10&exclude_played=true", users, None),
+                ("listener_recommendations", base, "/v1/recommendations", tracks,
+                 '{"tracks": ["%s"], "plays": [3], "n": 10}'),
+                ("user_history", base, "/v1/users/%s/history?n=10", users, None),
+                ("search_tracks", base, "/v1/tracks?q=%s&offset=0&limit=10", tracks, None)]
             ratios: dict[str, list[float]] = {}
             p99: dict[str, list[float]] = {}
             for round_ in range(args.rounds):
                 reference = 0.0
-                for label, url, template, ids in endpoints:
-                    wrk(url + "/", template, ids, 2, args.connections, tmp)  # warm-up
-                    result = wrk(url + "/", template, ids, args.seconds, args.connections, tmp)
+                for label, url, template, ids, body in endpoints:
+                    wrk(url + "/", template, ids, 2, args.connections, tmp, body)  # warm-up
+                    result = wrk(url + "/", template, ids, args.seconds, args.connections, tmp,
+                                 body)
                     if label == "bare_flask":
                         reference = result["requests_per_s"]
                     else:
@@ -234,10 +247,10 @@ def main() -> None:
                                       "seconds": args.seconds, **result}), flush=True)
             if args.profile is not None:
                 args.profile.mkdir(parents=True, exist_ok=True)
-                for label, url, template, ids in endpoints[1:]:
+                for label, url, template, ids, body in endpoints[1:]:
                     profile(server.pid, args.profile / f"{label}.txt",
-                            lambda u=url, t=template, i=ids: wrk(
-                                u + "/", t, i, args.seconds, args.connections, tmp),
+                            lambda u=url, t=template, i=ids, b=body: wrk(
+                                u + "/", t, i, args.seconds, args.connections, tmp, b),
                             args.seconds)
             for label, values in ratios.items():
                 print(json.dumps({"summary": label, "share_of_bare_flask": [

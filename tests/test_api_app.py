@@ -302,6 +302,8 @@ def test_the_document_states_the_limits_the_code_enforces(client: Any) -> None:
     tracks = {p["name"]: p["schema"] for p in doc["paths"]["/v1/tracks"]["get"]["parameters"]}
     assert tracks["limit"]["maximum"] == 100
     plays = doc["components"]["schemas"]["ListenerRequest"]["properties"]["plays"]
+    plays, null = plays["anyOf"]  # "plays": null is the same as no play counts
+    assert null == {"type": "null"}
     assert plays["minItems"] == 1 and plays["items"]["maximum"] == 1e9
     ok = client.post("/v1/recommendations", json={"tracks": ["t001"], "plays": [1e9]})
     assert ok.status_code == 200 and ok.json["results"]

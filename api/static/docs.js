@@ -12,6 +12,8 @@ function schemaText(schema) {
   if (!schema) return "";
   if (schema.$ref) return schema.$ref.split("/").pop();
   if (schema.allOf) return schema.allOf.map(schemaText).join(" + ");
+  if (schema.anyOf) return schema.anyOf.map(schemaText).join(" | ");
+  if (schema.enum) return schema.enum.join(" | ");
   if (schema.type === "array") return `array of ${schemaText(schema.items)}`;
   const type = Array.isArray(schema.type) ? schema.type.join(" | ") : schema.type || "any";
   const limits = ["minimum", "maximum", "maxLength", "minLength", "default"]
