@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, send_from_directory
 
-from musicrec.api import models as m
+import musicrec.api.models as m
 from musicrec.api.errors import error_response
 from musicrec.api.openapi import openapi_document, operation
 from musicrec.api.state import model_state

@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
-from musicrec.api import models as m
+import musicrec.api.models as m
 from musicrec.api.errors import APIError, public_manifest
 from musicrec.api.media import audio_file, send_audio
 from musicrec.api.openapi import operation

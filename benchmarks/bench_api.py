@@ -1,15 +1,23 @@
 """Load benchmark of ``musicrec serve`` on 127.0.0.1 with wrk, against a bare Flask app.
 
 Builds a synthetic hybrid model of 1,000 tracks and 2,000 users (or serves ``--model``),
-starts ``musicrec serve`` (gunicorn), then runs wrk against similar tracks and user
-recommendations, each with a random id per request. The reference runs in the same run,
-on the same gunicorn settings: a bare Flask app whose one route returns ten precomputed
-items of the same shape, so the ratio says what musicrec's own work costs. Each round
-measures the reference and both endpoints; one JSON line per measurement, then a summary
-line per endpoint with its throughput as a share of the reference's in the same round.
+starts ``musicrec serve`` (gunicorn), then runs wrk against five endpoints (similar
+tracks, user recommendations, a listener's recommendations by POST, a user's history and
+the catalogue search), each with a random id per request. The reference runs in the same
+run, on the same gunicorn settings: a bare Flask app whose one route returns ten
+precomputed items of the same shape, so the ratio says what musicrec's own work costs.
+Each round measures the reference and every endpoint; one JSON line per measurement, then
+a summary line per endpoint with its throughput as a share of the reference's in the same
+round.
+
+``--baseline DIR`` serves a second copy of musicrec from another source tree (for example
+``git archive main | tar -x -C DIR``) beside this one, on the same model, and measures
+each endpoint on the two back to back in every round (in alternating order): on a shared
+machine whose load drifts, that pairing is what makes "before" and "after" comparable.
+The summary then adds each round's throughput of this code over the baseline's.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_api.py [--seconds 20] \
-        [--connections 4] [--rounds 2] [--model DIR]
+        [--connections 4] [--rounds 2] [--model DIR] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -162,6 +170,35 @@ def profile(master: int, out: Path, load: Any, seconds: int) -> None:
         print(f"  {100 * count / max(in_app, 1):5.1f}%  {name}", file=sys.stderr)
 
 
+def link_tree(source: Path, out: Path) -> Path:
+    """A folder to put on ``PYTHONPATH`` that imports ``musicrec`` from the source tree
+    ``source`` (its packages sit at the top and install as ``musicrec.<name>``, as the
+    Makefile's typecheck tree does); it takes precedence over the editable install."""
+    package = out / "musicrec"
+    package.mkdir(parents=True)
+    for path in (source / "musicrec").iterdir():
+        (package / path.name).symlink_to(path.resolve())
+    for name in ("data", "embedding", "recommender", "api"):
+        (package / name).symlink_to((source / name).resolve())
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by process ``pid`` and its live descendants
+    (a gunicorn master and its workers)."""
+    total, todo = 0, [pid]
+    while todo:
+        pid = todo.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -188,6 +225,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--model", type=Path, help="serve this model instead of building")
+    parser.add_argument("--baseline", type=Path, help="a source tree of musicrec to serve "
+                        "and measure beside this one (e.g. main before a change)")
     parser.add_argument("--profile", type=Path, help="after the rounds, profile one worker "
                         "per endpoint under the same load with py-spy; collapsed stacks "
                         "go to this folder and a summary to stderr")
@@ -204,59 +243,97 @@ def main() -> None:
         rec = Recommender(model)
         tracks = rec.tracks.ids.tolist()
         users = [str(u) for u in rec.cf.users_.ids] if rec.cf is not None else []
-        port, bare_port = free_port(), free_port()
+        port, bare_port, baseline_port = free_port(), free_port(), free_port()
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-        server = subprocess.Popen([sys.executable, "-m", "musicrec", "serve", "--model",
-                                   str(model), "--port", str(port), "--workers",
-                                   str(args.workers)], env=env)
+        serve = [sys.executable, "-m", "musicrec", "serve", "--model", str(model),
+                 "--workers", str(args.workers), "--port"]
+        server = subprocess.Popen([*serve, str(port)], env=env)
         base = f"http://127.0.0.1:{port}"
         bare_base = f"http://127.0.0.1:{bare_port}"
-        bare = None
+        bare = baseline = None
+        codes = {"": (base, server)}
+        if args.baseline is not None:
+            tree = link_tree(args.baseline, tmp / "baseline")
+            baseline = subprocess.Popen([*serve, str(baseline_port)], cwd=tmp,
+                                        env={**env, "PYTHONPATH": str(tree)})
+            codes["baseline"] = (f"http://127.0.0.1:{baseline_port}", baseline)
         try:
-            wait_ready(base + "/readyz")
+            for url, _ in codes.values():
+                wait_ready(url + "/readyz")
             with urllib.request.urlopen(f"{base}/v1/tracks/{tracks[0]}/similar?n=10") as r:
                 items = json.loads(r.read())["results"]  # the same ten items, precomputed
             bare = serve_bare(bare_port, args.workers, items, tmp)
             wait_ready(f"{bare_base}/v1/tracks/{tracks[0]}/similar")
-            endpoints: list[tuple[str, str, str, list[str], str | None]] = [
-                ("bare_flask", bare_base, "/v1/tracks/%s/similar?n=10", tracks, None),
-                ("similar", base, "/v1/tracks/%s/similar?n=10&alpha=0.5&max_per_artist=3",
-                 tracks, None),
-                ("user_recommendations", base,
-                 "/v1/users/%s/recommendations?n=10&exclude_played=true", users, None),
-                ("listener_recommendations", base, "/v1/recommendations", tracks,
+            endpoints: list[tuple[str, str, list[str], str | None]] = [
+                ("similar", "/v1/tracks/%s/similar?n=10&alpha=0.5&max_per_artist=3", tracks,
+                 None),
+                ("user_recommendations", "/v1/users/%s/recommendations?n=10&exclude_played=true",
+                 users, None),
+                ("listener_recommendations", "/v1/recommendations", tracks,
                  '{"tracks": ["%s"], "plays": [3], "n": 10}'),
-                ("user_history", base, "/v1/users/%s/history?n=10", users, None),
-                ("search_tracks", base, "/v1/tracks?q=%s&offset=0&limit=10", tracks, None)]
+                ("user_history", "/v1/users/%s/history?n=10", users, None),
+                ("search_tracks", "/v1/tracks?q=%s&offset=0&limit=10", tracks, None)]
             ratios: dict[str, list[float]] = {}
             p99: dict[str, list[float]] = {}
+            rps: dict[str, list[float]] = {}
+            cpu: dict[str, list[float]] = {}
+
+            def measure(round_: int, label: str, url: str, process: subprocess.Popen[bytes],
+                        template: str, ids: list[str], body: str | None) -> dict[str, float]:
+                wrk(url + "/", template, ids, 2, args.connections, tmp, body)  # warm-up
+                used = cpu_seconds(process.pid)
+                result = wrk(url + "/", template, ids, args.seconds, args.connections, tmp,
+                             body)
+                # CPU time of the server's processes per request: unlike throughput, it
+                # hardly moves with the other load on a shared machine
+                result["cpu_us_per_request"] = round(
+                    (cpu_seconds(process.pid) - used) / max(result["requests"], 1) * 1e6, 1)
+                print(json.dumps({"round": round_ + 1, "endpoint": label,
+                                  "tracks": len(tracks), "workers": args.workers,
+                                  "connections": args.connections,
+                                  "seconds": args.seconds, **result}), flush=True)
+                return result
+
             for round_ in range(args.rounds):
-                reference = 0.0
-                for label, url, template, ids, body in endpoints:
-                    wrk(url + "/", template, ids, 2, args.connections, tmp, body)  # warm-up
-                    result = wrk(url + "/", template, ids, args.seconds, args.connections, tmp,
-                                 body)
-                    if label == "bare_flask":
-                        reference = result["requests_per_s"]
-                    else:
-                        ratios.setdefault(label, []).append(result["requests_per_s"] / reference)
+                reference = measure(round_, "bare_flask", bare_base, bare,
+                                    "/v1/tracks/%s/similar?n=10", tracks, None)
+                cpu.setdefault("bare_flask", []).append(reference["cpu_us_per_request"])
+                order = list(codes.items())[::1 if round_ % 2 == 0 else -1]
+                for endpoint, template, ids, body in endpoints:
+                    for code, (url, process) in order:
+                        label = f"{endpoint}@{code}" if code else endpoint
+                        result = measure(round_, label, url, process, template, ids, body)
+                        cpu.setdefault(label, []).append(result["cpu_us_per_request"])
+                        ratios.setdefault(label, []).append(
+                            result["requests_per_s"] / reference["requests_per_s"])
                         p99.setdefault(label, []).append(result["p99_ms"])
-                    print(json.dumps({"round": round_ + 1, "endpoint": label,
-                                      "tracks": len(tracks), "workers": args.workers,
-                                      "connections": args.connections,
-                                      "seconds": args.seconds, **result}), flush=True)
+                        rps.setdefault(label, []).append(result["requests_per_s"])
             if args.profile is not None:
                 args.profile.mkdir(parents=True, exist_ok=True)
-                for label, url, template, ids, body in endpoints[1:]:
+                for label, template, ids, body in endpoints:
                     profile(server.pid, args.profile / f"{label}.txt",
-                            lambda u=url, t=template, i=ids, b=body: wrk(
-                                u + "/", t, i, args.seconds, args.connections, tmp, b),
+                            lambda t=template, i=ids, b=body: wrk(
+                                base + "/", t, i, args.seconds, args.connections, tmp, b),
                             args.seconds)
+            print(json.dumps({"summary": "bare_flask", "median_cpu_us_per_request":
+                              float(np.median(cpu["bare_flask"]))}))
             for label, values in ratios.items():
-                print(json.dumps({"summary": label, "share_of_bare_flask": [
-                    round(v, 3) for v in values], "p99_ms": p99[label]}))
+                line: dict[str, Any] = {
+                    "summary": label, "share_of_bare_flask": [round(v, 3) for v in values],
+                    "p99_ms": p99[label], "best_requests_per_s": max(rps[label]),
+                    "best_p99_ms": min(p99[label]),
+                    "median_cpu_us_per_request": float(np.median(cpu[label]))}
+                if f"{label}@baseline" in rps:
+                    other = f"{label}@baseline"
+                    line["vs_baseline"] = {
+                        "requests_per_s": [round(a / b, 3) for a, b in zip(
+                            rps[label], rps[other], strict=True)],
+                        "best_requests_per_s": round(max(rps[label]) / max(rps[other]), 3),
+                        "median_cpu_per_request": round(float(
+                            np.median(cpu[label]) / np.median(cpu[other])), 3)}
+                print(json.dumps(line))
         finally:
-            for process in (server, bare):
+            for process in (server, baseline, bare):
                 if process is not None:
                     process.terminate()
                     process.wait(timeout=30)
