@@ -98,6 +98,62 @@ def wrk(url: str, template: str, ids: list[str], seconds: int, connections: int,
             "socket_errors": errors[1] if errors else None}
 
 
+def endpoints_of(tracks: list[str], users: list[str]
+                 ) -> list[tuple[str, str, list[str], str | None]]:
+    """(label, URL template, ids, JSON body template or None) of each measured endpoint."""
+    return [
+        ("similar", "/v1/tracks/%s/similar?n=10&alpha=0.5&max_per_artist=3", tracks, None),
+        ("user_recommendations", "/v1/users/%s/recommendations?n=10&exclude_played=true",
+         users, None),
+        ("listener_recommendations", "/v1/recommendations", tracks,
+         '{"tracks": ["%s"], "plays": [3], "n": 10}'),
+        ("user_history", "/v1/users/%s/history?n=10", users, None),
+        ("search_tracks", "/v1/tracks?q=%s&offset=0&limit=10", tracks, None)]
+
+
+def in_process(model: str, number: int) -> None:
+    """(Run in a subprocess.) For each line on stdin, one pass of ``number`` requests per
+    endpoint through the app itself (Flask's test client: no sockets, no gunicorn), the
+    same random ids every pass; prints one JSON line of microseconds per request by
+    endpoint. For the line ``calls``, the pass runs under cProfile and the line gives the
+    Python function calls per request instead: a count that no other load can change."""
+    import cProfile
+    import pstats
+    import random
+
+    from musicrec.api import create_app
+
+    app = create_app({"MODEL_DIR": model})
+    client = app.test_client()
+    rec = app.extensions["musicrec"].current().recommender
+    tracks = rec.tracks.ids.tolist()
+    users = [str(u) for u in rec.cf.users_.ids] if rec.cf is not None else []
+    rng = random.Random(1)
+    plan = []
+    for label, template, ids, body in endpoints_of(tracks, users):
+        picked = [rng.choice(ids) for _ in range(number)]
+        plan.append((label, [(template % i, None) if body is None else (template, body % i)
+                             for i in picked]))
+    print("ready", flush=True)
+    for command in sys.stdin:
+        times = {}
+        for label, calls in plan:
+            profiler = cProfile.Profile() if command == "calls\n" else None
+            started = time.perf_counter()
+            if profiler is not None:
+                profiler.enable()
+            for url, data in calls:
+                response = (client.get(url) if data is None else
+                            client.post(url, data=data, content_type="application/json"))
+                assert response.status_code == 200, (url, response.get_data()[:200])
+            if profiler is not None:
+                profiler.disable()
+                times[label] = round(pstats.Stats(profiler).total_calls / number, 1)
+            else:
+                times[label] = round((time.perf_counter() - started) / number * 1e6, 1)
+        print(json.dumps(times), flush=True)
+
+
 def bare_app(items_json: str) -> Any:
     """The reference: Flask answering every request with ten precomputed items."""
     from flask import Flask, jsonify
@@ -215,9 +271,67 @@ def wait_ready(url: str) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
+def compare_in_process(model: Path, args: argparse.Namespace, tmp: Path) -> None:
+    """``--in-process N``: one process of this code and, with ``--baseline``, one of the
+    baseline's, each running :func:`in_process`; ``--rounds`` passes, alternating between
+    the two pass by pass. The summary gives each endpoint's best and median pass, the
+    baseline's median time over this code's (a throughput ratio), and the Python function
+    calls per request of one more pass under cProfile."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    codes = {"": env}
+    if args.baseline is not None:
+        codes["baseline"] = {**env, "PYTHONPATH": str(link_tree(args.baseline,
+                                                                 tmp / "baseline"))}
+    workers = {code: subprocess.Popen([sys.executable, __file__, "_in_process", str(model),
+                                       str(args.in_process)], env=code_env, cwd=tmp,
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      text=True)
+               for code, code_env in codes.items()}
+    passes: dict[str, list[float]] = {}
+    try:
+        for worker in workers.values():
+            assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
+        for round_ in range(args.rounds):
+            for code, worker in list(workers.items())[::1 if round_ % 2 == 0 else -1]:
+                assert worker.stdin is not None and worker.stdout is not None
+                worker.stdin.write("go\n")
+                worker.stdin.flush()
+                times = json.loads(worker.stdout.readline())
+                print(json.dumps({"round": round_ + 1, "code": code or "this", **times}),
+                      flush=True)
+                for endpoint, value in times.items():
+                    passes.setdefault(endpoint + (f"@{code}" if code else ""), []).append(value)
+        calls: dict[str, dict[str, float]] = {}
+        for code, worker in workers.items():
+            assert worker.stdin is not None and worker.stdout is not None
+            worker.stdin.write("calls\n")
+            worker.stdin.flush()
+            calls[code] = json.loads(worker.stdout.readline())
+    finally:
+        for worker in workers.values():
+            worker.kill()
+            worker.wait()
+    for label, values in passes.items():
+        if label.endswith("@baseline"):
+            continue
+        line: dict[str, Any] = {"summary": label, "best_us": min(values),
+                                "median_us": float(np.median(values)),
+                                "python_calls": calls[""][label]}
+        if f"{label}@baseline" in passes:
+            other = passes[f"{label}@baseline"]
+            line.update(baseline_best_us=min(other), baseline_median_us=float(np.median(other)),
+                        baseline_python_calls=calls["baseline"][label],
+                        median_throughput_vs_baseline=round(float(
+                            np.median(other) / np.median(values)), 3))
+        print(json.dumps(line))
+
+
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "_bare":
         run_bare(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+        return
+    if len(sys.argv) == 4 and sys.argv[1] == "_in_process":
+        in_process(sys.argv[2], int(sys.argv[3]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=20, help="per endpoint")
@@ -227,6 +341,9 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="serve this model instead of building")
     parser.add_argument("--baseline", type=Path, help="a source tree of musicrec to serve "
                         "and measure beside this one (e.g. main before a change)")
+    parser.add_argument("--in-process", type=int, metavar="N", help="instead of wrk: time "
+                        "passes of N requests per endpoint through the app itself, one "
+                        "pass per round, alternating with --baseline's; best pass")
     parser.add_argument("--profile", type=Path, help="after the rounds, profile one worker "
                         "per endpoint under the same load with py-spy; collapsed stacks "
                         "go to this folder and a summary to stderr")
@@ -238,6 +355,9 @@ def main() -> None:
         started = time.perf_counter()
         model = args.model or build(tmp / "model")
         print(f"model ready in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        if args.in_process:
+            compare_in_process(model, args, tmp)
+            return
         from musicrec.recommender.facade import Recommender
 
         rec = Recommender(model)
@@ -264,15 +384,7 @@ def main() -> None:
                 items = json.loads(r.read())["results"]  # the same ten items, precomputed
             bare = serve_bare(bare_port, args.workers, items, tmp)
             wait_ready(f"{bare_base}/v1/tracks/{tracks[0]}/similar")
-            endpoints: list[tuple[str, str, list[str], str | None]] = [
-                ("similar", "/v1/tracks/%s/similar?n=10&alpha=0.5&max_per_artist=3", tracks,
-                 None),
-                ("user_recommendations", "/v1/users/%s/recommendations?n=10&exclude_played=true",
-                 users, None),
-                ("listener_recommendations", "/v1/recommendations", tracks,
-                 '{"tracks": ["%s"], "plays": [3], "n": 10}'),
-                ("user_history", "/v1/users/%s/history?n=10", users, None),
-                ("search_tracks", "/v1/tracks?q=%s&offset=0&limit=10", tracks, None)]
+            endpoints = endpoints_of(tracks, users)
             ratios: dict[str, list[float]] = {}
             p99: dict[str, list[float]] = {}
             rps: dict[str, list[float]] = {}
