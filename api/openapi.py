@@ -20,23 +20,7 @@ from pydantic.json_schema import JsonSchemaMode
 
 from musicrec import __version__
 from musicrec.api.errors import APIError
-from musicrec.api.models import (
-    MAX_OFFSET,
-    MAX_PER_ARTIST,
-    MAX_PLAYS,
-    MAX_TRACK_PAGE,
-    MAX_USER_PAGE,
-    Error,
-    bounded,
-    field_schemas,
-    parse,
-    parse_query,
-)
-
-#: The limits, defined in :mod:`musicrec.api.models` and re-exported here for callers
-#: that read them with the document.
-__all__ = ["MAX_OFFSET", "MAX_PER_ARTIST", "MAX_PLAYS", "MAX_TRACK_PAGE", "MAX_USER_PAGE",
-           "Operation", "operation", "openapi_document"]
+from musicrec.api.models import Error, bounded, field_schemas, parse, parse_query
 
 F = TypeVar("F", bound=Callable[..., Any])
 
