@@ -147,3 +147,34 @@ def test_parse_raises_an_api_error_with_status_400() -> None:
         m.parse(m.ListenerRequest, b'{"tracks": ["a", "b"], "plays": [1]}')
     assert (info.value.status, info.value.code, info.value.message) == (
         400, "bad_request", "1 play counts for 2 tracks")
+
+
+def test_every_schema_of_the_document_is_valid_json_schema_2020_12() -> None:
+    """OpenAPI 3.1's schemas are JSON Schema draft 2020-12: each one checks against the
+    draft's meta-schema, and each $ref points at a component."""
+    jsonschema = pytest.importorskip("jsonschema")
+    doc = create_app({"MODEL_DIR": None, "ADMIN_TOKEN": "t"}).test_client().get(
+        "/openapi.json").json
+    schemas = doc["components"]["schemas"]
+    found = list(schemas.values())
+    for ops in doc["paths"].values():
+        for op in ops.values():
+            found += [p["schema"] for p in op.get("parameters", [])]
+            for part in [op.get("requestBody", {}), *op["responses"].values()]:
+                found += [c["schema"] for c in part.get("content", {}).values()]
+    refs: list[str] = []
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            refs.extend([node["$ref"]] if "$ref" in node else [])
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    for schema in found:
+        jsonschema.Draft202012Validator.check_schema(schema)
+        collect(schema)
+    assert len(found) > 100 and refs
+    assert {r.removeprefix("#/components/schemas/") for r in refs} <= set(schemas)
