@@ -348,7 +348,7 @@ def main() -> None:
                         "per endpoint under the same load with py-spy; collapsed stacks "
                         "go to this folder and a summary to stderr")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
+    if shutil.which("wrk") is None and not args.in_process:
         sys.exit("wrk is missing: apt-get install -y wrk")
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
