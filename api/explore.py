@@ -5,7 +5,8 @@ excerpt and bars of a demo track, an album, a version: the catalogue's own colum
 ``GET /v1/map?space=content|cf`` is the catalogue map stored at build time
 (:mod:`musicrec.recommender.layout`), compact: coordinates as base64 little-endian
 ``uint16`` pairs over the unit square, colour groups as base64 ``uint8``, one label per
-track. Documented by :func:`explore_openapi`, which :mod:`musicrec.api.openapi` merges in.
+track. Both routes are declared with :func:`~musicrec.api.openapi.operation` (validated
+and documented from :mod:`musicrec.api.models`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import weakref
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify
 
+import musicrec.api.models as m
 from musicrec.api.errors import APIError
+from musicrec.api.openapi import operation
 from musicrec.api.state import LoadedModel
-from musicrec.api.v1 import bad, ready
-from musicrec.recommender.layout import SPACES, read_layouts
+from musicrec.api.v1 import ready
+from musicrec.recommender.layout import read_layouts
 
 explore = Blueprint("explore", __name__, url_prefix="/v1")
 
@@ -37,11 +40,14 @@ def _details(loaded: LoadedModel) -> dict[str, str]:
     return _DETAILS[key]
 
 
-@explore.get("/catalog/details")
+@operation(explore, "/catalog/details", operation_id="catalogDetails",
+           summary="what tells apart tracks that share a title and artist",
+           ok={200: (m.CatalogDetails, "only repeated titles")}, errors=(503,))
 def catalog_details() -> Any:
     """``{"details": {track_id: text}}`` for every track whose title and artist repeat."""
     loaded = ready()
-    return jsonify({"details": _details(loaded)})
+    out: m.CatalogDetails = {"details": _details(loaded)}
+    return jsonify(out)
 
 
 #: Most colour groups of a map (the largest; the rest are "other").
@@ -95,66 +101,11 @@ def map_payload(loaded: LoadedModel, space: str) -> bytes:
     return body
 
 
-@explore.get("/map")
-def catalogue_map() -> Any:
+@operation(explore, "/map", operation_id="catalogueMap",
+           summary="the catalogue as a 2-D map, stored at build time", query=m.MapQuery,
+           ok={200: (m.CatalogueMap, "the map")}, errors=(400, 409, 503))
+def catalogue_map(query: m.MapQuery) -> Any:
     """The catalogue map of one space (see the module docstring for the encoding)."""
-    space = request.args.get("space", "content")
-    if space not in SPACES:
-        raise bad(f"space={space!r} must be one of {', '.join(SPACES)}")
     loaded = ready()
-    return current_app.response_class(map_payload(loaded, space),
+    return current_app.response_class(map_payload(loaded, query.space),
                                       mimetype="application/json")
-
-
-def explore_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
-    """The OpenAPI paths and schemas of this blueprint."""
-    from musicrec.api.openapi import _errors, _json, _ref
-
-    schemas: dict[str, Any] = {
-        "CatalogDetails": {
-            "type": "object", "required": ["details"],
-            "properties": {"details": {
-                "type": "object", "additionalProperties": {"type": "string"},
-                "description": "track id -> what tells it apart from the tracks sharing "
-                               "its title and artist (only those are listed)"}}},
-        "CatalogueMap": {
-            "type": "object",
-            "required": ["space", "method", "n", "tracks", "colour_by", "groups",
-                         "track_ids", "labels", "group", "xy"],
-            "properties": {
-                "space": {"type": "string", "enum": list(SPACES)},
-                "method": {"type": "string", "description": "tsne, tsne+placed or pca"},
-                "n": {"type": "integer", "minimum": 0, "description": "tracks on the map"},
-                "tracks": {"type": "integer", "minimum": 0,
-                           "description": "tracks in the model"},
-                "colour_by": {"type": "string",
-                              "description": "the catalogue column of the groups"},
-                "groups": {"type": "array", "items": {"type": "string"},
-                           "description": "colour groups, largest first; 'other' last"},
-                "track_ids": {"type": "array", "items": {"type": "string"}},
-                "labels": {"type": "array", "items": {"type": "string"},
-                           "description": "title (detail) — artist, one per track"},
-                "group": {"type": "string", "contentEncoding": "base64",
-                          "description": "uint8 per track: its index in groups"},
-                "xy": {"type": "string", "contentEncoding": "base64",
-                       "description": "little-endian uint16 x, y per track; divide by "
-                                      "65535 for the unit square"}}},
-    }
-    paths: dict[str, Any] = {
-        "/v1/catalog/details": {"get": {
-            "operationId": "catalogDetails",
-            "summary": "what tells apart tracks that share a title and artist",
-            "responses": {"200": _json(_ref("CatalogDetails"), "only repeated titles"),
-                          **_errors(503)}}},
-        "/v1/map": {"get": {
-            "operationId": "catalogueMap",
-            "summary": "the catalogue as a 2-D map, stored at build time",
-            "parameters": [{"name": "space", "in": "query", "required": False,
-                            "schema": {"type": "string", "enum": list(SPACES),
-                                       "default": "content"},
-                            "description": "content (sounds like) or cf (listened to by "
-                                           "the same people)"}],
-            "responses": {"200": _json(_ref("CatalogueMap"), "the map"),
-                          **_errors(400, 409, 503)}}},
-    }
-    return paths, schemas

@@ -87,6 +87,8 @@ Unit = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 #: The text encoders of :data:`musicrec.embedding.text.TEXT_ENCODERS` (a test keeps the two
 #: in step).
 TextEncoder = Literal["minilm", "wordllama"]
+#: The spaces of :data:`musicrec.recommender.layout.SPACES` (a test keeps the two in step).
+Space = Literal["content", "cf"]
 
 
 class UserPageQuery(Query):
@@ -150,6 +152,11 @@ class TextSearchQuery(Query):
                                      "(default 0.05)")] = None
     text_encoder: Annotated[TextEncoder | None, Field(description="text model (default "
                                                                   "minilm)")] = None
+
+
+class MapQuery(Query):
+    space: Annotated[Space, Field(description="content (sounds like) or cf (listened to by "
+                                              "the same people)")] = "content"
 
 
 TrackIds = Annotated[list[str], Field(max_length=MAX_TRACK_LIST),
@@ -405,6 +412,32 @@ class TextSearch(TypedDict):
                                                         "the tags they matched and their "
                                                         "weights")]
     results: list[TextMatch]
+
+
+class CatalogDetails(TypedDict):
+    details: Annotated[dict[str, str], Field(
+        description="track id -> what tells it apart from the tracks sharing its title and "
+                    "artist (only those are listed)")]
+
+
+Base64 = Annotated[str, Field(json_schema_extra={"contentEncoding": "base64"})]
+
+
+class CatalogueMap(TypedDict):
+    """The catalogue map of one space, compact (see :mod:`musicrec.api.explore`)."""
+
+    space: Space
+    method: Annotated[str, Field(description="tsne, tsne+placed or pca")]
+    n: Annotated[int, Field(ge=0, description="tracks on the map")]
+    tracks: Annotated[int, Field(ge=0, description="tracks in the model")]
+    colour_by: Annotated[str, Field(description="the catalogue column of the groups")]
+    groups: Annotated[list[str], Field(description="colour groups, largest first; 'other' "
+                                                   "last")]
+    track_ids: list[str]
+    labels: Annotated[list[str], Field(description="title (detail) — artist, one per track")]
+    group: Annotated[Base64, Field(description="uint8 per track: its index in groups")]
+    xy: Annotated[Base64, Field(description="little-endian uint16 x, y per track; divide by "
+                                            "65535 for the unit square")]
 
 
 class UserPage(TypedDict):

@@ -123,9 +123,11 @@ def test_query_parameters_are_never_null_and_state_their_limits() -> None:
 
 def test_the_enums_follow_their_homes() -> None:
     from musicrec.embedding.text import TEXT_ENCODERS
+    from musicrec.recommender.layout import SPACES
     from musicrec.recommender.types import REASONS
 
     assert set(get_args(m.TextEncoder)) == set(TEXT_ENCODERS)
+    assert get_args(m.Space) == SPACES
     assert set(get_args(m.RecommendationKind)) == set(REASONS)
 
 

@@ -150,7 +150,7 @@ def test_map_endpoint_serves_the_stored_layout(map_client: tuple[object, Path]) 
     bad = client.get("/v1/map?space=words")  # type: ignore[attr-defined]
     assert bad.status_code == 400
     assert bad.json == {"error": "bad_request",
-                        "message": "space='words' must be one of content, cf"}
+                        "message": "space='words' must be one of 'content', 'cf'"}
     details = client.get("/v1/catalog/details").json  # type: ignore[attr-defined]
     assert details == {"details": {"t00": "album0", "t01": "album1"}}
     doc = client.get("/openapi.json").json  # type: ignore[attr-defined]
