@@ -233,17 +233,20 @@ def parse(model: type[M], data: Any) -> M:
     """
     try:
         if isinstance(data, bytes | str):
-            return model.model_validate_json(data)
+            # strict: JSON has its own types, so `"n": true` or `"n": "5"` is an error
+            return model.model_validate_json(data, strict=True)
         return model.model_validate(data)
     except ValidationError as exc:
-        raise APIError(400, "bad_request", message(model, exc)) from None
+        raise APIError(400, "bad_request",
+                       message(model, exc, query=not isinstance(data, bytes | str))) from None
 
 
 _INT = re.compile(r"-?[0-9]{1,12}")
 
 
-def message(model: type[BaseModel], exc: ValidationError) -> str:
-    """The first error of ``exc`` in words: the field, its value and what is allowed."""
+def message(model: type[BaseModel], exc: ValidationError, query: bool = True) -> str:
+    """The first error of ``exc`` in words: the field, its value and what is allowed
+    (``query``: the values are a query string's, where every value is a string)."""
     error = exc.errors(include_url=False)[0]
     kind, loc, value = error["type"], error["loc"], error.get("input")
     if kind == "json_invalid":
@@ -267,7 +270,8 @@ def message(model: type[BaseModel], exc: ValidationError) -> str:
         text = says.too_short if kind in ("too_short", "string_too_short") and \
             says.too_short else says.text
         return text.format(name=name, value=value)
-    shown = int(value) if isinstance(value, str) and _INT.fullmatch(value) else value
+    shown = int(value) if query and isinstance(value, str) and _INT.fullmatch(value) \
+        else value
     low, high = schema.get("minimum"), schema.get("maximum")
     if schema.get("type") == "integer":
         return f"{name}={shown!r} must be an integer from {low} to {high}"

@@ -52,6 +52,10 @@ def unready() -> Any:
      "plays must be a list of numbers above 0 and at most 1e+09"),
     ("post", "/v1/recommendations", {"json": {"tracks": ["t1"], "n": 101}},
      "n=101 must be an integer from 1 to 100"),
+    ("post", "/v1/recommendations", {"json": {"tracks": ["t1"], "n": True}},
+     "n=True must be an integer from 1 to 100"),
+    ("post", "/v1/recommendations", {"json": {"tracks": ["t1"], "n": "5"}},
+     "n='5' must be an integer from 1 to 100"),
     ("post", "/v1/recommendations", {"json": {"tracks": ["t1"], "max_per_artist": 0.5}},
      "max_per_artist=0.5 must be an integer from 1 to 1000"),
     ("post", "/v1/recommendations", {"data": '{"tracks": ["t1"]', "content_type":
