@@ -23,7 +23,7 @@ import pandas as pd
 
 def one(n_tracks: int, n_users: int, max_items: int) -> dict[str, float]:
     from musicrec.data.logs import ListeningLog
-    from musicrec.recommender.baselines import EASEScorer
+    from musicrec.recommender.baselines import EASEModel
 
     rng = np.random.default_rng(0)
     popularity = 1.0 / np.arange(1, n_tracks + 1) ** 0.9
@@ -34,7 +34,7 @@ def one(n_tracks: int, n_users: int, max_items: int) -> dict[str, float]:
     log = ListeningLog.from_frame(frame)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
-    model = EASEScorer(max_items=max_items).fit(log)
+    model = EASEModel(max_items=max_items).fit(log)
     fit = time.perf_counter() - started
     started = time.perf_counter()
     model.score(np.arange(256))

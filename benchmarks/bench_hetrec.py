@@ -25,6 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default="../shared/datasets/hetrec2011-lastfm-2k")
     parser.add_argument("--ease", action="store_true")
+    parser.add_argument("--models", help="comma-separated models instead of the default set")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--protocol", choices=["random-holdout", "cold-tracks"],
                         default="random-holdout")
@@ -46,6 +47,8 @@ def main() -> None:
         models = ["random", "popularity", "content", "hybrid"]
     elif args.ease:
         models.insert(4, "ease")
+    if args.models:
+        models = args.models.split(",")
     result = evaluate(log, split=split, protocol=args.protocol, models=models,
                       ks=(10, 50) if args.protocol == "cold-tracks" else (10, 20),
                       content=content,

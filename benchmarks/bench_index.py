@@ -421,7 +421,7 @@ def run_facade(args: argparse.Namespace) -> None:
         check_size(n, args.dim, 3.5, args.max_gb)
         data = vectors(n, args.dim)
         ids = [f"t{i:07d}" for i in range(n)]
-        hybrid = HybridModel().fit(cf=None, content_ids=ids, content=data)
+        hybrid = HybridModel().blend(cf=None, content_ids=ids, content=data)
         rows = np.random.default_rng(1).choice(n, args.queries, replace=False)
         # Exact truth of similar(alpha=1): the content cosine, the seed itself excluded.
         truth = [set(p.tolist()) - {int(r)} for p, r in

@@ -1,12 +1,12 @@
-"""Baseline recommenders for offline evaluation: random, popularity, ALS/BPR, item-kNN, EASE.
+"""Recommenders without factors: random, popularity, item-kNN, RP3beta and EASE.
 
-Each implements the scorer protocol of :mod:`musicrec.recommender.evaluation.registry`:
-``fit(train, *, content=None) -> self`` and ``score(user_idx) -> [n, n_tracks]``.
-Hyper-parameters are constructor keywords; learned state ends in ``_``.
+Each implements :class:`~musicrec.recommender.base.RecommenderBase` (fit, scores,
+recommend, similar items, save/load), as the factor models of
+:mod:`musicrec.recommender.cf` and the content models of :mod:`musicrec.recommender.hybrid`
+do. Hyper-parameters are constructor keywords; learned state ends in ``_``.
 
-* ``random``: uniform scores from ``numpy.random.default_rng(seed)``.
+* ``random``: uniform scores from ``numpy.random.default_rng([random_state, user])``.
 * ``popularity``: the number of distinct training listeners of each track.
-* ``als`` / ``bpr``: :class:`~musicrec.recommender.cf.CFModel`; score = ``U @ V.T``.
 * ``itemknn``: a shrunk cosine between weighted play columns (each track keeps its ``k``
   most similar other tracks); score = ``X_u @ S``, ``X`` the confidence-weighted play
   matrix.
@@ -30,133 +30,47 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from musicrec.data.logs import ListeningLog
-from musicrec.errors import NotFittedError, ParameterError
-from musicrec.recommender.cf import DEFAULTS, CFModel, confidence_weights
+from musicrec.errors import ParameterError
+from musicrec.recommender.base import RecommenderBase
+from musicrec.recommender.cf import confidence_weights
 
 log = logging.getLogger(__name__)
 
 
-class _Base:
-    name = "base"
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "n_tracks_"):
-            raise NotFittedError(f"model {self.name!r} is not fitted yet; call fit()")
-
-    def _rows(self, user_idx: np.ndarray) -> np.ndarray:
-        self._check_fitted()
-        rows = np.asarray(user_idx, dtype=np.int64)
-        if rows.ndim != 1 or (len(rows) and (rows.min() < 0 or rows.max() >= self.n_users_)):
-            raise ParameterError(
-                f"user_idx must be a 1-d array of indices in 0..{self.n_users_ - 1}")
-        return rows
-
-    def _fit_shape(self, train: ListeningLog) -> None:
-        if len(train) == 0:
-            raise ParameterError(f"cannot fit {self.name!r} on an empty training log")
-        self.n_users_ = train.n_users
-        self.n_tracks_ = train.n_tracks
-
-
-class RandomScorer(_Base):
-    """Uniformly random scores; ``seed`` makes them repeatable (same users, same scores)."""
+class RandomModel(RecommenderBase):
+    """Uniformly random scores; ``random_state`` makes them repeatable (same users, same
+    scores, whatever the batch)."""
 
     name = "random"
+    description = "uniformly random scores (seeded)"
 
-    def __init__(self, *, seed: int = 0) -> None:
-        self.seed = seed
+    def __init__(self, *, random_state: int = 0) -> None:
+        self.random_state = random_state
 
-    def fit(self, train: ListeningLog, *, content: np.ndarray | None = None) -> RandomScorer:
-        self._fit_shape(train)
-        return self
+    def _fit(self, user_items: sp.csr_matrix, content: np.ndarray | None) -> None:
+        pass
 
-    def score(self, user_idx: np.ndarray) -> np.ndarray:
-        rows = self._rows(user_idx)
-        out = np.empty((len(rows), self.n_tracks_), dtype=np.float32)
+    def _scores(self, rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        out = np.empty((len(rows), self.n_items_), dtype=np.float32)
         for i, row in enumerate(rows):  # per user, so a user's scores do not depend on batching
-            out[i] = np.random.default_rng([self.seed, int(row)]).random(self.n_tracks_)
+            out[i] = np.random.default_rng([self.random_state, int(row)]).random(self.n_items_)
         return out
 
 
-class PopularityScorer(_Base):
+class PopularityModel(RecommenderBase):
     """Every user gets the tracks with the most distinct training listeners."""
 
     name = "popularity"
+    description = "tracks by number of training listeners"
 
     def __init__(self) -> None:
         pass
 
-    def fit(self, train: ListeningLog, *, content: np.ndarray | None = None) -> PopularityScorer:
-        self._fit_shape(train)
-        self.listeners_ = np.bincount(train.track_idx, minlength=train.n_tracks).astype(
-            np.float32)
-        return self
+    def _fit(self, user_items: sp.csr_matrix, content: np.ndarray | None) -> None:
+        self.listeners_ = user_items.getnnz(axis=0).astype(np.float32)
 
-    def score(self, user_idx: np.ndarray) -> np.ndarray:
-        rows = self._rows(user_idx)
-        return np.broadcast_to(self.listeners_, (len(rows), self.n_tracks_)).copy()
-
-
-class ALSScorer(_Base):
-    """:class:`CFModel` (``algorithm="als"``); keywords are CFModel's hyper-parameters,
-    with CFModel's defaults (tuned on HetRec 2K)."""
-
-    name = "als"
-    algorithm = "als"
-
-    def __init__(
-        self,
-        *,
-        factors: int = DEFAULTS["factors"],
-        regularization: float = DEFAULTS["regularization"],
-        iterations: int = DEFAULTS["iterations"],
-        alpha: float = DEFAULTS["alpha"],
-        confidence: str = DEFAULTS["confidence"],
-        learning_rate: float = DEFAULTS["learning_rate"],
-        random_state: int = 0,
-    ) -> None:
-        self.factors = factors
-        self.regularization = regularization
-        self.iterations = iterations
-        self.alpha = alpha
-        self.confidence = confidence
-        self.learning_rate = learning_rate
-        self.random_state = random_state
-
-    def get_params(self) -> dict[str, object]:
-        return {"factors": self.factors, "regularization": self.regularization,
-                "iterations": self.iterations, "alpha": self.alpha,
-                "confidence": self.confidence, "random_state": self.random_state,
-                **({"learning_rate": self.learning_rate} if self.algorithm == "bpr" else {})}
-
-    def fit(self, train: ListeningLog, *, content: np.ndarray | None = None) -> ALSScorer:
-        self._fit_shape(train)
-        self.model_ = CFModel(
-            algorithm=self.algorithm, factors=int(self.factors),
-            regularization=float(self.regularization), iterations=int(self.iterations),
-            alpha=float(self.alpha), confidence=self.confidence,
-            learning_rate=float(self.learning_rate), random_state=self.random_state,
-        ).fit(train)
-        return self
-
-    def score(self, user_idx: np.ndarray) -> np.ndarray:
-        rows = self._rows(user_idx)
-        return self.model_.user_factors_[rows] @ self.model_.item_factors_.T
-
-
-class BPRScorer(ALSScorer):
-    """:class:`CFModel` with ``algorithm="bpr"``."""
-
-    name = "bpr"
-    algorithm = "bpr"
-
-    def __init__(self, *, factors: int = 64, regularization: float = 0.01,
-                 iterations: int = 100, learning_rate: float = 0.01,
-                 confidence: str = "log1p", random_state: int = 0) -> None:
-        super().__init__(factors=factors, regularization=regularization, iterations=iterations,
-                         confidence=confidence, learning_rate=learning_rate,
-                         random_state=random_state)
+    def _scores(self, rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        return np.broadcast_to(self.listeners_, (len(rows), self.n_items_)).copy()
 
 
 def topk_similarity(
@@ -228,24 +142,27 @@ def topk_similarity(
         shape=(n, n), dtype=np.float32)
 
 
-class _NeighbourScorer(_Base):
-    """Scores ``X_u @ S``: a user's weighted plays times a sparse item-item matrix."""
+class _NeighbourModel(RecommenderBase):
+    """Scores ``X_u @ S``: a user's weighted plays times a sparse item-item matrix whose
+    rows hold each track's top-``k`` neighbours (``similarity_``, CSR)."""
 
     k: int
-    user_items_: sp.csr_matrix
+    confidence: str
     similarity_: sp.csr_matrix
 
     def _check_k(self) -> None:
         if not isinstance(self.k, int | np.integer) or isinstance(self.k, bool) or self.k < 1:
             raise ParameterError(f"k={self.k!r} must be a positive integer")
 
-    def score(self, user_idx: np.ndarray) -> np.ndarray:
-        rows = self._rows(user_idx)
-        return np.asarray((self.user_items_[rows] @ self.similarity_).toarray(),
-                          dtype=np.float32)
+    def _scores(self, rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        weights = confidence_weights(user_items, self.confidence)
+        return np.asarray((weights @ self.similarity_).toarray(), dtype=np.float32)
+
+    def _similar_scores(self, items: np.ndarray) -> np.ndarray:
+        return np.asarray(self.similarity_[items].toarray(), dtype=np.float32)
 
 
-class ItemKNNScorer(_NeighbourScorer):
+class ItemKNNModel(_NeighbourModel):
     """Item-based k nearest neighbours with a shrunk cosine similarity.
 
     ``s_ij = x_i . x_j / (|x_i| |x_j| + shrink)`` over the weighted play columns ``x``;
@@ -263,6 +180,7 @@ class ItemKNNScorer(_NeighbourScorer):
     """
 
     name = "itemknn"
+    description = "item-kNN, shrunk cosine, K=100"
 
     def __init__(self, *, k: int = 100, shrink: float = 0.0, confidence: str = "log1p"
                  ) -> None:
@@ -270,31 +188,24 @@ class ItemKNNScorer(_NeighbourScorer):
         self.shrink = shrink
         self.confidence = confidence
 
-    def get_params(self) -> dict[str, object]:
-        return {"k": self.k, "shrink": self.shrink, "confidence": self.confidence}
-
-    def fit(self, train: ListeningLog, *, content: np.ndarray | None = None) -> ItemKNNScorer:
+    def _fit(self, user_items: sp.csr_matrix, content: np.ndarray | None) -> None:
         self._check_k()
         if not np.isfinite(self.shrink) or self.shrink < 0:
             raise ParameterError(f"shrink={self.shrink!r} must be a number >= 0")
-        self._fit_shape(train)
-        self.user_items_ = confidence_weights(train.to_csr(), self.confidence).astype(
-            np.float32).tocsr()
-        norms = np.sqrt(np.asarray(self.user_items_.power(2).sum(axis=0)).ravel()).astype(
-            np.float32)
+        weights = confidence_weights(user_items, self.confidence).astype(np.float32).tocsr()
+        norms = np.sqrt(np.asarray(weights.power(2).sum(axis=0)).ravel()).astype(np.float32)
         inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
         if self.shrink:
             self.similarity_ = topk_similarity(
-                self.user_items_.T.tocsr(), self.user_items_.tocsc(), k=int(self.k),
+                weights.T.tocsr(), weights.tocsc(), k=int(self.k),
                 row_scale=norms, column_scale=norms, shrink=float(self.shrink))
         else:
             self.similarity_ = topk_similarity(
-                self.user_items_.T.tocsr(), self.user_items_.tocsc(), k=int(self.k),
+                weights.T.tocsr(), weights.tocsc(), k=int(self.k),
                 row_scale=inverse, column_scale=inverse)
-        return self
 
 
-class RP3betaScorer(_NeighbourScorer):
+class RP3betaModel(_NeighbourModel):
     """RP3beta (Paudel et al., ACM TiiS 2016): three-step random walks, popularity-damped.
 
     ``W = P_iu^a P_ui^a`` with ``P`` the row-normalised track-user and user-track
@@ -315,6 +226,7 @@ class RP3betaScorer(_NeighbourScorer):
     """
 
     name = "rp3beta"
+    description = "RP3beta random walks (Paudel et al. 2016)"
 
     def __init__(self, *, k: int = 100, alpha: float = 1.0, beta: float = 0.5,
                  confidence: str = "none") -> None:
@@ -323,29 +235,22 @@ class RP3betaScorer(_NeighbourScorer):
         self.beta = beta
         self.confidence = confidence
 
-    def get_params(self) -> dict[str, object]:
-        return {"k": self.k, "alpha": self.alpha, "beta": self.beta,
-                "confidence": self.confidence}
-
-    def fit(self, train: ListeningLog, *, content: np.ndarray | None = None) -> RP3betaScorer:
+    def _fit(self, user_items: sp.csr_matrix, content: np.ndarray | None) -> None:
         self._check_k()
         for name in ("alpha", "beta"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
                 raise ParameterError(f"{name}={value!r} must be a number >= 0")
-        self._fit_shape(train)
-        self.user_items_ = confidence_weights(train.to_csr(), self.confidence).astype(
-            np.float32).tocsr()
-        p_ui = _row_normalised(self.user_items_)
-        p_iu = _row_normalised(self.user_items_.T.tocsr())
+        weights = confidence_weights(user_items, self.confidence).astype(np.float32).tocsr()
+        p_ui = _row_normalised(weights)
+        p_iu = _row_normalised(weights.T.tocsr())
         if self.alpha != 1:
             p_ui, p_iu = p_ui.power(self.alpha), p_iu.power(self.alpha)
-        popularity = self.user_items_.getnnz(axis=0).astype(np.float32)
+        popularity = weights.getnnz(axis=0).astype(np.float32)
         damping = np.divide(1.0, popularity ** np.float32(self.beta),
                             out=np.zeros_like(popularity), where=popularity > 0)
         self.similarity_ = topk_similarity(p_iu.tocsr(), p_ui.tocsc(), k=int(self.k),
                                            column_scale=damping)
-        return self
 
 
 def _row_normalised(matrix: sp.csr_matrix) -> sp.csr_matrix:
@@ -354,7 +259,7 @@ def _row_normalised(matrix: sp.csr_matrix) -> sp.csr_matrix:
     return (sp.diags(inverse.astype(np.float32)) @ matrix).tocsr()
 
 
-class EASEScorer(_Base):
+class EASEModel(RecommenderBase):
     """EASE (Steck, WWW 2019): a dense item-item model with a closed form.
 
     Parameters
@@ -372,6 +277,7 @@ class EASEScorer(_Base):
     """
 
     name = "ease"
+    description = "EASE, dense closed form (Steck 2019)"
 
     def __init__(self, *, l2: float = 200.0, confidence: str = "none",
                  max_items: int = 20_000, n_threads: int | None = None) -> None:
@@ -380,19 +286,15 @@ class EASEScorer(_Base):
         self.max_items = max_items
         self.n_threads = n_threads
 
-    def get_params(self) -> dict[str, object]:
-        return {"l2": self.l2, "confidence": self.confidence, "max_items": self.max_items}
-
-    def fit(self, train: ListeningLog, *, content: np.ndarray | None = None) -> EASEScorer:
+    def _fit(self, user_items: sp.csr_matrix, content: np.ndarray | None) -> None:
         from scipy.linalg import lapack
         from threadpoolctl import threadpool_limits
 
         if not np.isfinite(self.l2) or self.l2 <= 0:
             raise ParameterError(f"l2={self.l2!r} must be a positive number")
-        self._fit_shape(train)
         if not isinstance(self.max_items, int | np.integer) or self.max_items < 1:
             raise ParameterError(f"max_items={self.max_items!r} must be a positive integer")
-        weights = confidence_weights(train.to_csr(), self.confidence)
+        weights = confidence_weights(user_items, self.confidence)
         listeners = weights.getnnz(axis=0)
         active = np.flatnonzero(listeners > 0)
         self.dropped_ = np.zeros(0, dtype=np.int64)
@@ -418,22 +320,30 @@ class EASEScorer(_Base):
         del gram, chol
         _symmetrise_lower(inv)
         # LAPACK hands back a Fortran-ordered array; its transpose is the same symmetric
-        # matrix in C order, whose rows ``score`` gathers contiguously.
+        # matrix in C order, whose rows ``_scores`` gathers contiguously.
         inv = inv.T
         diag = inv.diagonal().copy()
         inv /= -diag[None, :]
         inv[np.diag_indices_from(inv)] = 0.0
         self.active_ = active
-        self.weights_ = weights[:, active].tocsr()
-        self.b_ = inv
+        self.b_ = np.ascontiguousarray(inv)
         self.fit_seconds_ = time.perf_counter() - started
         log.info("EASE: %d x %d inverse in %.1f s", len(active), len(active), self.fit_seconds_)
-        return self
 
-    def score(self, user_idx: np.ndarray) -> np.ndarray:
-        rows = self._rows(user_idx)
-        out = np.zeros((len(rows), self.n_tracks_), dtype=np.float32)
-        out[:, self.active_] = self.weights_[rows] @ self.b_
+    def _scores(self, rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        weights = confidence_weights(user_items, self.confidence)[:, self.active_]
+        out = np.zeros((len(rows), self.n_items_), dtype=np.float32)
+        out[:, self.active_] = weights @ self.b_
+        out[:, self.dropped_] = -np.inf
+        return out
+
+    def _similar_scores(self, items: np.ndarray) -> np.ndarray:
+        """Row ``i`` of ``B``: how much playing ``i`` predicts each track."""
+        out = np.zeros((len(items), self.n_items_), dtype=np.float32)
+        pos = np.searchsorted(self.active_, items)
+        for r, (item, p) in enumerate(zip(items, pos, strict=True)):
+            if p < len(self.active_) and self.active_[p] == item:
+                out[r, self.active_] = self.b_[p]
         out[:, self.dropped_] = -np.inf
         return out
 

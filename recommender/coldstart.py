@@ -50,8 +50,8 @@ def hetrec_tag_cold_start(
     cf = CFModel(random_state=seed).fit(split.train)
     ids = log.tracks.ids[has]
     models = {
-        "hybrid": HybridModel().fit(cf=cf, content_ids=ids, content=vectors[has]),
-        "ridge": HybridModel(content_weight=0.0).fit(cf=cf, content_ids=ids,
+        "hybrid": HybridModel().blend(cf=cf, content_ids=ids, content=vectors[has]),
+        "ridge": HybridModel(content_weight=0.0).blend(cf=cf, content_ids=ids,
                                                      content=vectors[has]),
     }
     kept = tags[~pd.MultiIndex.from_frame(tags[["user", "track"]]).isin(
@@ -66,7 +66,7 @@ def hetrec_tag_cold_start(
     for u in users:
         relevant = set(test.track_idx[test.user_idx == u].tolist())
         history = ui.indices[ui.indptr[u] : ui.indptr[u + 1]]
-        scores = {name: m.score_users(np.array([u]))[0] for name, m in models.items()}
+        scores = {name: m.scores(u)[0] for name, m in models.items()}
         profile = models["hybrid"].user_profile(history, ui.data[ui.indptr[u] : ui.indptr[u + 1]])
         scores["content_profile"] = models["hybrid"].content_ @ profile
         scores["tag_popularity"] = popularity

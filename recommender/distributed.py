@@ -21,25 +21,24 @@ from typing import Any
 
 import numpy as np
 
-from musicrec.data.catalog import TrackCatalog
 from musicrec.data.logs import ListeningLog
 from musicrec.embedding.distributed import cluster_gpus, import_ray, ray_runtime
 from musicrec.errors import ParameterError
 from musicrec.recommender.cf import CFModel
 from musicrec.recommender.facade import write_hybrid_model_dir
 from musicrec.recommender.hybrid import HybridModel
-from musicrec.recommender.pipeline import write_options
+from musicrec.recommender.pipeline import BuildInputs
 
 log = logging.getLogger(__name__)
 
 
 def _fit_cf_task(model: CFModel, log_: ListeningLog, use_gpu: bool) -> CFModel:
-    return model.fit(log_, use_gpu=use_gpu)
+    return model.set_params(use_gpu=use_gpu).fit(log_)
 
 
 def _fit_hybrid_task(hybrid: HybridModel, cf: CFModel | None, content_ids: list[str] | None,
                      content: np.ndarray | None) -> HybridModel:
-    return hybrid.fit(cf=cf, content_ids=content_ids, content=content)
+    return hybrid.blend(cf=cf, content_ids=content_ids, content=content)
 
 
 def _write_task(out: str, hybrid: HybridModel, options: dict[str, Any]) -> str:
@@ -48,33 +47,21 @@ def _write_task(out: str, hybrid: HybridModel, options: dict[str, Any]) -> str:
 
 def build_with_ray(
     out: str | Path,
+    inputs: BuildInputs | None = None,
     *,
-    log: ListeningLog | None = None,
-    catalog: TrackCatalog | None = None,
-    content_ids: list[str] | None = None,
-    content: np.ndarray | None = None,
-    cf_model: CFModel | None = None,
-    hybrid: HybridModel | None = None,
-    embedder: dict[str, Any] | None = None,
-    content_source: dict[str, Any] | None = None,
-    extra_files: dict[str, Any] | None = None,
-    fingerprint_sources: list[tuple[str, Path]] | None = None,
-    n_trees: int | None = None,
-    search_k_factor: int | None = None,
-    index: str = "auto",
     address: str | None = None,
     num_cpus: int = 2,
     use_gpu: bool | str = "auto",
-    show_progress: bool = False,
+    **keywords: Any,
 ) -> Path:
-    """:func:`~musicrec.recommender.pipeline.build_model_dir` on Ray: the same arguments
-    and the same model directory.
+    """:func:`~musicrec.recommender.pipeline.build_model_dir` on Ray: the same
+    :class:`~musicrec.recommender.pipeline.BuildInputs` (or its fields as keywords) and
+    the same model directory.
 
     Parameters
     ----------
-    out, log, catalog, content_ids, content, cf_model, hybrid, embedder, content_source,
-    extra_files, fingerprint_sources, n_trees, search_k_factor, index, show_progress
-        As :func:`~musicrec.recommender.pipeline.build_model_dir`.
+    out : str or Path
+    inputs : BuildInputs, optional
     address : str or None
         A Ray cluster to join; ``None`` starts a local runtime of ``num_cpus`` CPUs.
     num_cpus : int
@@ -92,26 +79,22 @@ def build_with_ray(
     >>> build_with_ray("model/", log=log, content_ids=ids, content=vectors)  # doctest: +SKIP
     """
     import_ray()
-    if log is None and content is None:
-        raise ParameterError("build needs listening logs, content vectors, or both")
+    job = BuildInputs.of(inputs, keywords)
     if use_gpu not in (True, False, "auto"):
         raise ParameterError(f"use_gpu={use_gpu!r} must be True, False or 'auto'")
-    options = write_options(
-        log=log, catalog=catalog, embedder=embedder, content_source=content_source,
-        extra_files=extra_files, fingerprint_sources=fingerprint_sources, n_trees=n_trees,
-        search_k_factor=search_k_factor, index=index, show_progress=show_progress)
+    options = job.write_options()
     with ray_runtime(address=address, num_cpus=num_cpus) as ray:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         gpu = bool(use_gpu) if use_gpu != "auto" else cluster_gpus(ray) >= 1
         cf_ref = None
-        if log is not None:
+        if job.log is not None:
             place = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": 1}
             logging.getLogger(__name__).info("training CF on Ray (%s)", "GPU" if gpu else "CPU")
             cf_ref = ray.remote(_fit_cf_task).options(**place).remote(
-                cf_model or CFModel(), ray.put(log), gpu)
+                job.cf_model or CFModel(), ray.put(job.log), gpu)
         hybrid_ref = ray.remote(_fit_hybrid_task).options(num_cpus=1).remote(
-            hybrid or HybridModel(), cf_ref, content_ids, content)
+            job.hybrid or HybridModel(), cf_ref, job.content_ids, job.content)
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
                                               soft=False)
         done = ray.remote(_write_task).options(num_cpus=1, scheduling_strategy=here).remote(

@@ -13,7 +13,7 @@ A model directory (written by :func:`write_hybrid_model_dir`) holds::
     mapping.npy          the content -> CF ridge matrix (when learned)
     tags.npy             tag probabilities [n_tracks, n_tags] from a tagging embedder
                          (zero rows: no audio); the names are the manifest's "tags"
-    cf.npz               the CF model: user vectors, played tracks, id maps
+    cf/                  the CF model (RecommenderBase.save): user vectors, plays, id maps
     layout.npz           the web page's catalogue map, per space (recommender/layout.py;
                          absent from older models)
     index/content.*      Annoy or HNSW (cosine) over content vectors
@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from musicrec.data.catalog import TrackCatalog
 from musicrec.data.idmap import IdMap
@@ -169,8 +170,8 @@ def write_hybrid_model_dir(
             np.save(tmp / "mapping.npy", hybrid.mapping_, allow_pickle=False)
             files.append("mapping.npy")
         if hybrid.cf_ is not None:
-            hybrid.cf_.save(tmp / "cf.npz")
-            files.append("cf.npz")
+            hybrid.cf_.save(tmp / "cf")
+            files.append("cf")
         (tmp / "index").mkdir()
         ids = tracks.ids
         suffix = ".ann" if backend is Backend.ANNOY else ".hnsw"
@@ -214,7 +215,8 @@ def write_hybrid_model_dir(
                      "cf": int(hybrid.item_vectors_.shape[1])},
             "blend": hybrid.get_params(),
             "cf": None if hybrid.cf_ is None else {**hybrid.cf_.get_params(),
-                                                   "seed": hybrid.cf_.seed_},
+                                                   "seed": hybrid.cf_.seed_,
+                                                   "model": hybrid.cf_.name},
             "index": {"backend": backend.value, **probe.params, "exact_below": EXACT_BELOW,
                       "recall_sample": RECALL_SAMPLE, "candidates": MIN_CANDIDATES,
                       "index_recall_at_10": recall,
@@ -283,7 +285,7 @@ class Recommender:
         # without np.memmap's per-slice bookkeeping (a third of a small model's request).
         self._content = self.content.view(np.ndarray)
         self._unit_items = self.unit_items.view(np.ndarray)
-        self.cf = CFModel.load(d / "cf.npz") if (d / "cf.npz").exists() else None
+        self.cf = CFModel.load(d / "cf") if (d / "cf").exists() else None
         self.hybrid = self._hybrid()
         #: name -> (index, the model's track index of each index position, or None when
         #: the index holds every track in the model's order)
@@ -323,6 +325,14 @@ class Recommender:
         model = HybridModel(**params)
         model.tracks_ = self.tracks
         model.cf_ = self.cf
+        model.users_ = self.cf.users_ if self.cf is not None else IdMap([], kind="user")
+        model.n_users_ = len(model.users_)
+        model.n_items_ = len(self.tracks)
+        model.user_items_ = sp.csr_matrix((model.n_users_, model.n_items_), dtype=np.float32)
+        if self.cf is not None:
+            ui = self.cf.user_items_
+            model.user_items_ = sp.csr_matrix((ui.data, ui.indices, ui.indptr),
+                                              shape=(model.n_users_, model.n_items_))
         model.content_ = self.content.view(np.ndarray)
         model.has_content_ = self.has_content
         model.item_vectors_ = self.items.view(np.ndarray)

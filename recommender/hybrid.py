@@ -30,15 +30,21 @@ import numpy as np
 import scipy.sparse as sp
 
 from musicrec.data.idmap import IdMap
-from musicrec.errors import NotFittedError, ParameterError
+from musicrec.errors import CapabilityError, NotFittedError, ParameterError
+from musicrec.recommender.base import RecommenderBase
 from musicrec.recommender.cf import CFModel
 from musicrec.recommender.index import normalize_rows
 
 log = logging.getLogger(__name__)
 
 
-class HybridModel:
+class HybridModel(RecommenderBase):
     """Blend per-track content vectors with a fitted :class:`CFModel`.
+
+    :meth:`fit` trains the CF part (``CFModel(**cf_params)``) on the play matrix and
+    blends it with content vectors aligned to its columns; :meth:`blend` blends an
+    already fitted CF model with content vectors named by raw track ids, which may name
+    tracks nobody played (the build does this).
 
     Parameters
     ----------
@@ -49,30 +55,43 @@ class HybridModel:
         L2 penalty of the content → CF regression.
     content_weight : float
         β, the weight of the user-profile content match in user scores.
+    cf_params : dict, optional
+        Hyper-parameters of the CF part (:class:`CFModel`) that :meth:`fit` trains.
+    random_state : int, optional
+        Seed of the CF part, unless ``cf_params`` gives one.
     """
 
+    name = "hybrid"
+    requires_content = True
+    description = "ALS blended with content (the engine's model)"
+
     def __init__(self, *, shrinkage: float = 10.0, ridge: float = 1.0,
-                 content_weight: float = 0.5) -> None:
+                 content_weight: float = 0.5, cf_params: dict[str, Any] | None = None,
+                 random_state: int | None = None) -> None:
         self.shrinkage = shrinkage
         self.ridge = ridge
         self.content_weight = content_weight
+        self.cf_params = cf_params
+        self.random_state = random_state
 
-    def get_params(self) -> dict[str, float]:
-        return {"shrinkage": self.shrinkage, "ridge": self.ridge,
-                "content_weight": self.content_weight}
+    def _fit(self, user_items: sp.csr_matrix, content: np.ndarray | None) -> None:
+        assert content is not None
+        cf = CFModel(**{"random_state": self.random_state, **(self.cf_params or {})}
+                     ).fit(user_items)
+        cf.users_, cf.tracks_ = self.users_, self.tracks_
+        has = np.linalg.norm(content, axis=1) > 0
+        self._blend(cf, content, has)
 
-    def fit(
+    def blend(
         self,
         *,
         cf: CFModel | None,
         content_ids: list[str] | np.ndarray | None,
         content: np.ndarray | None,
     ) -> HybridModel:
-        """Blend; either part may be missing (content-only or CF-only models)."""
-        for name in ("shrinkage", "ridge", "content_weight"):
-            value = getattr(self, name)
-            if not np.isfinite(value) or value < 0:
-                raise ParameterError(f"{name}={value!r} must be a finite number >= 0")
+        """Blend a fitted CF model (fitted on a log) with content vectors by raw track id;
+        either part may be missing (content-only or CF-only models). Tracks named only by
+        ``content_ids`` follow the CF model's tracks."""
         if cf is None and content is None:
             raise ParameterError("a hybrid model needs CF, content vectors, or both")
         if content is not None:
@@ -82,35 +101,54 @@ class HybridModel:
                 raise ParameterError("content vectors must be a finite [n, dim] array")
         cf_ids = list(cf.tracks_.ids) if cf is not None else []
         extra = [] if content_ids is None else [str(t) for t in content_ids]
-        self.tracks_ = IdMap(list(dict.fromkeys([*cf_ids, *extra])), kind="track")
-        n = len(self.tracks_)
-        self.cf_ = cf
-
-        self.has_content_ = np.zeros(n, dtype=bool)
+        tracks = IdMap(list(dict.fromkeys([*cf_ids, *extra])), kind="track")
         dim = 0 if content is None else content.shape[1]
-        self.content_ = np.zeros((n, dim), dtype=np.float32)
+        aligned = np.zeros((len(tracks), dim), dtype=np.float32)
+        has = np.zeros(len(tracks), dtype=bool)
         if content is not None and content_ids is not None:
-            rows = self.tracks_.to_idx_many([str(t) for t in content_ids])
-            unit = normalize_rows(content)
-            self.content_[rows] = unit
-            self.has_content_[rows] = np.linalg.norm(unit, axis=1) > 0
+            rows = tracks.to_idx_many([str(t) for t in content_ids])
+            aligned[rows] = content
+            has[rows] = np.linalg.norm(content, axis=1) > 0
+        self.users_ = IdMap([], kind="user") if cf is None else cf.users_
+        self.tracks_ = tracks
+        self._blend(cf, aligned, has)
+        return self
+
+    def _blend(self, cf: CFModel | None, content: np.ndarray, has: np.ndarray) -> None:
+        """Blend ``cf`` with ``content`` (aligned rows; the first ones are CF's tracks)."""
+        for name in ("shrinkage", "ridge", "content_weight"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value < 0:
+                raise ParameterError(f"{name}={value!r} must be a finite number >= 0")
+        n = len(content)
+        n_cf = 0 if cf is None else cf.n_items_
+        self.cf_ = cf
+        self.n_items_ = n
+        self.n_users_ = 0 if cf is None else cf.n_users_
+        self.user_items_ = (sp.csr_matrix((0, n), dtype=np.float32) if cf is None else
+                            sp.csr_matrix((cf.user_items_.data, cf.user_items_.indices,
+                                           cf.user_items_.indptr), shape=(cf.n_users_, n)))
+        self.has_content_ = has.astype(bool)
+        self.content_ = np.zeros_like(content, dtype=np.float32)
+        if has.any():
+            self.content_[has] = normalize_rows(content[has])
 
         self.evidence_ = np.zeros(n, dtype=np.float32)
         if cf is None:
             self.mapping_ = None
             self.item_vectors_ = np.zeros((n, 0), dtype=np.float32)
             self.blend_weight_ = np.zeros(n, dtype=np.float32)
-            return self
+            return
         listeners = np.asarray((cf.user_items_ > 0).sum(axis=0)).ravel()
-        self.evidence_[: len(cf_ids)] = listeners
+        self.evidence_[:n_cf] = listeners
         own = np.zeros((n, cf.item_factors_.shape[1]), dtype=np.float32)
-        own[: len(cf_ids)] = cf.item_factors_
+        own[:n_cf] = cf.item_factors_
         weight = self.evidence_ / (self.evidence_ + self.shrinkage) if self.shrinkage > 0 \
             else (self.evidence_ > 0).astype(np.float32)
         weight = np.where(self.has_content_, weight, 1.0).astype(np.float32)
         predicted = np.zeros_like(own)
         train = self.has_content_ & (self.evidence_ > 0)
-        if content is not None and train.sum() >= 2:
+        if self.has_content_.any() and train.sum() >= 2:
             self.mapping_ = self._fit_mapping(self.content_[train], own[train],
                                               np.log1p(self.evidence_[train]))
             predicted[self.has_content_] = self.predict_cf(self.content_[self.has_content_])
@@ -120,7 +158,49 @@ class HybridModel:
         self.blend_weight_ = weight
         self.item_vectors_ = (weight[:, None] * own + (1 - weight[:, None]) * predicted
                               ).astype(np.float32)
-        return self
+
+    def with_tracks(self, track_ids: list[str], content: np.ndarray) -> HybridModel:
+        """A copy of this model with tracks added from their content vectors, without
+        retraining: their CF-space vectors are predicted by the content → CF mapping (zero
+        without one), and they have no listeners. Learned arrays are copied, so this
+        model (mmap'd, perhaps) is left as it is."""
+        self._check_fitted()
+        content = np.asarray(content, dtype=np.float32)
+        if not self.has_content:
+            raise ParameterError("a model without content vectors cannot add tracks by "
+                                 "their content")
+        if content.ndim != 2 or content.shape != (len(track_ids), self.content_.shape[1]):
+            raise ParameterError(f"new vectors have shape {content.shape}; expected "
+                                 f"({len(track_ids)}, {self.content_.shape[1]}), the "
+                                 "model's content dim")
+        if not np.isfinite(content).all():
+            raise ParameterError("new content vectors must be finite")
+        known = [t for t in track_ids if t in self.tracks_]
+        if known:
+            raise ParameterError(f"track {known[0]!r} is already in the model")
+        added = len(track_ids)
+        unit = normalize_rows(content)
+        model = self.clone()
+        model.users_ = self.users_
+        model.tracks_ = self.tracks_.extend(track_ids)
+        model.cf_ = self.cf_
+        model.mapping_ = self.mapping_
+        model.n_users_ = self.n_users_
+        model.n_items_ = self.n_items_ + added
+        ui = self.user_items_
+        model.user_items_ = sp.csr_matrix((ui.data, ui.indices, ui.indptr),
+                                          shape=(ui.shape[0], model.n_items_))
+        model.content_ = np.vstack([np.asarray(self.content_), unit])
+        model.has_content_ = np.concatenate([np.asarray(self.has_content_),
+                                             np.linalg.norm(unit, axis=1) > 0])
+        zeros = np.zeros(added, np.float32)
+        model.evidence_ = np.concatenate([np.asarray(self.evidence_), zeros])
+        model.blend_weight_ = np.concatenate([np.asarray(self.blend_weight_), zeros])
+        dim = self.item_vectors_.shape[1]
+        predicted = (model.predict_cf(unit) if dim and self.mapping_ is not None
+                     else np.zeros((added, dim), np.float32))
+        model.item_vectors_ = np.vstack([np.asarray(self.item_vectors_), predicted])
+        return model
 
     def _fit_mapping(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
         xb = np.hstack([x, np.ones((len(x), 1), dtype=np.float32)]).astype(np.float64)
@@ -176,17 +256,26 @@ class HybridModel:
             scores += self.content_weight * scale * (content @ self.user_profile(history, plays))
         return scores
 
-    def score_users(self, user_idx: np.ndarray) -> np.ndarray:
-        """Scores of known users (indices of the CF model) over every track."""
+    def _scores(self, rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        """``s(u, ·)`` of known users (CF indices), with histories from ``user_items``."""
         if self.cf_ is None:
-            raise NotFittedError("this model has no CF part: it knows no users")
-        ui: sp.csr_matrix = self.cf_.user_items_
-        out = np.empty((len(user_idx), len(self.tracks_)), dtype=np.float32)
-        for row, u in enumerate(user_idx):
-            items = ui.indices[ui.indptr[u] : ui.indptr[u + 1]]
-            plays = ui.data[ui.indptr[u] : ui.indptr[u + 1]]
-            out[row] = self.score_user(self.cf_.user_factors_[u], items, plays)
+            raise CapabilityError("this model has no CF part: it knows no users")
+        out = np.empty((len(rows), self.n_items_), dtype=np.float32)
+        for r, u in enumerate(rows):
+            items = user_items.indices[user_items.indptr[r] : user_items.indptr[r + 1]]
+            plays = user_items.data[user_items.indptr[r] : user_items.indptr[r + 1]]
+            out[r] = self.score_user(self.cf_.user_factors_[u], items, plays)
         return out
+
+    def _similar_scores(self, items: np.ndarray) -> np.ndarray:
+        """``0.5 cos_content + 0.5 cos_cf`` (whichever part exists, alone)."""
+        parts: list[np.ndarray] = []
+        if self.has_content:
+            parts.append(np.asarray(self.content_[items]) @ np.asarray(self.content_).T)
+        if self.has_cf:
+            unit = self.unit_cf()
+            parts.append(unit[items] @ unit.T)
+        return np.asarray(sum(parts) / len(parts), dtype=np.float32)
 
     def unit_cf(self) -> np.ndarray:
         """Unit CF-space vectors for track-to-track similarity.
@@ -196,63 +285,32 @@ class HybridModel:
         """
         vectors = np.array(self.item_vectors_, dtype=np.float32, copy=True)
         if self.cf_ is not None and vectors.shape[1]:
-            n_cf = len(self.cf_.tracks_)
+            n_cf = self.cf_.n_items_
             own = np.asarray(self.evidence_[:n_cf]) > 0
             vectors[:n_cf][own] = self.cf_.item_factors_[own]
         return normalize_rows(vectors)
 
 
-# -- evaluation scorers (registered as the models "content" and "hybrid") -------------------
-class ContentScorer:
-    """Content only: the cosine between a track and the user's content profile."""
+class ContentModel(RecommenderBase):
+    """Content only: the cosine between a track and the user's content profile (the
+    ``log1p``-play-weighted mean of their tracks' unit content vectors)."""
 
     name = "content"
+    requires_content = True
+    description = "cosine between a track and the user's content profile"
 
-    def fit(self, train: Any, *, content: np.ndarray | None = None) -> ContentScorer:
-        if content is None:
-            raise ParameterError("the content model needs content vectors")
+    def __init__(self) -> None:
+        pass
+
+    def _fit(self, user_items: sp.csr_matrix, content: np.ndarray | None) -> None:
+        assert content is not None
         self.content_ = normalize_rows(content)
-        self.user_items_ = train.to_csr()
-        return self
 
-    def score(self, user_idx: np.ndarray) -> np.ndarray:
-        ui = self.user_items_[np.asarray(user_idx)]
-        weights = ui.copy()
+    def _scores(self, rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        weights = sp.csr_matrix(user_items, dtype=np.float32, copy=True)
         weights.data = np.log1p(weights.data)
         profiles = normalize_rows(np.asarray(weights @ self.content_))
-        return (profiles @ self.content_.T).astype(np.float32)
+        return (profiles @ np.asarray(self.content_).T).astype(np.float32)
 
-
-class HybridScorer:
-    """The engine's hybrid: ALS blended with content (see the module docstring)."""
-
-    name = "hybrid"
-
-    def __init__(self, *, shrinkage: float = 10.0, ridge: float = 1.0,
-                 content_weight: float = 0.5, **cf_params: Any) -> None:
-        self.blend = {"shrinkage": shrinkage, "ridge": ridge, "content_weight": content_weight}
-        self.cf_params = cf_params
-
-    def fit(self, train: Any, *, content: np.ndarray | None = None) -> HybridScorer:
-        if content is None:
-            raise ParameterError("the hybrid model needs content vectors")
-        cf = CFModel(**{"random_state": 0, **self.cf_params}).fit(train)
-        has = np.linalg.norm(content, axis=1) > 0
-        self.model_ = HybridModel(**self.blend).fit(
-            cf=cf, content_ids=train.tracks.ids[has], content=content[has])
-        return self
-
-    def score(self, user_idx: np.ndarray) -> np.ndarray:
-        return self.model_.score_users(np.asarray(user_idx))
-
-
-def _register() -> None:
-    from musicrec.recommender.evaluation.registry import register_model
-
-    register_model("content", ContentScorer, requires_content=True, replace=True,
-                   description="cosine between a track and the user's content profile")
-    register_model("hybrid", HybridScorer, requires_content=True, replace=True,
-                   description="ALS blended with content (the engine's model)")
-
-
-_register()
+    def _similar_scores(self, items: np.ndarray) -> np.ndarray:
+        return np.asarray(self.content_[items]) @ np.asarray(self.content_).T

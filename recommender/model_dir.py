@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = "musicrec-model"
 #: 2: the manifest records every file's size and sha256 (``checksums``).
-FORMAT_VERSION = 2
+#: 3: the CF model is a folder, ``cf/``, written by ``RecommenderBase.save``.
+FORMAT_VERSION = 3
 
 
 def write_model_dir(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def train_cf_model_dir(
 ) -> Path:
     """Fit a :class:`CFModel` on ``log`` and write a CF-only model directory to ``out``."""
     model = (model or CFModel()).fit(log)
-    hybrid = HybridModel().fit(cf=model, content_ids=None, content=None)
+    hybrid = HybridModel().blend(cf=model, content_ids=None, content=None)
     return write_hybrid_model_dir(
         out, hybrid=hybrid, catalog=catalog,
         manifest={"data": {"interactions": _log_manifest(log)},
@@ -82,75 +83,90 @@ def read_content_vectors(path: str | Path) -> tuple[list[str], np.ndarray]:
     return ids, vectors
 
 
-def build_model_dir(
-    out: str | Path,
-    *,
-    log: ListeningLog | None = None,
-    catalog: TrackCatalog | None = None,
-    content_ids: list[str] | None = None,
-    content: np.ndarray | None = None,
-    cf_model: CFModel | None = None,
-    hybrid: HybridModel | None = None,
-    embedder: dict[str, Any] | None = None,
-    content_source: dict[str, Any] | None = None,
-    extra_files: dict[str, Any] | None = None,
-    fingerprint_sources: list[tuple[str, Path]] | None = None,
-    n_trees: int | None = None,
-    search_k_factor: int | None = None,
-    index: str = "auto",
-    show_progress: bool = False,
-    tags: TrackTags | None = None,
-) -> Path:
-    """Train CF (when logs are given), learn the content → CF mapping, blend, index, write.
+@dataclass
+class BuildInputs:
+    """Everything a build turns into a model directory, whichever engine runs it
+    (:func:`build_model_dir` here, :func:`~musicrec.recommender.distributed.build_with_ray`
+    on Ray).
 
-    Without ``log``, the model is content-only: similar-by-sound and query by example
-    work, user recommendations raise a clear error. With ``fingerprint_sources``
-    (``(track_id, audio path)`` pairs), a landmark fingerprint index is stored in
-    ``fingerprints/`` so query by example also identifies catalogue recordings. ``tags``
-    (from a tagging embedder) are stored for search by words. ``index`` picks the
-    nearest-neighbour backend: ``annoy``, ``hnsw`` or ``auto`` (by catalogue size,
+    Without ``log`` the model is content-only: similar-by-sound and query by example
+    work, user recommendations raise a clear error. ``fingerprint_sources`` (``(track_id,
+    audio path)`` pairs) add a landmark fingerprint index in ``fingerprints/`` so query by
+    example also identifies catalogue recordings. ``tags`` (from a tagging embedder) are
+    stored for search by words. ``index`` picks the nearest-neighbour backend: ``annoy``,
+    ``hnsw`` or ``auto`` (by catalogue size,
     :meth:`~musicrec.recommender.index.Backend.choose`).
     """
-    if log is None and content is None:
-        raise ParameterError("build needs listening logs, content vectors, or both")
-    cf = (cf_model or CFModel()).fit(log) if log is not None else None
-    model = (hybrid or HybridModel()).fit(cf=cf, content_ids=content_ids, content=content)
-    return write_hybrid_model_dir(out, hybrid=model, **write_options(
-        log=log, catalog=catalog, embedder=embedder, content_source=content_source,
-        extra_files=extra_files, fingerprint_sources=fingerprint_sources, n_trees=n_trees,
-        search_k_factor=search_k_factor, index=index, show_progress=show_progress),
-        tags=tags)
+
+    log: ListeningLog | None = None
+    catalog: TrackCatalog | None = None
+    content_ids: list[str] | None = None
+    content: np.ndarray | None = None
+    cf_model: CFModel | None = None
+    hybrid: HybridModel | None = None
+    embedder: dict[str, Any] | None = None
+    content_source: dict[str, Any] | None = None
+    extra_files: dict[str, Any] | None = None
+    fingerprint_sources: list[tuple[str, Path]] | None = None
+    tags: TrackTags | None = None
+    n_trees: int | None = None
+    search_k_factor: int | None = None
+    index: str = "auto"
+    show_progress: bool = False
+
+    @classmethod
+    def of(cls, inputs: BuildInputs | None, keywords: dict[str, Any]) -> BuildInputs:
+        """``inputs``, or the inputs named by ``keywords`` (not both)."""
+        if inputs is not None:
+            if keywords:
+                raise ParameterError(f"give BuildInputs or keywords, not both ({sorted(keywords)})")
+            built = inputs
+        else:
+            unknown = sorted(set(keywords) - {f.name for f in fields(cls)})
+            if unknown:
+                raise ParameterError(f"unknown build input {unknown[0]!r}; the inputs: "
+                                     f"{[f.name for f in fields(cls)]}")
+            built = cls(**keywords)
+        if built.log is None and built.content is None:
+            raise ParameterError("build needs listening logs, content vectors, or both")
+        return built
+
+    def write_options(self) -> dict[str, Any]:
+        """The keywords of :func:`write_hybrid_model_dir`: catalogue, index settings, extra
+        files (fingerprints), tags and the manifest's data section."""
+        data: dict[str, Any] = {}
+        if self.log is not None:
+            data["interactions"] = _log_manifest(self.log)
+        if self.content_source is not None:
+            data["content"] = self.content_source
+        extra = dict(self.extra_files or {})
+        if self.fingerprint_sources:
+            sources = list(self.fingerprint_sources)
+            show = self.show_progress
+            extra["fingerprints"] = lambda path: build_fingerprints(
+                sources, path, show_progress=show)
+        counts = {} if self.log is None else {"plays": float(self.log.plays.sum())}
+        return {"catalog": self.catalog, "n_trees": self.n_trees,
+                "search_k_factor": self.search_k_factor, "index": self.index,
+                "extra_files": extra, "tags": self.tags,
+                "manifest": {"data": data, "embedder": self.embedder, "counts": counts}}
 
 
-def write_options(
-    *,
-    log: ListeningLog | None,
-    catalog: TrackCatalog | None,
-    embedder: dict[str, Any] | None,
-    content_source: dict[str, Any] | None,
-    extra_files: dict[str, Any] | None,
-    fingerprint_sources: list[tuple[str, Path]] | None,
-    n_trees: int | None,
-    search_k_factor: int | None,
-    show_progress: bool,
-    index: str = "auto",
-) -> dict[str, Any]:
-    """The keywords of :func:`write_hybrid_model_dir` for a build (any engine): catalogue,
-    index settings, extra files (fingerprints) and the manifest's data section."""
-    data: dict[str, Any] = {}
-    if log is not None:
-        data["interactions"] = _log_manifest(log)
-    if content_source is not None:
-        data["content"] = content_source
-    extra = dict(extra_files or {})
-    if fingerprint_sources:
-        sources = list(fingerprint_sources)
-        extra["fingerprints"] = lambda path: build_fingerprints(
-            sources, path, show_progress=show_progress)
-    return {"catalog": catalog, "n_trees": n_trees, "search_k_factor": search_k_factor,
-            "index": index, "extra_files": extra,
-            "manifest": {"data": data, "embedder": embedder,
-                         "counts": {} if log is None else {"plays": float(log.plays.sum())}}}
+def build_model_dir(out: str | Path, inputs: BuildInputs | None = None, **keywords: Any
+                    ) -> Path:
+    """Train CF (when logs are given), learn the content → CF mapping, blend, index, write.
+
+    ``inputs`` is a :class:`BuildInputs`; its fields may be given as keywords instead.
+
+    Examples
+    --------
+    >>> build_model_dir("model/", log=log, content_ids=ids, content=vectors)  # doctest: +SKIP
+    """
+    job = BuildInputs.of(inputs, keywords)
+    cf = (job.cf_model or CFModel()).fit(job.log) if job.log is not None else None
+    model = (job.hybrid or HybridModel()).blend(cf=cf, content_ids=job.content_ids,
+                                               content=job.content)
+    return write_hybrid_model_dir(out, hybrid=model, **job.write_options())
 
 
 def build_fingerprints(
@@ -211,35 +227,7 @@ def add_tracks(
     from musicrec.recommender.facade import Recommender
 
     rec = Recommender(model_dir)
-    old = rec.hybrid
-    if not rec.has_content.any():
-        raise ParameterError(f"{model_dir}: a model without content vectors cannot add tracks "
-                             "by audio")
-    if content.shape[1] != old.content_.shape[1]:
-        raise ParameterError(f"new vectors have dim {content.shape[1]}, the model's content "
-                             f"dim is {old.content_.shape[1]}")
-    known = [t for t in track_ids if t in rec.tracks]
-    if known:
-        raise ParameterError(f"track {known[0]!r} is already in the model")
-    from musicrec.recommender.index import normalize_rows
-
-    unit = normalize_rows(content)
-    model = HybridModel(**old.get_params())
-    model.tracks_ = rec.tracks.extend(track_ids)
-    model.cf_ = rec.cf
-    model.mapping_ = old.mapping_
-    model.content_ = np.vstack([np.asarray(old.content_), unit])
-    model.has_content_ = np.linalg.norm(model.content_, axis=1) > 0
-    model.evidence_ = np.concatenate([np.asarray(old.evidence_), np.zeros(len(track_ids),
-                                                                            np.float32)])
-    model.blend_weight_ = np.concatenate([np.asarray(old.blend_weight_),
-                                          np.zeros(len(track_ids), np.float32)])
-    if old.item_vectors_.shape[1]:
-        predicted = (model.predict_cf(unit) if model.mapping_ is not None
-                     else np.zeros((len(track_ids), old.item_vectors_.shape[1]), np.float32))
-        model.item_vectors_ = np.vstack([np.asarray(old.item_vectors_), predicted])
-    else:
-        model.item_vectors_ = np.zeros((len(model.tracks_), 0), dtype=np.float32)
+    model = rec.hybrid.with_tracks(list(track_ids), content)
     rows = catalog_rows if catalog_rows is not None else pd.DataFrame({"track_id": track_ids})
     catalog = TrackCatalog(pd.concat([rec.catalog.frame, rows], ignore_index=True))
     manifest = {k: v for k, v in rec.manifest.items()

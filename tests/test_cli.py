@@ -37,7 +37,7 @@ def test_train_writes_a_model_directory(model_dir: Path) -> None:
     assert (counts["users"], counts["tracks"], counts["interactions"]) == (30, 12, 120)
     assert manifest["cf"]["factors"] == 4
     assert manifest["data"]["interactions"]["rows_read"] == 120
-    assert {"manifest.json", "cf.npz", "catalog.parquet", "items.npy", "index"} <= {
+    assert {"manifest.json", "cf", "catalog.parquet", "items.npy", "index"} <= {
         p.name for p in model_dir.iterdir()}
     assert not list(model_dir.parent.glob(".model.tmp-*"))
 

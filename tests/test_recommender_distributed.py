@@ -79,6 +79,6 @@ def test_content_only_build_and_the_cpu_fallback(ray_local: Any, world: Any,
     with pytest.raises(ParameterError, match="logs, content vectors, or both"):
         build_with_ray(tmp_path / "x")
     # asking for the GPU where implicit has no CUDA trains the same model on the CPU
-    gpu = CFModel(factors=4, iterations=3, random_state=1).fit(log, use_gpu=True)
+    gpu = CFModel(factors=4, iterations=3, random_state=1, use_gpu=True).fit(log)
     cpu = CFModel(factors=4, iterations=3, random_state=1).fit(log)
     np.testing.assert_allclose(gpu.item_factors_, cpu.item_factors_, atol=1e-6)

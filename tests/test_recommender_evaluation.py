@@ -9,16 +9,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from musicrec.cli import main
 from musicrec.data.logs import ListeningLog
 from musicrec.errors import DataFormatError, ModelFormatError, ParameterError
-from musicrec.recommender.evaluation import (
-    available_models,
-    evaluate,
-    register_model,
-    unregister_model,
-)
+from musicrec.recommender.base import RecommenderBase
+from musicrec.recommender.evaluation import MODELS, evaluate
 from musicrec.recommender.evaluation.report import (
     SCHEMA_VERSION,
     load_report,
@@ -48,19 +45,21 @@ def block_log(rng: np.random.Generator, *, timestamps: bool = True) -> Listening
                                    source="blocks.csv")
 
 
-class MeanContent:
-    """A test content model: cosine of each track's vector to the user's mean vector."""
+class MeanContent(RecommenderBase):
+    """A test content model: dot of each track's vector with the user's summed vector."""
 
     name = "content-test"
+    requires_content = True
 
-    def fit(self, train: ListeningLog, *, content: np.ndarray | None = None) -> MeanContent:
+    def __init__(self) -> None:
+        pass
+
+    def _fit(self, user_items: sp.csr_matrix, content: np.ndarray | None) -> None:
         assert content is not None
-        self.x_ = train.to_csr()
         self.content_ = content
-        return self
 
-    def score(self, user_idx: np.ndarray) -> np.ndarray:
-        profile = np.asarray(self.x_[user_idx] @ self.content_)
+    def _scores(self, rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        profile = np.asarray(user_items @ self.content_)
         return profile @ self.content_.T
 
 
@@ -102,13 +101,9 @@ def test_cold_tracks_rank_only_the_cold_tracks(rng: np.random.Generator) -> None
     content = np.zeros((log.n_tracks, 2), dtype=np.float32)
     content[:20, 0] = 1.0  # the first group's tracks point one way, the second's another
     content[20:40, 1] = 1.0
-    register_model("content-test", MeanContent, requires_content=True)
-    try:
-        result = evaluate(log, protocol="cold-tracks", models=["popularity", "content-test"],
-                          ks=[2], fraction=0.25, content=content, keep_rankings=True,
-                          n_bootstrap=100)
-    finally:
-        unregister_model("content-test")
+    result = evaluate(log, protocol="cold-tracks", models=["popularity", MeanContent()],
+                      ks=[2], fraction=0.25, content=content, keep_rankings=True,
+                      n_bootstrap=100)
     assert result.split is not None and result.split.cold_tracks is not None
     cold = set(result.split.cold_tracks.tolist())
     assert result.n_candidates == len(cold) == 10
@@ -148,22 +143,16 @@ def test_bad_input_errors(rng: np.random.Generator) -> None:
         evaluate(log, models=["popularity"], ks=[0])
 
 
-def test_content_and_hybrid_need_registration_and_content(rng: np.random.Generator) -> None:
+def test_content_models_need_content(rng: np.random.Generator) -> None:
     log = block_log(rng)
-    if "hybrid" not in available_models():
-        with pytest.raises(ParameterError, match="model 'hybrid' is not available: it is "
-                                                 "registered by musicrec.recommender.hybrid"):
-            evaluate(log, models=["hybrid"], ks=[5])
-    register_model("content-test", MeanContent, requires_content=True)
-    try:
-        assert "content-test" in available_models()
-        with pytest.raises(ParameterError, match="model 'content-test' needs content vectors "
+    for model in ("hybrid", MeanContent()):
+        name = model if isinstance(model, str) else model.name
+        with pytest.raises(ParameterError, match=f"model '{name}' needs content vectors "
                                                  "and none were given"):
-            evaluate(log, models=["content-test"], ks=[5])
-        with pytest.raises(ParameterError, match="already registered"):
-            register_model("content-test", MeanContent)
-    finally:
-        unregister_model("content-test")
+            evaluate(log, models=[model], ks=[5])
+    with pytest.raises(ParameterError, match=r"models \['content-test', 'content-test'\] "
+                                             "name a model more than once"):
+        evaluate(log, models=[MeanContent(), MeanContent()], ks=[5])
 
 
 def test_report_schema_and_files(rng: np.random.Generator, tmp_path: Path) -> None:
@@ -209,23 +198,18 @@ def test_report_schema_and_files(rng: np.random.Generator, tmp_path: Path) -> No
 
 def test_a_skipped_model_is_reported(rng: np.random.Generator, tmp_path: Path) -> None:
     from musicrec.errors import ModelSkipped
-    from musicrec.recommender.evaluation import register_model, unregister_model
 
-    class Declines:
+    class Declines(RecommenderBase):
         name = "declines"
 
-        def fit(self, train: Any, *, content: Any = None) -> Any:
-            raise ModelSkipped(f"declines: {train.n_tracks} tracks are too many")
+        def __init__(self) -> None:
+            pass
 
-        def score(self, user_idx: Any) -> Any:
-            raise AssertionError("never fitted")
+        def _fit(self, user_items: Any, content: Any) -> None:
+            raise ModelSkipped(f"declines: {user_items.shape[1]} tracks are too many")
 
-    register_model("declines", Declines)
-    try:
-        result = evaluate(block_log(rng), models=["popularity", "declines"], ks=[5],
-                          n_bootstrap=50)
-    finally:
-        unregister_model("declines")
+    result = evaluate(block_log(rng), models=["popularity", Declines()], ks=[5],
+                      n_bootstrap=50)
     skipped = result.model("declines")
     assert skipped.status == "skipped"
     assert skipped.message == "declines: 40 tracks are too many"
@@ -278,7 +262,9 @@ def test_cli_evaluate_and_tune(rng: np.random.Generator, tmp_path: Path,
                  "--report", str(tmp_path / "r2")]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
     assert main(["evaluate", "--list-models"]) == 0
-    assert "itemknn" in capsys.readouterr().out.split()
+    listed = capsys.readouterr().out.splitlines()
+    assert "served      what build serves: the candidate or blend best on validation" in listed
+    assert [line.split()[0] for line in listed] == sorted(MODELS)
 
 
 @pytest.mark.slow
@@ -302,22 +288,18 @@ def test_hetrec_quality(hetrec_dir: Path) -> None:
 
 def test_ties_are_not_broken_by_track_index() -> None:
     """A scorer with no signal must not profit from relevant tracks having low indices."""
-    import scipy.sparse as sp
 
+    from musicrec.recommender.baselines import PopularityModel
     from musicrec.recommender.evaluation.runner import rank_top
-
-    class Constant:
-        name = "constant"
-
-        def score(self, user_idx: np.ndarray) -> np.ndarray:
-            return np.zeros((len(user_idx), 1000), dtype=np.float32)
 
     users = np.arange(200)
     exclude = sp.csr_matrix((200, 1000), dtype=np.float32)
-    ranked = rank_top(Constant(), users, k=10, exclude=exclude, seed=3)
+    # every track has one listener: popularity scores all 1,000 tracks the same
+    constant = PopularityModel().fit(sp.csr_matrix(np.ones((200, 1000), dtype=np.float32)))
+    ranked = rank_top(constant, users, k=10, exclude=exclude, seed=3)
     # Relevant = tracks 0..9 for everyone: an index tie-break would hit all 10.
     hits = np.isin(ranked, np.arange(10)).sum()
     # Seeded, one shuffled order for all users: index order would give all 2,000 slots.
     assert hits <= 200
-    assert np.array_equal(ranked, rank_top(Constant(), users, k=10, exclude=exclude, seed=3))
-    assert (ranked[0] != rank_top(Constant(), users, k=10, exclude=exclude, seed=4)[0]).any()
+    assert np.array_equal(ranked, rank_top(constant, users, k=10, exclude=exclude, seed=3))
+    assert (ranked[0] != rank_top(constant, users, k=10, exclude=exclude, seed=4)[0]).any()

@@ -122,14 +122,14 @@ def test_cold_tracks_reach_their_listeners(synthetic) -> None:  # type: ignore[n
     assert cold is not None
     cf = CFModel(factors=16, iterations=10, random_state=0).fit(split.train)
     ids = [f"t{t:03d}" for t in range(N_TRACKS)]
-    hybrid = HybridModel().fit(cf=cf, content_ids=ids, content=content)
+    hybrid = HybridModel().blend(cf=cf, content_ids=ids, content=content)
     cold_rows = hybrid.tracks_.to_idx_many(log.tracks.to_ids(cold))
     assert np.all(hybrid.blend_weight_[cold_rows] == 0)  # no plays: content alone
     recall = []
     for u in np.unique(split.test.user_idx):
         relevant = set(hybrid.tracks_.to_idx_many(
             log.tracks.to_ids(split.test.track_idx[split.test.user_idx == u])).tolist())
-        scores = hybrid.score_users(np.array([u]))[0][cold_rows]
+        scores = hybrid.scores(u)[0][cold_rows]
         top = cold_rows[np.argsort(-scores, kind="stable")[:10]]
         recall.append(len(relevant & set(top.tolist())) / len(relevant))
     # A random ranking's expected recall@10 over the cold tracks is exactly 10 / |cold|.
@@ -258,7 +258,7 @@ def both_backends(synthetic, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     log, catalog, content, _ = synthetic
     cf = CFModel(factors=16, iterations=10, random_state=0).fit(log)
     ids = [f"t{t:03d}" for t in range(N_TRACKS)]
-    hybrid = HybridModel().fit(cf=cf, content_ids=ids, content=content)
+    hybrid = HybridModel().blend(cf=cf, content_ids=ids, content=content)
     root = tmp_path_factory.mktemp("backends")
     return {name: write_hybrid_model_dir(root / name, hybrid=hybrid, catalog=catalog,
                                          index=name)
@@ -303,7 +303,7 @@ def test_manifest_records_the_index_and_its_measured_recall(
 def test_bad_index_choice_is_refused(synthetic, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _, _, content, _ = synthetic
     ids = [f"t{t:03d}" for t in range(N_TRACKS)]
-    hybrid = HybridModel().fit(cf=None, content_ids=ids, content=content)
+    hybrid = HybridModel().blend(cf=None, content_ids=ids, content=content)
     with pytest.raises(ParameterError, match="index='kd' must be one of annoy, hnsw, auto"):
         write_hybrid_model_dir(tmp_path / "m", hybrid=hybrid, index="kd")
     with pytest.raises(ParameterError, match="m=0 must be a positive integer"):
@@ -325,3 +325,34 @@ def test_fewer_candidates_still_answer_n_results(both_backends: dict[str, Path])
     assert np.mean(overlap) >= 0.9
     with pytest.raises(ParameterError, match="candidates=0 must be a positive integer"):
         Recommender(both_backends["hnsw"], candidates=0)
+
+
+def test_with_tracks_extends_a_copy(synthetic) -> None:  # type: ignore[no-untyped-def]
+    log, _, content, _ = synthetic
+    cf = CFModel(factors=8, iterations=5, random_state=0).fit(log)
+    ids = [f"t{t:03d}" for t in range(N_TRACKS)]
+    model = HybridModel().blend(cf=cf, content_ids=ids, content=content)
+    before = model.scores(np.arange(3)).copy()
+    bigger = model.with_tracks(["new0", "new1"], content[:2] * 2)
+    assert model.n_items_ == N_TRACKS and bigger.n_items_ == N_TRACKS + 2
+    np.testing.assert_array_equal(model.scores(np.arange(3)), before)  # untouched
+    # a new track's vector is the content prediction (its unit content, like t000's)
+    np.testing.assert_allclose(bigger.item_vectors_[N_TRACKS], model.predict_cf(content[0])[0],
+                               rtol=1e-5)
+    assert bigger.evidence_[N_TRACKS] == 0 and bigger.has_content_[N_TRACKS + 1]
+    # the old tracks keep their scores; the new ones can be recommended
+    np.testing.assert_allclose(bigger.scores(np.arange(3))[:, :N_TRACKS], before, rtol=1e-5)
+    with pytest.raises(ParameterError, match=r"new vectors have shape \(1, 3\); expected "
+                                             rf"\(1, {DIM}\)"):
+        model.with_tracks(["x"], np.ones((1, 3)))
+
+
+def test_build_inputs_name_the_bad_keyword(tmp_path: Path) -> None:
+    from musicrec.recommender.pipeline import BuildInputs
+
+    with pytest.raises(ParameterError, match="unknown build input 'contents'"):
+        build_model_dir(tmp_path / "m", contents=np.ones((2, 2)))
+    with pytest.raises(ParameterError, match="logs, content vectors, or both"):
+        build_model_dir(tmp_path / "m", BuildInputs())
+    with pytest.raises(ParameterError, match="give BuildInputs or keywords, not both"):
+        build_model_dir(tmp_path / "m", BuildInputs(), index="annoy")

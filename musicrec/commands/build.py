@@ -45,14 +45,18 @@ def build_from_args(
     build: Callable[..., Path],
 ) -> int:
     """The body of ``musicrec build`` for any engine: ``embed(source, args)`` returns an
-    :class:`~musicrec.embedding.batch.EmbeddingResult`, ``build(out, **inputs)`` writes the
+    :class:`~musicrec.embedding.batch.EmbeddingResult`, ``build(out, inputs)`` writes the
     model directory (:func:`~musicrec.recommender.pipeline.build_model_dir` or its Ray
     twin)."""
     from musicrec.cli import load_interactions
     from musicrec.recommender.cf import CFModel
     from musicrec.recommender.hybrid import HybridModel
     from musicrec.recommender.model_dir import read_manifest
-    from musicrec.recommender.pipeline import load_catalog_or_folder, read_content_vectors
+    from musicrec.recommender.pipeline import (
+        BuildInputs,
+        load_catalog_or_folder,
+        read_content_vectors,
+    )
 
     if args.catalog is None and args.content_vectors is None and args.interactions is None:
         raise ParameterError("give --interactions, --catalog, --content-vectors, or several")
@@ -93,11 +97,11 @@ def build_from_args(
                  alpha=args.alpha, confidence=args.confidence,
                  learning_rate=args.learning_rate, random_state=args.seed, show_progress=True)
     hybrid = HybridModel(shrinkage=args.shrinkage, content_weight=args.content_weight)
-    out = build(args.out, log=log_, catalog=catalog, content_ids=content_ids,
-                content=content, cf_model=cf, hybrid=hybrid, embedder=embedder,
-                content_source=source, n_trees=args.n_trees, index=args.index,
-                fingerprint_sources=fingerprint_sources, show_progress=True,
-                **({} if tags is None else {"tags": tags}))
+    out = build(args.out, BuildInputs(
+        log=log_, catalog=catalog, content_ids=content_ids, content=content, cf_model=cf,
+        hybrid=hybrid, embedder=embedder, content_source=source, n_trees=args.n_trees,
+        index=args.index, fingerprint_sources=fingerprint_sources, show_progress=True,
+        tags=tags))
     manifest = read_manifest(out)
     print(f"built a {manifest['kind']} model of {manifest['counts']['tracks']} tracks "
           f"in {out}")

@@ -150,11 +150,12 @@ def _sweep_hybrid(result: Any, content: np.ndarray | None, args: argparse.Namesp
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from musicrec.cli import print_table
-    from musicrec.recommender.evaluation import available_models, evaluate, parse_ks
+    from musicrec.recommender.evaluation import MODELS, evaluate, parse_ks
     from musicrec.recommender.evaluation.report import write_report
 
     if args.list_models:
-        print("\n".join(available_models()))
+        for name, cls in sorted(MODELS.items()):
+            print(f"{name:<11} {cls.description}")
         return 0
     if args.interactions is None or args.report is None:
         raise ParameterError("--interactions and --report are required")

@@ -5,16 +5,6 @@
 >>> write_report(result, "reports/hetrec")  # doctest: +SKIP
 """
 
-from musicrec.recommender.evaluation.registry import (
-    PLUGINS,
-    ModelSpec,
-    Scorer,
-    available_models,
-    create_model,
-    get_spec,
-    register_model,
-    unregister_model,
-)
 from musicrec.recommender.evaluation.report import load_report, validate_report, write_report
 from musicrec.recommender.evaluation.runner import (
     DEFAULT_KS,
@@ -32,11 +22,12 @@ from musicrec.recommender.evaluation.stats import (
     paired_comparison,
 )
 from musicrec.recommender.metrics import ranking_overlap
+from musicrec.recommender.registry import MODELS, available_models, create_model
 
 __all__ = [
-    "DEFAULT_KS", "DEFAULT_MODELS", "PLUGINS", "EvaluationResult", "ModelResult",
-    "ModelSpec", "PairedComparison", "Scorer", "available_models",
-    "bootstrap_ci", "bootstrap_indices", "create_model", "evaluate", "get_spec",
-    "paired_comparison", "parse_ks", "rank_top", "ranking_overlap", "register_model",
-    "unregister_model", "load_report", "validate_report", "write_report",
+    "DEFAULT_KS", "DEFAULT_MODELS", "MODELS", "EvaluationResult", "ModelResult",
+    "PairedComparison", "available_models",
+    "bootstrap_ci", "bootstrap_indices", "create_model", "evaluate",
+    "paired_comparison", "parse_ks", "rank_top", "ranking_overlap",
+    "load_report", "validate_report", "write_report",
 ]

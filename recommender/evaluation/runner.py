@@ -22,16 +22,13 @@ from musicrec.data.logs import ListeningLog
 from musicrec.data.splits import PROTOCOLS, Split, make_split
 from musicrec.errors import ModelSkipped, ParameterError
 from musicrec.recommender import metrics as M
-from musicrec.recommender.evaluation.registry import (
-    Scorer,
-    create_model,
-    get_spec,
-)
+from musicrec.recommender.base import RecommenderBase
 from musicrec.recommender.evaluation.stats import (
     bootstrap_ci,
     bootstrap_indices,
     paired_comparison,
 )
+from musicrec.recommender.registry import create_model, model_class
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +131,7 @@ def parse_ks(text: str | Sequence[int]) -> list[int]:
 
 
 def rank_top(
-    model: Scorer,
+    model: RecommenderBase,
     users: np.ndarray,
     *,
     k: int,
@@ -152,8 +149,8 @@ def rank_top(
 
     Parameters
     ----------
-    model : Scorer
-        A fitted scorer.
+    model : RecommenderBase
+        A fitted model.
     users : np.ndarray [shape=(n_users,), dtype=int]
     k : int
     exclude : scipy.sparse.csr_matrix [shape=(n_all_users, n_tracks)]
@@ -164,7 +161,7 @@ def rank_top(
     out = np.full((len(users), k), -1, dtype=np.int64)
     for start in range(0, len(users), batch_size):
         rows = users[start : start + batch_size]
-        scores = np.asarray(model.score(rows), dtype=np.float32)
+        scores = np.asarray(model.scores(rows), dtype=np.float32)
         if scores.shape != (len(rows), exclude.shape[1]):
             raise ParameterError(
                 f"model {getattr(model, 'name', model)!r} returned scores of shape "
@@ -196,7 +193,7 @@ def evaluate(
     log_: ListeningLog,
     *,
     protocol: str = "random-holdout",
-    models: Sequence[str] = DEFAULT_MODELS,
+    models: Sequence[str | RecommenderBase] = DEFAULT_MODELS,
     ks: Sequence[int] = DEFAULT_KS,
     fraction: float | None = None,
     min_history: int | None = None,
@@ -219,8 +216,9 @@ def evaluate(
     log_ : ListeningLog
         The whole log; it is split with ``protocol`` (or pass a ready ``split``).
     protocol : {"random-holdout", "leave-last-out", "temporal", "cold-tracks"}
-    models : sequence of str
-        Registered model names (see :func:`available_models`).
+    models : sequence of str or RecommenderBase
+        Model names (see :func:`~musicrec.recommender.registry.available_models`), or
+        unfitted models (each is cloned before fitting, and named by its ``name``).
     ks : sequence of int
         Cut-offs; each must not exceed the number of ranked tracks.
     fraction, min_history, seed :
@@ -250,22 +248,24 @@ def evaluate(
         raise ParameterError(f"protocol={protocol!r} must be one of {list(PROTOCOLS)}")
     if not models:
         raise ParameterError("give at least one model")
-    if len(set(models)) != len(models):
-        raise ParameterError(f"models {list(models)} name a model more than once")
+    names = [m if isinstance(m, str) else m.name for m in models]
+    if len(set(names)) != len(names):
+        raise ParameterError(f"models {names} name a model more than once")
     model_params = dict(model_params or {})
-    specs = [get_spec(name) for name in models]  # unknown names fail before any work
+    # unknown names fail before any work
+    classes = [model_class(m) if isinstance(m, str) else type(m) for m in models]
     if content is not None:
         content = np.asarray(content, dtype=np.float32)
         if content.ndim != 2 or content.shape[0] != log_.n_tracks:
             raise ParameterError(
                 f"content must have shape (n_tracks={log_.n_tracks}, dim), got {content.shape}")
-    for spec in specs:
-        if spec.requires_content and content is None:
+    for name, cls in zip(names, classes, strict=True):
+        if cls.requires_content and content is None:
             raise ParameterError(
-                f"model {spec.name!r} needs content vectors and none were given "
+                f"model {name!r} needs content vectors and none were given "
                 "(pass content=..., or --content on the command line)")
-    if reference is not None and reference not in models:
-        raise ParameterError(f"reference={reference!r} is not one of the models {list(models)}")
+    if reference is not None and reference not in names:
+        raise ParameterError(f"reference={reference!r} is not one of the models {names}")
 
     if split is None:
         candidates_for_cold = None
@@ -310,15 +310,12 @@ def evaluate(
     from tqdm.auto import tqdm
 
     results: list[ModelResult] = []
-    for spec in specs:
-        params = dict(model_params.get(spec.name, {}))
-        if spec.name == "random":
-            params.setdefault("seed", seed)
-        model = create_model(spec.name, **params)
-        result = ModelResult(spec.name, _params_of(model, params), "ok")
+    for name, given in zip(names, models, strict=True):
+        model = _model_for(given, model_params.get(name, {}), seed=seed)
+        result = ModelResult(name, _params_of(model), "ok")
         started = time.perf_counter()
         try:
-            model.fit(train, content=content)
+            model.fit(train.to_csr(), content=content)
         except ModelSkipped as exc:
             log.warning("%s", exc)
             result.status, result.message = "skipped", str(exc)
@@ -326,7 +323,7 @@ def evaluate(
             continue
         result.fit_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        with tqdm(total=len(users), desc=f"evaluate {spec.name}", unit="user",
+        with tqdm(total=len(users), desc=f"evaluate {name}", unit="user",
                   disable=not show_progress, leave=False) as bar:
             ranked = rank_top(model, users, k=kmax, exclude=exclude, candidates=candidates,
                               batch_size=batch_size, progress=bar, seed=seed)
@@ -351,7 +348,7 @@ def evaluate(
                     ranked, k, vectors=content)
         if keep_rankings:
             result.ranked = ranked
-        log.info("%s: ndcg@%d %.4f (fit %.1f s, ranking %.1f s)", spec.name, ks[0],
+        log.info("%s: ndcg@%d %.4f (fit %.1f s, ranking %.1f s)", name, ks[0],
                  result.mean(f"ndcg@{ks[0]}"), result.fit_seconds, result.score_seconds)
         results.append(result)
 
@@ -395,7 +392,19 @@ def evaluate(
     )
 
 
-def _params_of(model: Scorer, given: Mapping[str, Any]) -> dict[str, Any]:
-    get = getattr(model, "get_params", None)
-    params = dict(get()) if callable(get) else dict(given)
-    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in params.items()}
+def _model_for(given: str | RecommenderBase, params: Mapping[str, Any], *, seed: int
+               ) -> RecommenderBase:
+    """An unfitted model: by name with ``params``, or a clone of ``given`` updated with
+    them. A named model's ``random_state``, unless given, is ``seed`` (a given model's,
+    when it is None)."""
+    model = (create_model(given, **params) if isinstance(given, str)
+             else given.clone().set_params(**params))
+    if "random_state" in model.param_names() and "random_state" not in params and (
+            isinstance(given, str) or getattr(model, "random_state", None) is None):
+        model.set_params(random_state=seed)
+    return model
+
+
+def _params_of(model: RecommenderBase) -> dict[str, Any]:
+    return {k: (v.item() if isinstance(v, np.generic) else v)
+            for k, v in model.get_params().items() if k != "show_progress"}

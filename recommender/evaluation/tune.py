@@ -27,8 +27,8 @@ from musicrec.data.logs import ListeningLog
 from musicrec.data.splits import Split, random_holdout
 from musicrec.errors import ParameterError
 from musicrec.recommender import metrics as M
-from musicrec.recommender.evaluation.registry import create_model, get_spec
 from musicrec.recommender.evaluation.runner import rank_top
+from musicrec.recommender.registry import create_model, model_class
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,10 @@ def validate_model(
         raise ParameterError(f"metric={metric!r} must look like 'ndcg@10' with one of "
                              f"{list(M.ACCURACY_METRICS)}")
     k = int(k_text)
-    model = create_model(name, **params).fit(split.train, content=content)
+    model = create_model(name, **params)
+    if "random_state" in model.param_names() and "random_state" not in params:
+        model.set_params(random_state=0)  # trials differ only by their parameters
+    model.fit(split.train.to_csr(), content=content)
     test = split.test
     users = np.unique(test.user_idx).astype(np.int64)
     order = np.argsort(test.user_idx, kind="stable")
@@ -149,7 +152,7 @@ def sweep_parameter(
     """
     from tqdm.auto import tqdm
 
-    get_spec(model)
+    model_class(model)
     if not values:
         raise ParameterError(f"give at least one value of {param!r}")
     split = split or validation_split(train, seed=seed)
