@@ -82,7 +82,7 @@ def build_with_ray(
     job = BuildInputs.of(inputs, keywords)
     if use_gpu not in (True, False, "auto"):
         raise ParameterError(f"use_gpu={use_gpu!r} must be True, False or 'auto'")
-    options = job.write_options()
+    options = job.write_options(job.fit_served())  # the choice runs here, on the driver
     with ray_runtime(address=address, num_cpus=num_cpus) as ray:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

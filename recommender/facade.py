@@ -40,12 +40,14 @@ import scipy.sparse as sp
 from musicrec.data.catalog import TrackCatalog
 from musicrec.data.idmap import IdMap
 from musicrec.errors import CapabilityError, ModelFormatError, ParameterError
+from musicrec.recommender.base import RecommenderBase
 from musicrec.recommender.cf import CFModel
 from musicrec.recommender.hybrid import HybridModel
 from musicrec.recommender.index import Backend, Metric, VectorIndex, served_recall
 from musicrec.recommender.layout import LAYOUT_FILE, write_hybrid_layouts
 from musicrec.recommender.model_dir import read_manifest, write_model_dir
 from musicrec.recommender.radio import RadioPage, RadioState
+from musicrec.recommender.served import minmax_rows
 from musicrec.recommender.tags import DEFAULT_TAU, TagSearch, TextQuery, TrackTags
 from musicrec.recommender.types import Recommendation
 
@@ -286,6 +288,9 @@ class Recommender:
         self._content = self.content.view(np.ndarray)
         self._unit_items = self.unit_items.view(np.ndarray)
         self.cf = CFModel.load(d / "cf") if (d / "cf").exists() else None
+        #: the model chosen on validation that ranks known users (``build --cf auto``)
+        self.served = (RecommenderBase.load(d / "served") if (d / "served").exists()
+                       else None)
         self.hybrid = self._hybrid()
         #: name -> (index, the model's track index of each index position, or None when
         #: the index holds every track in the model's order)
@@ -501,8 +506,28 @@ class Recommender:
         skip = set(self.tracks.to_idx_many(exclude).tolist())
         if exclude_played:
             skip |= set(history.tolist())
+        if self.served is not None:
+            scores = self._served_scores(u, history, plays)
+            picked = self._pick(np.arange(len(scores)), scores, n, skip, max_per_artist)
+            return self._explain_user(picked, history)
         return self._user_results(cf.user_factors_[u], history, plays, n=n, exclude=skip,
                                   max_per_artist=max_per_artist)
+
+    def _served_scores(self, u: int, history: np.ndarray, plays: np.ndarray) -> np.ndarray:
+        """A known user's scores from the model chosen on validation, scaled to [0, 1];
+        tracks nobody played (added by content) score ``content_weight`` times their
+        content cosine to the user's profile (negative cosines count as 0)."""
+        assert self.served is not None
+        scores = np.full(len(self.tracks), -np.inf, dtype=np.float64)
+        served = minmax_rows(self.served.scores(u))[0]
+        scores[: len(served)] = served
+        cold = np.flatnonzero(np.asarray(self.evidence) <= 0)
+        cold = cold[cold >= len(served)]
+        weight = float(self.hybrid.content_weight)
+        if len(cold) and self._any_content and weight > 0:
+            profile = self.hybrid.user_profile(history, plays)
+            scores[cold] = weight * np.maximum(0.0, self._content[cold] @ profile)
+        return scores
 
     def history(self, user_id: str, *, n: int = 10) -> tuple[list[tuple[str, float]], int]:
         """A user's most-played tracks in the training logs, and how many tracks they played.

@@ -18,6 +18,7 @@ from musicrec.recommender.cf import CFModel
 from musicrec.recommender.facade import write_hybrid_model_dir
 from musicrec.recommender.hybrid import HybridModel
 from musicrec.recommender.index import INDEX_PARAMS
+from musicrec.recommender.served import ServedModel
 from musicrec.recommender.tags import TrackTags
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,10 @@ class BuildInputs:
     example also identifies catalogue recordings. ``tags`` (from a tagging embedder) are
     stored for search by words. ``index`` picks the nearest-neighbour backend: ``annoy``,
     ``hnsw`` or ``auto`` (by catalogue size,
-    :meth:`~musicrec.recommender.index.Backend.choose`).
+    :meth:`~musicrec.recommender.index.Backend.choose`). ``served`` (with logs): an
+    unfitted :class:`~musicrec.recommender.served.ServedModel` that chooses, on a
+    validation split of the logs, the model that ranks tracks for known users; it is
+    stored in ``served/`` and its choice in the manifest.
     """
 
     log: ListeningLog | None = None
@@ -109,6 +113,7 @@ class BuildInputs:
     extra_files: dict[str, Any] | None = None
     fingerprint_sources: list[tuple[str, Path]] | None = None
     tags: TrackTags | None = None
+    served: ServedModel | None = None
     n_trees: int | None = None
     search_k_factor: int | None = None
     index: str = "auto"
@@ -131,7 +136,20 @@ class BuildInputs:
             raise ParameterError("build needs listening logs, content vectors, or both")
         return built
 
-    def write_options(self) -> dict[str, Any]:
+    def fit_served(self) -> ServedModel | None:
+        """Fit ``served`` on the logs (with the content vectors of the logs' tracks)."""
+        if self.served is None or self.log is None:
+            return None
+        content = None
+        if self.content is not None and self.content_ids is not None:
+            tracks = self.log.tracks
+            content = np.zeros((len(tracks), self.content.shape[1]), dtype=np.float32)
+            known = [i for i, t in enumerate(self.content_ids) if t in tracks]
+            content[tracks.to_idx_many([self.content_ids[i] for i in known])] = \
+                self.content[known]
+        return self.served.fit(self.log, content=content)
+
+    def write_options(self, served: ServedModel | None = None) -> dict[str, Any]:
         """The keywords of :func:`write_hybrid_model_dir`: catalogue, index settings, extra
         files (fingerprints), tags and the manifest's data section."""
         data: dict[str, Any] = {}
@@ -146,10 +164,13 @@ class BuildInputs:
             extra["fingerprints"] = lambda path: build_fingerprints(
                 sources, path, show_progress=show)
         counts = {} if self.log is None else {"plays": float(self.log.plays.sum())}
+        manifest: dict[str, Any] = {"data": data, "embedder": self.embedder, "counts": counts}
+        if served is not None:
+            extra["served"] = served.save
+            manifest["served"] = served.report
         return {"catalog": self.catalog, "n_trees": self.n_trees,
                 "search_k_factor": self.search_k_factor, "index": self.index,
-                "extra_files": extra, "tags": self.tags,
-                "manifest": {"data": data, "embedder": self.embedder, "counts": counts}}
+                "extra_files": extra, "tags": self.tags, "manifest": manifest}
 
 
 def build_model_dir(out: str | Path, inputs: BuildInputs | None = None, **keywords: Any
@@ -166,7 +187,7 @@ def build_model_dir(out: str | Path, inputs: BuildInputs | None = None, **keywor
     cf = (job.cf_model or CFModel()).fit(job.log) if job.log is not None else None
     model = (job.hybrid or HybridModel()).blend(cf=cf, content_ids=job.content_ids,
                                                content=job.content)
-    return write_hybrid_model_dir(out, hybrid=model, **job.write_options())
+    return write_hybrid_model_dir(out, hybrid=model, **job.write_options(job.fit_served()))
 
 
 def build_fingerprints(
@@ -236,6 +257,11 @@ def add_tracks(
     manifest["added_tracks"] = int(rec.manifest.get("added_tracks", 0)) + len(track_ids)
     index = rec.manifest.get("index", {})
     extra: dict[str, Any] = {}
+    if (Path(model_dir) / "served").exists():  # known users are ranked as before
+        import shutil
+
+        served_dir = Path(model_dir) / "served"
+        extra["served"] = lambda path: shutil.copytree(served_dir, path)
     if (Path(model_dir) / "fingerprints").exists():
         from musicrec.embedding.fingerprint import FingerprintIndex
 

@@ -168,10 +168,11 @@ class ServedModel(RecommenderBase):
 def _blend(a: np.ndarray, b: np.ndarray, weight: float) -> np.ndarray:
     """``weight · a + (1 - weight) · b``, each row min-max scaled to [0, 1] over its finite
     entries (a track one model cannot score stays at -inf)."""
-    return (weight * _minmax(a) + (1 - weight) * _minmax(b)).astype(np.float32)
+    return (weight * minmax_rows(a) + (1 - weight) * minmax_rows(b)).astype(np.float32)
 
 
-def _minmax(scores: np.ndarray) -> np.ndarray:
+def minmax_rows(scores: np.ndarray) -> np.ndarray:
+    """Each row scaled to [0, 1] over its finite entries; -inf stays -inf."""
     finite = np.isfinite(scores)
     lo = np.where(finite, scores, np.inf).min(axis=1, keepdims=True)
     hi = np.where(finite, scores, -np.inf).max(axis=1, keepdims=True)

@@ -303,3 +303,16 @@ def test_ties_are_not_broken_by_track_index() -> None:
     assert hits <= 200
     assert np.array_equal(ranked, rank_top(constant, users, k=10, exclude=exclude, seed=3))
     assert (ranked[0] != rank_top(constant, users, k=10, exclude=exclude, seed=4)[0]).any()
+
+
+def test_served_rechooses_inside_the_training_split(rng: np.random.Generator) -> None:
+    """``served`` is fitted on the training part only; when it picks item-kNN with the
+    evaluated item-kNN's parameters, its rankings are that model's, user for user."""
+    log = block_log(rng)
+    grids = {"popularity": [{}], "itemknn": [{"k": 100}]}
+    result = evaluate(log, models=["itemknn", "served"], ks=[5], n_bootstrap=50,
+                      model_params={"served": {"grids": grids, "blend_weights": []}})
+    served = result.model("served")
+    assert served.params["grids"] == grids
+    np.testing.assert_array_equal(served.per_user["ndcg@5"],
+                                  result.model("itemknn").per_user["ndcg@5"])

@@ -356,3 +356,38 @@ def test_build_inputs_name_the_bad_keyword(tmp_path: Path) -> None:
         build_model_dir(tmp_path / "m", BuildInputs())
     with pytest.raises(ParameterError, match="give BuildInputs or keywords, not both"):
         build_model_dir(tmp_path / "m", BuildInputs(), index="annoy")
+
+
+def test_build_serves_the_model_chosen_on_validation(synthetic, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from musicrec.recommender.served import ServedModel
+
+    log, catalog, content, _ = synthetic
+    ids = [f"t{t:03d}" for t in range(N_TRACKS)]
+    served = ServedModel(grids={"popularity": [{}], "itemknn": [{"k": 50}]}, blend_weights=[],
+                         random_state=0)
+    out = build_model_dir(tmp_path / "m", log=log, catalog=catalog, content_ids=ids,
+                          content=content, served=served,
+                          cf_model=CFModel(factors=8, iterations=5, random_state=0))
+    rec = Recommender(out)
+    report = rec.manifest["served"]
+    assert [t["model"] for t in report["trials"]] == ["popularity", "itemknn"]
+    assert report["choice"]["model"] == "itemknn"  # listeners' scenes beat popularity
+    assert rec.served is not None and (out / "served" / "first" / "similarity.data.npy").exists()
+    # known users get exactly the chosen model's ranking (its scores scaled to [0, 1])
+    knn = rec.served.first_
+    for user in ("u0", "u7"):
+        u = log.users.to_idx(user)
+        expected, raw = knn.recommend(u, n=10)
+        got = rec.recommend(user, n=10)
+        assert [r.track_id for r in got] == list(log.tracks.to_ids(expected))
+        assert got[0].score == pytest.approx(1.0) and got[0].because in set(
+            log.tracks.to_ids(log.to_csr()[u].indices))
+    # tracks added later, nobody's yet, reach users through their content
+    add_tracks(out, ["new0"], content[:1] + 0.01)
+    rec = Recommender(out)
+    assert rec.manifest["served"] == report and rec.served is not None
+    u = rec.cf.users_.to_idx("u0") if rec.cf is not None else 0
+    history = log.to_csr()[u].indices
+    scores = rec._served_scores(u, history, log.to_csr()[u].data)
+    profile = rec.hybrid.user_profile(history, log.to_csr()[u].data)
+    assert scores[-1] == pytest.approx(0.5 * max(0.0, float(rec.content[-1] @ profile)))

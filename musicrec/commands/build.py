@@ -57,6 +57,7 @@ def build_from_args(
         load_catalog_or_folder,
         read_content_vectors,
     )
+    from musicrec.recommender.served import ServedModel
 
     if args.catalog is None and args.content_vectors is None and args.interactions is None:
         raise ParameterError("give --interactions, --catalog, --content-vectors, or several")
@@ -97,14 +98,20 @@ def build_from_args(
                  alpha=args.alpha, confidence=args.confidence,
                  learning_rate=args.learning_rate, random_state=args.seed, show_progress=True)
     hybrid = HybridModel(shrinkage=args.shrinkage, content_weight=args.content_weight)
+    served = ServedModel(random_state=args.seed) if args.cf == "auto" else None
     out = build(args.out, BuildInputs(
         log=log_, catalog=catalog, content_ids=content_ids, content=content, cf_model=cf,
         hybrid=hybrid, embedder=embedder, content_source=source, n_trees=args.n_trees,
         index=args.index, fingerprint_sources=fingerprint_sources, show_progress=True,
-        tags=tags))
+        tags=tags, served=served))
     manifest = read_manifest(out)
     print(f"built a {manifest['kind']} model of {manifest['counts']['tracks']} tracks "
           f"in {out}")
+    if "served" in manifest:
+        choice = manifest["served"]["choice"]
+        print(f"known users are ranked by {choice['model']} (validation "
+              f"{manifest['served']['metric']} {choice['ndcg']:.4f}; every candidate's score "
+              "is in the manifest)")
     return 0
 
 
@@ -199,6 +206,10 @@ def register(sub: Any) -> None:
     p.add_argument("--no-fingerprints", action="store_true",
                    help="skip the landmark fingerprint index (identification of clips)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cf", choices=["auto", "hybrid"], default="auto",
+                   help="auto: rank known users by the model (ALS, item-kNN, RP3beta, EASE, "
+                        "the hybrid, or a blend of two) that wins on a validation split of "
+                        "the logs; hybrid: by ALS/BPR blended with content")
     from musicrec.commands.engine import add_engine_options
 
     add_engine_options(p)

@@ -7,7 +7,7 @@ Steps, each reusing its cache on a second run:
 2. embed the audio, train CF, blend, index and fingerprint into ``DIR/model`` — reused
    when the model was built from the same logs and catalogue with the same embedder
    (embeddings are cached by file content in ``DIR/cache`` anyway);
-3. evaluate popularity, ALS, item-kNN, content and hybrid on a random holdout and on
+3. evaluate popularity, ALS, item-kNN, content, hybrid and served on a random holdout and on
    cold tracks, print the tables and write HTML reports to ``DIR/report-*``;
 4. serve the API, the web page and the Subsonic API (``/rest/``, user ``demo``, password
    ``demo``, from ``DIR/subsonic-users.txt``) on http://127.0.0.1:8000 until Ctrl-C.
@@ -95,7 +95,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     for protocol in ("random-holdout", "cold-tracks"):
         _step(f"3/4 evaluation, {protocol} -> {root / f'report-{protocol}'}")
-        models = "random,popularity,als,itemknn,content,hybrid"
+        models = "random,popularity,als,itemknn,content,hybrid,served"
         ks = "10,50" if args.tracks >= 1000 else "5,10"
         if protocol == "cold-tracks":
             # 10 % of the tracks are cold; each user ranks those only.
