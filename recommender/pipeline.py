@@ -13,7 +13,7 @@ import pandas as pd
 from musicrec.data._tables import read_table
 from musicrec.data.catalog import TrackCatalog, read_catalog
 from musicrec.data.logs import ListeningLog
-from musicrec.errors import DataFormatError, ParameterError
+from musicrec.errors import DataFormatError, ModelSkipped, ParameterError
 from musicrec.recommender.cf import CFModel
 from musicrec.recommender.facade import write_hybrid_model_dir
 from musicrec.recommender.hybrid import HybridModel
@@ -137,7 +137,9 @@ class BuildInputs:
         return built
 
     def fit_served(self) -> ServedModel | None:
-        """Fit ``served`` on the logs (with the content vectors of the logs' tracks)."""
+        """Fit ``served`` on the logs (with the content vectors of the logs' tracks);
+        ``None`` when there is none, or when the logs are too small to validate on (then
+        the blend ranks known users, and the build logs why)."""
         if self.served is None or self.log is None:
             return None
         content = None
@@ -147,7 +149,11 @@ class BuildInputs:
             known = [i for i, t in enumerate(self.content_ids) if t in tracks]
             content[tracks.to_idx_many([self.content_ids[i] for i in known])] = \
                 self.content[known]
-        return self.served.fit(self.log, content=content)
+        try:
+            return self.served.fit(self.log, content=content)
+        except ModelSkipped as exc:
+            log.warning("%s; known users are ranked by the ALS + content blend", exc)
+            return None
 
     def write_options(self, served: ServedModel | None = None) -> dict[str, Any]:
         """The keywords of :func:`write_hybrid_model_dir`: catalogue, index settings, extra

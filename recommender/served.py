@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from musicrec.data.logs import ListeningLog
 from musicrec.data.splits import random_holdout
-from musicrec.errors import ParameterError
+from musicrec.errors import ModelSkipped, ParameterError
 from musicrec.recommender import metrics as M
 from musicrec.recommender._rank import top_n
 from musicrec.recommender.base import RecommenderBase
@@ -98,8 +98,8 @@ class ServedModel(RecommenderBase):
         trials: list[dict[str, Any]] = []
         fitted: list[tuple[float, str, dict[str, Any], RecommenderBase]] = []
         if len(split.test) == 0:
-            raise ParameterError(f"no user has {self.min_history} plays: the validation "
-                                 "split is empty; lower min_history")
+            raise ModelSkipped(f"served: no listener has {self.min_history} plays, so there "
+                               "is no validation split to choose on (lower min_history)")
         train = split.train.to_csr()
         users = np.unique(split.test.user_idx).astype(np.int64)
         relevant = _relevant(split.test, users)

@@ -391,3 +391,19 @@ def test_build_serves_the_model_chosen_on_validation(synthetic, tmp_path: Path) 
     scores = rec._served_scores(u, history, log.to_csr()[u].data)
     profile = rec.hybrid.user_profile(history, log.to_csr()[u].data)
     assert scores[-1] == pytest.approx(0.5 * max(0.0, float(rec.content[-1] @ profile)))
+
+
+def test_logs_too_small_to_choose_on_keep_the_blend(tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from musicrec.recommender.served import ServedModel
+
+    frame = pd.DataFrame({"user": ["a", "a", "b", "b", "c"],
+                          "track": ["t0", "t1", "t1", "t2", "t0"]})
+    log = ListeningLog.from_frame(frame)
+    with caplog.at_level("WARNING"):
+        out = build_model_dir(tmp_path / "m", log=log, served=ServedModel(),
+                              cf_model=CFModel(factors=2, iterations=2, random_state=0))
+    assert "served: no listener has 5 plays" in caplog.text
+    rec = Recommender(out)
+    assert rec.served is None and "served" not in rec.manifest
+    assert len(rec.recommend("a", n=1)) == 1

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from musicrec.errors import ParameterError
+from musicrec.errors import ModelSkipped, ParameterError
 from musicrec.recommender.base import RecommenderBase
 from musicrec.recommender.served import ServedModel, _blend
 
@@ -59,7 +59,7 @@ def test_blend_of_normalised_scores() -> None:
 def test_errors() -> None:
     with pytest.raises(ParameterError, match="must name candidates"):
         ServedModel(grids={"als": []}).fit(two_groups())
-    with pytest.raises(ParameterError, match="no user has 50 plays"):
+    with pytest.raises(ModelSkipped, match="served: no listener has 50 plays"):
         ServedModel(min_history=50).fit(two_groups())
     with pytest.raises(ParameterError, match="unknown model 'svd'"):
         ServedModel(grids={"svd": [{}]}).fit(two_groups())
