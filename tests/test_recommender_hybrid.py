@@ -359,7 +359,7 @@ def test_build_inputs_name_the_bad_keyword(tmp_path: Path) -> None:
 
 
 def test_build_serves_the_model_chosen_on_validation(synthetic, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from musicrec.recommender.served import ServedModel
+    from musicrec.recommender.served import ServedModel, minmax_rows
 
     log, catalog, content, _ = synthetic
     ids = [f"t{t:03d}" for t in range(N_TRACKS)]
@@ -380,8 +380,9 @@ def test_build_serves_the_model_chosen_on_validation(synthetic, tmp_path: Path) 
         expected, raw = knn.recommend(u, n=10)
         got = rec.recommend(user, n=10)
         assert [r.track_id for r in got] == list(log.tracks.to_ids(expected))
-        assert got[0].score == pytest.approx(1.0) and got[0].because in set(
-            log.tracks.to_ids(log.to_csr()[u].indices))
+        scaled = minmax_rows(knn.scores(u))[0]  # the chosen model's scores, in [0, 1]
+        np.testing.assert_allclose([r.score for r in got], scaled[expected], rtol=1e-6)
+        assert got[0].because in set(log.tracks.to_ids(log.to_csr()[u].indices))
     # tracks added later, nobody's yet, reach users through their content
     add_tracks(out, ["new0"], content[:1] + 0.01)
     rec = Recommender(out)

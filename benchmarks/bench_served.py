@@ -1,0 +1,62 @@
+"""What ``build --cf auto`` costs: build time with and without the choice, and the
+in-process latency of a known user's recommendations as served, from a listening log.
+
+Builds two CF-only model directories from the same log (``--cf auto``: the model chosen on
+validation; ``--cf hybrid``: ALS), then times ``Recommender.recommend(user, n=10)`` for
+random known users (one call each, after a warm-up).
+
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_served.py \
+        --interactions demo/data/plays.csv [--requests 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from musicrec.data.logs import read_log
+from musicrec.recommender.facade import Recommender
+from musicrec.recommender.pipeline import build_model_dir
+from musicrec.recommender.served import ServedModel
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--interactions", type=Path, required=True)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    log = read_log(args.interactions)
+    rng = np.random.default_rng(args.seed)
+    with tempfile.TemporaryDirectory() as name:
+        for cf in ("hybrid", "auto"):
+            started = time.perf_counter()
+            out = build_model_dir(Path(name) / cf, log=log,
+                                  served=ServedModel(random_state=args.seed)
+                                  if cf == "auto" else None)
+            build_s = time.perf_counter() - started
+            rec = Recommender(out)
+            assert rec.cf is not None
+            users = rec.cf.users_.ids[rng.integers(len(rec.cf.users_), size=args.requests)]
+            for user in users[:50]:
+                rec.recommend(str(user), n=10)
+            times = []
+            for user in users:
+                t0 = time.perf_counter()
+                rec.recommend(str(user), n=10)
+                times.append((time.perf_counter() - t0) * 1e3)
+            choice = rec.manifest.get("served", {}).get("choice")
+            print(json.dumps({"cf": cf, "tracks": len(rec.tracks), "users": len(rec.cf.users_),
+                              "build_s": round(build_s, 1), "choice": choice,
+                              "p50_ms": round(float(np.percentile(times, 50)), 3),
+                              "p99_ms": round(float(np.percentile(times, 99)), 3)}),
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
