@@ -368,6 +368,9 @@ def test_build_serves_the_model_chosen_on_validation(synthetic, tmp_path: Path) 
     out = build_model_dir(tmp_path / "m", log=log, catalog=catalog, content_ids=ids,
                           content=content, served=served,
                           cf_model=CFModel(factors=8, iterations=5, random_state=0))
+    from musicrec.recommender.model_dir import verify_model_dir
+
+    assert verify_model_dir(out)["files"] > 20  # served/ is checksummed like the rest
     rec = Recommender(out)
     report = rec.manifest["served"]
     assert [t["model"] for t in report["trials"]] == ["popularity", "itemknn"]
