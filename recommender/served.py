@@ -123,23 +123,23 @@ class ServedModel(RecommenderBase):
                                   "ndcg": round(ranked[0][0], 5)}
         best_score, weight = ranked[0][0], 1.0
         if len(ranked) > 1:
-            first, second = ranked[0][3], ranked[1][3]
             for w in weights:
-                score = _ndcg(lambda rows, w=w: _blend(first.scores(rows), second.scores(rows),
-                                                       w), train, users, relevant, self.k)
+                score = _ndcg(lambda rows, w=w, a=ranked[0][3], b=ranked[1][3]: _blend(
+                    a.scores(rows), b.scores(rows), w), train, users, relevant, self.k)
                 trials.append({"model": "blend", "params": {"first": ranked[0][1],
                                                             "second": ranked[1][1],
                                                             "weight": w},
                                "ndcg": round(score, 5)})
                 if score > best_score:
                     best_score, weight = score, w
-        self.first_ = self._candidate(ranked[0][1], ranked[0][2]).fit(user_items,
-                                                                      content=content)
+        # free the validation fits (EASE's is n_tracks² floats) before refitting
+        winners = [(name, params) for _, name, params, _ in ranked[:2]]
+        del fitted, best_of, ranked
+        self.first_ = self._candidate(*winners[0]).fit(user_items, content=content)
         self.second_: RecommenderBase | None = None
         if weight < 1.0:
-            self.second_ = self._candidate(ranked[1][1], ranked[1][2]).fit(user_items,
-                                                                           content=content)
-            choice = {"model": "blend", "first": ranked[0][1], "second": ranked[1][1],
+            self.second_ = self._candidate(*winners[1]).fit(user_items, content=content)
+            choice = {"model": "blend", "first": winners[0][0], "second": winners[1][0],
                       "weight": weight, "ndcg": round(best_score, 5)}
         self.weight_ = float(weight)
         self.report_ = json.dumps({"metric": f"ndcg@{self.k}", "trials": trials,
