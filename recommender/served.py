@@ -4,9 +4,9 @@
 ``fit`` makes the choice: it cuts a random holdout (``fraction`` of each user's tracks,
 users with at least ``min_history``) from the plays it is given, fits every candidate at
 every point of its small grid on the rest, and scores NDCG@``k`` on the held-out part.
-The best two are also blended, ``w · s₁ + (1 - w) · s₂`` over per-user min-max normalised
-scores, for ``w`` in ``blend_weights``. The winner (one candidate, or the blend) is refitted
-on all the plays. Only the plays given to ``fit`` are read, so inside an evaluation it
+The best is also blended with each of the others, ``w · s₁ + (1 - w) · s₂`` over per-user
+min-max normalised scores, for ``w`` in ``blend_weights``. The winner (one candidate, or
+the blend) is refitted on all the plays. Only the plays given to ``fit`` are read, so inside an evaluation it
 re-chooses within each training split and never sees the test set.
 
 ``report_`` (JSON) records every candidate's validation score and the choice.
@@ -42,7 +42,7 @@ BLEND_WEIGHTS = (0.25, 0.5, 0.75)
 
 
 class ServedModel(RecommenderBase):
-    """The candidate (or blend of the best two) that wins on a validation split.
+    """The candidate (or blend of the best with another) that wins on validation.
 
     Parameters
     ----------
@@ -54,7 +54,7 @@ class ServedModel(RecommenderBase):
     fraction, min_history :
         The validation holdout cut from the plays given to ``fit``.
     blend_weights : list of float
-        Weights of the best candidate in a blend with the second; empty: no blends.
+        Weights of the best candidate in a blend with each other one; empty: no blends.
     random_state : int, optional
         Seeds the validation split and every candidate with a ``random_state``.
     """
@@ -121,19 +121,19 @@ class ServedModel(RecommenderBase):
         ranked = sorted(best_of.values(), key=lambda e: -e[0])
         choice: dict[str, Any] = {"model": ranked[0][1], "params": ranked[0][2],
                                   "ndcg": round(ranked[0][0], 5)}
-        best_score, weight = ranked[0][0], 1.0
-        if len(ranked) > 1:
+        best_score, weight, partner = ranked[0][0], 1.0, 0
+        for other in range(1, len(ranked)):  # the best candidate with each of the others
             for w in weights:
-                score = _ndcg(lambda rows, w=w, a=ranked[0][3], b=ranked[1][3]: _blend(
+                score = _ndcg(lambda rows, w=w, a=ranked[0][3], b=ranked[other][3]: _blend(
                     a.scores(rows), b.scores(rows), w), train, users, relevant, self.k)
                 trials.append({"model": "blend", "params": {"first": ranked[0][1],
-                                                            "second": ranked[1][1],
+                                                            "second": ranked[other][1],
                                                             "weight": w},
                                "ndcg": round(score, 5)})
                 if score > best_score:
-                    best_score, weight = score, w
+                    best_score, weight, partner = score, w, other
         # free the validation fits (EASE's is n_tracks² floats) before refitting
-        winners = [(name, params) for _, name, params, _ in ranked[:2]]
+        winners = [(name, params) for _, name, params, _ in (ranked[0], ranked[partner])]
         del fitted, best_of, ranked
         self.first_ = self._candidate(*winners[0]).fit(user_items, content=content)
         self.second_: RecommenderBase | None = None
