@@ -6,8 +6,8 @@ users with at least ``min_history``) from the plays it is given, fits every cand
 every point of its small grid on the rest, and scores NDCG@``k`` on the held-out part.
 The best is also blended with each of the others, ``w · s₁ + (1 - w) · s₂`` over per-user
 min-max normalised scores, for ``w`` in ``blend_weights``. The winner (one candidate, or
-the blend) is refitted on all the plays. Only the plays given to ``fit`` are read, so inside an evaluation it
-re-chooses within each training split and never sees the test set.
+the blend) is refitted on all the plays. Only the plays given to ``fit`` are read, so
+inside an evaluation it re-chooses within each training split and never sees the test set.
 
 ``report_`` (JSON) records every candidate's validation score and the choice.
 """
