@@ -36,14 +36,15 @@ def main() -> None:
     log = read_hetrec(args.data).log
     users = list(log.users.ids)
     rng = np.random.default_rng(0)
-    batch = [str(u) for u in rng.choice(users, size=256, replace=False)]
+    batch = log.users.to_idx_many([str(u) for u in rng.choice(users, size=256,
+                                                               replace=False)])
     rows = []
     for algorithm, iterations in (("als", DEFAULTS["iterations"]), ("bpr", 100)):
         model = CFModel(algorithm=algorithm, iterations=iterations, random_state=0)
         fit = median_seconds(lambda m=model: m.fit(log), args.repeats)
-        single = median_seconds(lambda m=model: [m.recommend(u, n=10) for u in batch[:64]],
-                                args.repeats) / 64
-        many = median_seconds(lambda m=model: m.recommend_batch(batch, n=10), args.repeats)
+        single = median_seconds(lambda m=model: [m.recommend(int(u), n=10)
+                                                 for u in batch[:64]], args.repeats) / 64
+        many = median_seconds(lambda m=model: m.recommend(batch, n=10), args.repeats)
         fold = median_seconds(
             lambda m=model: [m.recommend_for_tracks(list(m.tracks_.ids[:20]), n=10)
                              for _ in range(16)], args.repeats) / 16
