@@ -184,7 +184,7 @@ def test_a_model_without_a_map_loads_and_says_so(tmp_path: Path, rng: np.random.
     x, _ = clusters(rng, 2, 6)
     ids = [f"a{k}" for k in range(12)]
     model = write_hybrid_model_dir(
-        tmp_path / "model", hybrid=HybridModel().fit(cf=None, content_ids=ids, content=x),
+        tmp_path / "model", hybrid=HybridModel().blend(cf=None, content_ids=ids, content=x),
         layout=False)
     manifest = json.loads((model / "manifest.json").read_text())
     assert "layout" not in manifest and not (model / LAYOUT_FILE).exists()
