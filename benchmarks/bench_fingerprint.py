@@ -20,6 +20,18 @@ speech, a dog, a robin and a whale (against the full music index), and white and
 — must give "no match"; the false-match rate is the share that gives any match. Their best
 scores are printed as the null distribution that sets ``min_votes``/``min_ratio``.
 
+A phone in a room (``--sections room``): 5-s excerpts through a telephone band (4th-order
+Butterworth band-pass, 300–3400 Hz), a short room reverb (a synthetic impulse response:
+the direct path plus an exponentially decaying Gaussian tail of equal energy, RT60
+0.3 s), white noise at 10 dB SNR (relative to the clip as degraded so far), each alone and
+all three in that order. One index holds librosa's music (``.ogg``; queries from
+``.hq.ogg``), every second track of the real-music set (``--real-music``, the Debian game
+soundtracks of ``benchmarks/real_music/build_set.py``; the other half is *held out*), and
+the demo dataset's tracks (``--demo``, a folder made by ``musicrec demo``). Top-1 counts
+the right track (game music loops, so a clip often plays at several offsets of its track;
+the offset is not checked here). False matches: the held-out real-music tracks under every
+condition, librosa's speech and animal recordings, white and pink noise.
+
 Scale: index size (bytes per track) and query time at 1k, 10k and 100k tracks. The tracks
 beyond the real ones are *synthetic hash streams with realistic statistics*: each is a
 random ``--synthetic-s``-second window of a real recording's landmarks, pitch-shifted by
@@ -30,12 +42,14 @@ Queries there are 10-s clips at 10 dB SNR of the real recordings, which stay in 
 Run::
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_fingerprint.py \
-        --data ../shared/datasets/librosa-audio --offsets 30 --scale 1000 10000 100000
+        --data ../shared/datasets/librosa-audio --offsets 30 --scale 1000 10000 100000 \
+        --real-music ~/.cache/musicrec/real_music --demo demo/data
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import io
 import json
 import logging
@@ -45,6 +59,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from scipy import signal
 
 from musicrec.embedding.fingerprint import (
     Fingerprint,
@@ -62,6 +77,7 @@ NOT_MUSIC = ("198-209-0000", "3436-172162-0000", "5703-47212-0000", "pibble",
              "456440__inspectorj__bird-whistling-robin-single-13", "glacier-bay-humpback")
 SR_QUERY = 22050
 KBPS: dict[str, list[float]] = {}  # measured bitrates of the re-encoded clips
+SECTIONS = ("conditions", "room", "false", "duplicates", "scale")
 
 
 def recordings(data: Path) -> tuple[list[str], list[str]]:
@@ -123,6 +139,134 @@ def conditions(rng: np.random.Generator) -> dict[str, tuple[float, object]]:
     }
 
 
+def phone_band(y: np.ndarray, sr: int) -> np.ndarray:
+    """A telephone's pass band: 4th-order Butterworth, 300–3400 Hz."""
+    sos = signal.butter(4, [300, 3400], btype="bandpass", fs=sr, output="sos")
+    return signal.sosfilt(sos, y).astype(np.float32)
+
+
+def room_reverb(y: np.ndarray, sr: int, rng: np.random.Generator,
+                rt60: float = 0.3) -> np.ndarray:
+    """Convolve with a synthetic room: the direct path plus a Gaussian tail of equal
+    energy decaying by 60 dB in ``rt60`` seconds."""
+    t = np.arange(1, int(rt60 * sr)) / sr
+    tail = rng.standard_normal(t.size) * np.exp(-np.log(1000.0) * t / rt60)
+    h = np.concatenate([[1.0], tail / np.sqrt(np.sum(tail**2))])
+    return signal.fftconvolve(y, h)[: y.size].astype(np.float32)
+
+
+def room_conditions(rng: np.random.Generator) -> dict[str, object]:
+    """Condition name -> transform of a 5-s clip at SR_QUERY (a phone in a room)."""
+    def everything(y: np.ndarray) -> np.ndarray:
+        return add_noise(phone_band(room_reverb(y, SR_QUERY, rng), SR_QUERY), 10, rng)
+    return {
+        "5 s clean": None,
+        "5 s, phone band 300-3400 Hz": lambda y: phone_band(y, SR_QUERY),
+        "5 s, room reverb 0.3 s": lambda y: room_reverb(y, SR_QUERY, rng),
+        "5 s, white noise 10 dB": lambda y: add_noise(y, 10, rng),
+        "5 s, all three": everything,
+    }
+
+
+def room_sources(args: argparse.Namespace, music: list[str]) -> list[tuple[str, str, Path,
+                                                                             Path, bool]]:
+    """``(source, track_id, catalogue file, query file, in catalogue)`` of the phone-in-a-room
+    section: librosa's music, the real-music set (every second track held out), the demo."""
+    rows = [("librosa", stem, args.data / f"{stem}.ogg", args.data / f"{stem}.hq.ogg", True)
+            for stem in music]
+    real = args.real_music / "catalog.csv" if args.real_music else None
+    if real is not None and real.is_file():
+        with real.open() as f:
+            tracks = [r for r in csv.DictReader(f) if r["label"] != "librosa"]
+        tracks.sort(key=lambda r: r["track_id"])
+        for i, r in enumerate(tracks):
+            path = args.real_music / r["audio_path"]
+            rows.append(("real-music", r["track_id"], path, path, i % 2 == 0))
+    else:
+        print(f"(no real-music set at {args.real_music}: build it with "
+              "benchmarks/real_music/build_set.py)")
+    demo = args.demo / "catalog.csv" if args.demo else None
+    if demo is not None and demo.is_file():
+        with demo.open() as f:
+            tracks = list(csv.DictReader(f))
+        for r in tracks[: args.demo_tracks]:
+            path = args.demo / r["audio_path"]
+            rows.append(("demo", r["track_id"], path, path, True))
+    else:
+        print(f"(no demo dataset at {args.demo}: make one with `musicrec demo`)")
+    return rows
+
+
+def phone_in_a_room(args: argparse.Namespace, params: FingerprintParams, music: list[str],
+                    other: list[str], rng: np.random.Generator) -> dict[str, object]:
+    """Top-1 and false matches of 5-s clips through a phone band, reverb and noise."""
+    sources = room_sources(args, music)
+    index = FingerprintIndex(params=params)
+    clips: list[tuple[str, str, bool, np.ndarray]] = []  # source, track, in catalogue, clip
+    seconds = 0.0
+    fp_s = 0.0
+    n = 5 * SR_QUERY
+    for source, track_id, cat_path, query_path, in_cat in sources:
+        y = load_audio(query_path, sr=SR_QUERY)
+        if in_cat:
+            t0 = time.perf_counter()
+            fp = fingerprint(y if cat_path == query_path else cat_path, sr=SR_QUERY,
+                             params=params)
+            fp_s += time.perf_counter() - t0
+            index.add(track_id, fp)
+            seconds += fp.duration_s
+        if y.size < n:
+            continue
+        for start in rng.integers(0, y.size - n + 1, size=args.room_offsets):
+            clips.append((source, track_id, in_cat, y[start:start + n].copy()))
+        del y
+    for stem in other:
+        y = load_audio(args.data / f"{stem}.hq.ogg", sr=SR_QUERY)
+        if y.size >= n:
+            for start in rng.integers(0, y.size - n + 1, size=args.room_offsets):
+                clips.append(("speech/animal", stem, False, y[start:start + n].copy()))
+    for _ in range(args.room_offsets * 2):
+        clips.append(("noise", "white", False,
+                      rng.standard_normal(n).astype(np.float32) * 0.1))
+        clips.append(("noise", "pink", False, pink_noise(n, rng)))
+    index.build()
+    counts = {src: sum(c[0] == src and c[2] for c in clips)
+              for src in ("librosa", "real-music", "demo")}
+    n_neg = sum(not c[2] for c in clips)
+    print(f"\nphone in a room: index of {len(index)} tracks ({seconds / 3600:.2f} h, "
+          f"{index.n_postings} hashes, {index.nbytes / 1e6:.1f} MB, fingerprinting "
+          f"{seconds / max(fp_s, 1e-9):.0f}x real time); catalogue clips per source "
+          f"{counts}, {n_neg} clips not in the catalogue")
+    head = " ".join(f"{src:>10s}" for src in counts)
+    print(f"{'condition':28s} {head} {'all':>6s} {'false':>7s} {'ms/query':>8s}")
+    out: dict[str, object] = {"tracks": len(index), "postings": index.n_postings,
+                              "bytes": index.nbytes, "clips": counts, "negatives": n_neg}
+    null: list[int] = []
+    for name, transform in room_conditions(rng).items():
+        right = dict.fromkeys(counts, 0)
+        false = 0
+        t0 = time.perf_counter()
+        for source, track_id, in_cat, clip in clips:
+            y = clip if transform is None else transform(clip)  # type: ignore[operator]
+            match = index.identify(y, sr=SR_QUERY)
+            if in_cat:
+                right[source] += bool(match and match.track_id == track_id)
+            else:
+                false += match is not None
+                ranked = index.query(y, sr=SR_QUERY, n=1)
+                null.append(ranked[0][2] if ranked else 0)
+        ms = (time.perf_counter() - t0) / len(clips) * 1000
+        rates = {src: right[src] / max(1, counts[src]) for src in counts}
+        total = sum(right.values()) / max(1, sum(counts.values()))
+        cells = " ".join(f"{rates[src]:10.3f}" for src in counts)
+        print(f"{name:28s} {cells} {total:6.3f} {false:3d}/{n_neg:<3d} {ms:8.1f}")
+        out[name] = {"top1": rates, "top1_all": total, "false": false, "ms": ms}
+    print(f"  null best score (not in the catalogue, every condition): median "
+          f"{np.median(null):.0f}, p99 {np.quantile(null, 0.99):.0f}, max {max(null)}; "
+          f"min_votes={index.min_votes}, min_ratio={index.min_ratio}")
+    return out
+
+
 def synthetic_stream(fp: Fingerprint, *, seconds: float, params: FingerprintParams,
                      rng: np.random.Generator) -> Fingerprint:
     """A random window of ``fp`` pitch-shifted and time-stretched in hash space."""
@@ -165,6 +309,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--params", help='FingerprintParams overrides as JSON, e.g. '
                         '\'{"fan_out": 5}\'')
+    parser.add_argument("--real-music", type=Path, default=Path.home() / ".cache" / "musicrec"
+                        / "real_music", help="the real-music set (its catalog.csv)")
+    parser.add_argument("--demo", type=Path, default=Path("demo/data"),
+                        help="a demo dataset folder (catalog.csv and audio/)")
+    parser.add_argument("--demo-tracks", type=int, default=150)
+    parser.add_argument("--room-offsets", type=int, default=3,
+                        help="5-s clips per recording in the phone-in-a-room section")
+    parser.add_argument("--sections", nargs="*", default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -187,149 +339,152 @@ def main() -> None:
           f"fingerprinting {seconds / fp_time:.0f}x real time")
     results["hashes_per_s"] = index.n_postings / seconds
 
-    # -- identification under each condition ------------------------------------------
     hq = {stem: load_audio(args.data / f"{stem}.hq.ogg", sr=SR_QUERY) for stem in music}
-    print(f"\n{'condition':28s} {'queries':>7s} {'top-1':>6s} {'ms/query':>8s}")
-    cond_results = {}
-    for name, (clip_s, transform) in conditions(rng).items():
-        queries = []
-        for stem in music:
-            y = hq[stem]
-            n = int(clip_s * SR_QUERY)
-            if y.size < n:
-                continue
-            for start in rng.integers(0, y.size - n + 1, size=args.offsets):
-                clip = y[start:start + n]
-                if transform is not None:
-                    clip = transform(clip)  # type: ignore[operator]
-                queries.append((stem, start / SR_QUERY, clip))
-        t0 = time.perf_counter()
-        acc = top1(index, queries)
-        ms = (time.perf_counter() - t0) / max(1, len(queries)) * 1000
-        cond_results[name] = {"queries": len(queries), "top1": acc, "ms": ms}
-        print(f"{name:28s} {len(queries):7d} {acc:6.3f} {ms:8.1f}")
-    results["conditions"] = cond_results
-    results["kbps"] = {fmt: float(np.median(v)) for fmt, v in KBPS.items()}
-    print("re-encoded bitrates (median): "
-          + ", ".join(f"{fmt} {np.median(v):.0f} kb/s" for fmt, v in KBPS.items()))
-
-    # -- false matches ------------------------------------------------------------------
-    null_best: list[tuple[str, int, int]] = []
-    false = 0
-    n_null = 0
-
-    def null_query(idx: FingerprintIndex, label: str, clip: np.ndarray) -> None:
-        nonlocal false, n_null
-        ranked = idx.query(clip, sr=SR_QUERY, n=2)
-        best = ranked[0][2] if ranked else 0
-        second = ranked[1][2] if len(ranked) > 1 else 0
-        null_best.append((label, best, second))
-        false += idx.identify(clip, sr=SR_QUERY) is not None
-        n_null += 1
-
-    for held in music:
-        loo = FingerprintIndex(params=params)
-        for stem, fp in catalogue.items():
-            if stem != held:
-                loo.add(stem, fp)
-        loo.build()
-        y = hq[held]
-        for clip_s, snr in ((10, None), (5, None), (10, 10.0)):
-            n = min(int(clip_s * SR_QUERY), y.size)
-            for start in rng.integers(0, y.size - n + 1, size=max(1, args.offsets // 3)):
-                clip = y[start:start + n]
-                null_query(loo, "music (leave-one-out)",
-                           clip if snr is None else add_noise(clip, snr, rng))
-    for stem in other:
-        y = load_audio(args.data / f"{stem}.hq.ogg", sr=SR_QUERY)
-        n = min(int(10 * SR_QUERY), y.size)
-        for start in rng.integers(0, y.size - n + 1, size=args.offsets):
-            null_query(index, "speech/animal", y[start:start + n])
-    for _ in range(args.offsets):
-        null_query(index, "noise", rng.standard_normal(10 * SR_QUERY).astype(np.float32) * 0.1)
-        null_query(index, "noise", pink_noise(10 * SR_QUERY, rng))
-    best = np.array([b for _, b, _ in null_best])
-    print(f"\nfalse matches: {false} of {n_null} non-catalogue clips "
-          f"({false / n_null:.2%}); thresholds min_votes={index.min_votes}, "
-          f"min_ratio={index.min_ratio}")
-    for label in sorted({lab for lab, _, _ in null_best}):
-        b = np.array([x for lab, x, _ in null_best if lab == label])
-        print(f"  null best score, {label:22s} n={b.size:4d} median {np.median(b):.0f} "
-              f"p99 {np.quantile(b, 0.99):.0f} max {b.max()}")
-    results["false_match"] = {"n": n_null, "false": false, "rate": false / n_null,
-                              "null_best_max": int(best.max()),
-                              "null_best_p99": float(np.quantile(best, 0.99))}
-
-    # -- duplicates and round trip ------------------------------------------------------
-    dup = FingerprintIndex(params=params)
-    for stem in music:
-        dup.add(f"{stem}.ogg", catalogue[stem])
-        dup.add(f"{stem}.hq.ogg", args.data / f"{stem}.hq.ogg")
-    for stem in other:
-        dup.add(f"{stem}.ogg", args.data / f"{stem}.ogg")
-    dup.build()
-    t0 = time.perf_counter()
-    groups = find_duplicates(dup)
-    dup_s = time.perf_counter() - t0
-    pairs_right = sum(len(g.track_ids) == 2 and g.track_ids[0].replace(".ogg", "")
-                      == g.track_ids[1].replace(".hq.ogg", "") for g in groups)
-    print(f"\nduplicates: {len(groups)} groups among {len(dup)} tracks "
-          f"({pairs_right} are exactly a .ogg/.hq.ogg pair of the {len(music)} music "
-          f"pairs), {dup_s:.2f} s")
-    results["duplicates"] = {"groups": len(groups), "right_pairs": pairs_right,
-                             "tracks": len(dup)}
-
-    # -- scale -------------------------------------------------------------------------
-    fps = list(catalogue.values())
-    scale_results = {}
-    for n_tracks in args.scale:
-        big = FingerprintIndex(params=params)
-        for stem, fp in catalogue.items():
-            big.add(stem, fp)
-        for i in range(n_tracks - len(music)):
-            src = fps[int(rng.integers(len(fps)))]
-            big.add(f"synthetic-{i}", synthetic_stream(src, seconds=args.synthetic_s,
-                                                       params=params, rng=rng))
-        t0 = time.perf_counter()
-        big.build()
-        build_s = time.perf_counter() - t0
-        with tempfile.TemporaryDirectory() as tmp:
-            big.save(Path(tmp) / "fp")
-            size = sum(f.stat().st_size for f in (Path(tmp) / "fp").iterdir())
-            loaded = FingerprintIndex.load(Path(tmp) / "fp", mmap=True)
+    if "conditions" in args.sections:
+        # -- identification under each condition ------------------------------------------
+        print(f"\n{'condition':28s} {'queries':>7s} {'top-1':>6s} {'ms/query':>8s}")
+        cond_results = {}
+        for name, (clip_s, transform) in conditions(rng).items():
             queries = []
-            for _ in range(args.scale_queries):
-                stem = music[int(rng.integers(len(music)))]
+            for stem in music:
                 y = hq[stem]
-                n = min(10 * SR_QUERY, y.size)
-                start = int(rng.integers(0, y.size - n + 1))
-                clip = add_noise(y[start:start + n], 10, rng)
-                queries.append((stem, start / SR_QUERY,
-                                fingerprint(clip, sr=SR_QUERY, params=params)))
-            times = []
-            right = 0
-            for stem, offset, qfp in queries:
-                t0 = time.perf_counter()
-                match = loaded.identify(qfp)
-                times.append(time.perf_counter() - t0)
-                right += bool(match and match.track_id == stem
-                              and abs(match.offset_s - offset) < 0.1)
-            del loaded
-        row = {"tracks": n_tracks, "postings": big.n_postings, "bytes": size,
-               "bytes_per_track": size / n_tracks, "build_s": build_s,
-               "lookup_ms_median": float(np.median(times) * 1000),
-               "lookup_ms_p95": float(np.quantile(times, 0.95) * 1000),
-               "top1": right / len(queries), "queries": len(queries)}
-        scale_results[n_tracks] = row
-        print(f"scale {n_tracks:>7d} tracks: {size / 1e6:8.1f} MB "
-              f"({size / n_tracks / 1e3:.1f} kB/track), lookup median "
-              f"{row['lookup_ms_median']:.1f} ms (p95 {row['lookup_ms_p95']:.1f}), "
-              f"top-1 {row['top1']:.3f} on {len(queries)} queries, build {build_s:.1f} s")
-        del big
-    results["scale"] = scale_results
-    qfp_ms = cond_results["10 s, white noise 10 dB"]["ms"]
-    print(f"(a full 10-s query, decode-free: fingerprinting + lookup ≈ {qfp_ms:.1f} ms on "
-          f"the small index)")
+                n = int(clip_s * SR_QUERY)
+                if y.size < n:
+                    continue
+                for start in rng.integers(0, y.size - n + 1, size=args.offsets):
+                    clip = y[start:start + n]
+                    if transform is not None:
+                        clip = transform(clip)  # type: ignore[operator]
+                    queries.append((stem, start / SR_QUERY, clip))
+            t0 = time.perf_counter()
+            acc = top1(index, queries)
+            ms = (time.perf_counter() - t0) / max(1, len(queries)) * 1000
+            cond_results[name] = {"queries": len(queries), "top1": acc, "ms": ms}
+            print(f"{name:28s} {len(queries):7d} {acc:6.3f} {ms:8.1f}")
+        results["conditions"] = cond_results
+        results["kbps"] = {fmt: float(np.median(v)) for fmt, v in KBPS.items()}
+        print("re-encoded bitrates (median): "
+              + ", ".join(f"{fmt} {np.median(v):.0f} kb/s" for fmt, v in KBPS.items()))
+
+    if "false" in args.sections:
+        # -- false matches ------------------------------------------------------------------
+        null_best: list[tuple[str, int, int]] = []
+        false = 0
+        n_null = 0
+
+        def null_query(idx: FingerprintIndex, label: str, clip: np.ndarray) -> None:
+            nonlocal false, n_null
+            ranked = idx.query(clip, sr=SR_QUERY, n=2)
+            best = ranked[0][2] if ranked else 0
+            second = ranked[1][2] if len(ranked) > 1 else 0
+            null_best.append((label, best, second))
+            false += idx.identify(clip, sr=SR_QUERY) is not None
+            n_null += 1
+
+        for held in music:
+            loo = FingerprintIndex(params=params)
+            for stem, fp in catalogue.items():
+                if stem != held:
+                    loo.add(stem, fp)
+            loo.build()
+            y = hq[held]
+            for clip_s, snr in ((10, None), (5, None), (10, 10.0)):
+                n = min(int(clip_s * SR_QUERY), y.size)
+                for start in rng.integers(0, y.size - n + 1, size=max(1, args.offsets // 3)):
+                    clip = y[start:start + n]
+                    null_query(loo, "music (leave-one-out)",
+                               clip if snr is None else add_noise(clip, snr, rng))
+        for stem in other:
+            y = load_audio(args.data / f"{stem}.hq.ogg", sr=SR_QUERY)
+            n = min(int(10 * SR_QUERY), y.size)
+            for start in rng.integers(0, y.size - n + 1, size=args.offsets):
+                null_query(index, "speech/animal", y[start:start + n])
+        for _ in range(args.offsets):
+            null_query(index, "noise", rng.standard_normal(10 * SR_QUERY).astype(np.float32) * 0.1)
+            null_query(index, "noise", pink_noise(10 * SR_QUERY, rng))
+        best = np.array([b for _, b, _ in null_best])
+        print(f"\nfalse matches: {false} of {n_null} non-catalogue clips "
+              f"({false / n_null:.2%}); thresholds min_votes={index.min_votes}, "
+              f"min_ratio={index.min_ratio}")
+        for label in sorted({lab for lab, _, _ in null_best}):
+            b = np.array([x for lab, x, _ in null_best if lab == label])
+            print(f"  null best score, {label:22s} n={b.size:4d} median {np.median(b):.0f} "
+                  f"p99 {np.quantile(b, 0.99):.0f} max {b.max()}")
+        results["false_match"] = {"n": n_null, "false": false, "rate": false / n_null,
+                                  "null_best_max": int(best.max()),
+                                  "null_best_p99": float(np.quantile(best, 0.99))}
+
+    if "duplicates" in args.sections:
+        # -- duplicates and round trip ------------------------------------------------------
+        dup = FingerprintIndex(params=params)
+        for stem in music:
+            dup.add(f"{stem}.ogg", catalogue[stem])
+            dup.add(f"{stem}.hq.ogg", args.data / f"{stem}.hq.ogg")
+        for stem in other:
+            dup.add(f"{stem}.ogg", args.data / f"{stem}.ogg")
+        dup.build()
+        t0 = time.perf_counter()
+        groups = find_duplicates(dup)
+        dup_s = time.perf_counter() - t0
+        pairs_right = sum(len(g.track_ids) == 2 and g.track_ids[0].replace(".ogg", "")
+                          == g.track_ids[1].replace(".hq.ogg", "") for g in groups)
+        print(f"\nduplicates: {len(groups)} groups among {len(dup)} tracks "
+              f"({pairs_right} are exactly a .ogg/.hq.ogg pair of the {len(music)} music "
+              f"pairs), {dup_s:.2f} s")
+        results["duplicates"] = {"groups": len(groups), "right_pairs": pairs_right,
+                                 "tracks": len(dup)}
+
+    if "scale" in args.sections:
+        # -- scale -------------------------------------------------------------------------
+        fps = list(catalogue.values())
+        scale_results = {}
+        for n_tracks in args.scale:
+            big = FingerprintIndex(params=params)
+            for stem, fp in catalogue.items():
+                big.add(stem, fp)
+            for i in range(n_tracks - len(music)):
+                src = fps[int(rng.integers(len(fps)))]
+                big.add(f"synthetic-{i}", synthetic_stream(src, seconds=args.synthetic_s,
+                                                           params=params, rng=rng))
+            t0 = time.perf_counter()
+            big.build()
+            build_s = time.perf_counter() - t0
+            with tempfile.TemporaryDirectory() as tmp:
+                big.save(Path(tmp) / "fp")
+                size = sum(f.stat().st_size for f in (Path(tmp) / "fp").iterdir())
+                loaded = FingerprintIndex.load(Path(tmp) / "fp", mmap=True)
+                queries = []
+                for _ in range(args.scale_queries):
+                    stem = music[int(rng.integers(len(music)))]
+                    y = hq[stem]
+                    n = min(10 * SR_QUERY, y.size)
+                    start = int(rng.integers(0, y.size - n + 1))
+                    clip = add_noise(y[start:start + n], 10, rng)
+                    queries.append((stem, start / SR_QUERY,
+                                    fingerprint(clip, sr=SR_QUERY, params=params)))
+                times = []
+                right = 0
+                for stem, offset, qfp in queries:
+                    t0 = time.perf_counter()
+                    match = loaded.identify(qfp)
+                    times.append(time.perf_counter() - t0)
+                    right += bool(match and match.track_id == stem
+                                  and abs(match.offset_s - offset) < 0.1)
+                del loaded
+            row = {"tracks": n_tracks, "postings": big.n_postings, "bytes": size,
+                   "bytes_per_track": size / n_tracks, "build_s": build_s,
+                   "lookup_ms_median": float(np.median(times) * 1000),
+                   "lookup_ms_p95": float(np.quantile(times, 0.95) * 1000),
+                   "top1": right / len(queries), "queries": len(queries)}
+            scale_results[n_tracks] = row
+            print(f"scale {n_tracks:>7d} tracks: {size / 1e6:8.1f} MB "
+                  f"({size / n_tracks / 1e3:.1f} kB/track), lookup median "
+                  f"{row['lookup_ms_median']:.1f} ms (p95 {row['lookup_ms_p95']:.1f}), "
+                  f"top-1 {row['top1']:.3f} on {len(queries)} queries, build {build_s:.1f} s")
+            del big
+        results["scale"] = scale_results
+    if "room" in args.sections:
+        results["room"] = phone_in_a_room(args, params, music, other, rng)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
