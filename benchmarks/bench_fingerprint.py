@@ -461,7 +461,7 @@ def main() -> None:
                     start = int(rng.integers(0, y.size - n + 1))
                     clip = add_noise(y[start:start + n], 10, rng)
                     queries.append((stem, start / SR_QUERY,
-                                    fingerprint(clip, sr=SR_QUERY, params=params)))
+                                    fingerprint(clip, sr=SR_QUERY, params=params, query=True)))
                 times = []
                 right = 0
                 for stem, offset, qfp in queries:

@@ -45,11 +45,15 @@ the strongest peaks in place.
 
 Index and search
 ----------------
-:class:`FingerprintIndex` holds every ``(hash, track_idx, anchor_time)`` triple sorted by
-hash (three ``numpy`` arrays: ``hashes`` ``uint32``, ``track_idx`` ``uint32``, ``times``
-``uint32``). A query fingerprints the clip, finds each query hash's postings by binary
-search (``np.searchsorted``), and every hit votes for ``(track, t_db - t_query)``: the true
-recording piles its votes on one offset, chance hits spread over many. A vote is a query
+:class:`FingerprintIndex` holds every ``(hash, track_idx, anchor_time)`` posting grouped
+by hash, packed: the distinct hashes (``keys``, ``uint32``), where each one's postings
+start (``starts``) and the postings themselves in 6 bytes each (``track_idx << 20 |
+anchor_time`` in 48 bits), so an index costs 6 bytes a hash plus a few bytes per distinct
+hash (against 12 bytes a hash in format 1). Saved as ``.npy`` and loaded with mmap, the
+pages are shared by every server process. A query fingerprints the clip, finds each query
+hash's postings by binary search (``np.searchsorted`` on ``keys``), and every hit votes
+for ``(track, t_db - t_query)``: the true recording piles its votes on one offset, chance
+hits spread over many. A vote is a query
 *anchor peak*, not a landmark: the landmarks of one anchor (its fan-out and their tolerant
 variants) count once per ``(track, offset)``. One shared note (the same instrument sample
 in two tracker-music soundtracks) fires many landmarks from one or two anchors; counted
@@ -107,9 +111,14 @@ from musicrec.errors import DataFormatError, ModelFormatError, ParameterError
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _META_FILE = "fingerprint.json"
-_ARRAYS = ("hashes", "track_idx", "times", "track_ids", "n_hashes", "durations")
+_ARRAYS = ("keys", "starts", "postings", "track_ids", "n_hashes", "durations")
+_ARRAYS_V1 = ("hashes", "track_idx", "times", "track_ids", "n_hashes", "durations")
+#: A posting packs ``track_idx << TIME_BITS | anchor_time`` into 48 bits (three uint16):
+#: up to 2**28 tracks of up to 2**20 frames (6.7 hours) each.
+TIME_BITS = 20
+TRACK_BITS = 28
 
 PathLike = str | os.PathLike[str]
 
@@ -514,6 +523,13 @@ def fingerprint(
 
 
 # -- index --------------------------------------------------------------------------------
+def _unpack(postings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(track_idx, anchor_time)`` as int64 from packed postings ``[shape=(n, 3)]``."""
+    p = np.asarray(postings).astype(np.int64)
+    value = p[:, 0] | (p[:, 1] << 16) | (p[:, 2] << 32)
+    return value >> TIME_BITS, value & ((1 << TIME_BITS) - 1)
+
+
 class FingerprintIndex:
     """An inverted index from landmark hashes to ``(track, anchor time)`` postings.
 
@@ -530,10 +546,14 @@ class FingerprintIndex:
 
     Attributes
     ----------
-    hashes_ : np.ndarray [shape=(n_postings,), dtype=uint32]
-        Sorted hashes (after :meth:`build`).
-    track_idx_, times_ : np.ndarray [shape=(n_postings,), dtype=uint32]
-        Postings: dense track index and anchor frame of each hash.
+    keys_ : np.ndarray [shape=(n_keys,), dtype=uint32]
+        The distinct hashes, sorted (after :meth:`build`).
+    starts_ : np.ndarray [shape=(n_keys + 1,), dtype=uint32 or uint64]
+        Postings of ``keys_[i]`` are ``postings_[starts_[i]:starts_[i + 1]]`` (uint64 only
+        beyond 2**32 postings).
+    postings_ : np.ndarray [shape=(n_postings, 3), dtype=uint16]
+        Each posting, 6 bytes: ``track_idx << TIME_BITS | anchor_time`` in 48 bits, little
+        end first. Use :meth:`unpacked` for plain ``(hashes, track_idx, times)``.
     track_ids_ : np.ndarray [shape=(n_tracks,), dtype=str]
     n_hashes_ : np.ndarray [shape=(n_tracks,), dtype=int64]
     durations_ : np.ndarray [shape=(n_tracks,), dtype=float64]
@@ -565,9 +585,9 @@ class FingerprintIndex:
         self.min_clip_s = float(min_clip_s)
         self._pending: list[tuple[str, Fingerprint]] = []
         self._pending_ids: set[str] = set()
-        self.hashes_ = np.zeros(0, dtype=np.uint32)
-        self.track_idx_ = np.zeros(0, dtype=np.uint32)
-        self.times_ = np.zeros(0, dtype=np.uint32)
+        self.keys_ = np.zeros(0, dtype=np.uint32)
+        self.starts_ = np.zeros(1, dtype=np.uint32)
+        self.postings_ = np.zeros((0, 3), dtype=np.uint16)
         self.track_ids_ = np.zeros(0, dtype="<U1")
         self.n_hashes_ = np.zeros(0, dtype=np.int64)
         self.durations_ = np.zeros(0, dtype=np.float64)
@@ -582,12 +602,41 @@ class FingerprintIndex:
 
     @property
     def n_postings(self) -> int:
-        return int(self.hashes_.shape[0])
+        return int(self.postings_.shape[0])
 
     @property
     def nbytes(self) -> int:
         """Bytes of the arrays (as saved, less the small JSON)."""
         return int(sum(getattr(self, f"{name}_").nbytes for name in _ARRAYS))
+
+    def unpacked(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every posting as plain arrays, in index order (sorted by hash).
+
+        Returns
+        -------
+        hashes, track_idx, times : np.ndarray [shape=(n_postings,), dtype=uint32]
+        """
+        starts = np.asarray(self.starts_).astype(np.int64)
+        counts: np.ndarray = starts[1:] - starts[:-1]
+        hashes = np.repeat(np.asarray(self.keys_), counts).astype(np.uint32)
+        track, times = _unpack(np.asarray(self.postings_))
+        return hashes, track.astype(np.uint32), times.astype(np.uint32)
+
+    def _pack(self, hashes: np.ndarray, tracks: np.ndarray, times: np.ndarray) -> None:
+        """Store postings sorted by hash as keys, starts and 6-byte postings."""
+        if hashes.size and int(times.max()) >= 1 << TIME_BITS:
+            raise ParameterError(
+                f"anchor time {int(times.max())} frames must be < 2**{TIME_BITS}: a track "
+                f"longer than {(1 << TIME_BITS) * self.params.frame_s / 3600:.1f} h")
+        if len(self) > 1 << TRACK_BITS:
+            raise ParameterError(f"{len(self)} tracks: the index holds at most 2**{TRACK_BITS}")
+        keys, starts = np.unique(hashes, return_index=True)
+        n = hashes.size
+        self.keys_ = keys.astype(np.uint32)
+        self.starts_ = np.append(starts, n).astype(np.uint32 if n < 2**32 else np.uint64)
+        packed = (tracks.astype("<u8") << np.uint64(TIME_BITS)) | times.astype("<u8")
+        # the low six bytes of each little-endian uint64
+        self.postings_ = np.ascontiguousarray(packed.view("<u2").reshape(-1, 4)[:, :3])
 
     def add(
         self,
@@ -634,14 +683,15 @@ class FingerprintIndex:
         new_ids = [tid for tid, _ in self._pending]
         fps = [fp for _, fp in self._pending]
         sizes = np.array([len(fp) for fp in fps], dtype=np.int64)
-        hashes = np.concatenate([self.hashes_, *[fp.hashes for fp in fps]]).astype(np.uint32)
+        old_hashes, old_tracks, old_times = self.unpacked()
+        hashes = np.concatenate([old_hashes, *[fp.hashes for fp in fps]]).astype(np.uint32)
         tracks = np.concatenate([
-            self.track_idx_,
+            old_tracks,
             np.repeat(np.arange(base, base + len(fps), dtype=np.uint32), sizes),
         ]).astype(np.uint32)
-        times = np.concatenate([self.times_, *[fp.times for fp in fps]]).astype(np.uint32)
+        times = np.concatenate([old_times, *[fp.times for fp in fps]]).astype(np.uint32)
+        del old_hashes, old_tracks, old_times
         order = np.argsort(hashes, kind="stable")
-        self.hashes_, self.track_idx_, self.times_ = hashes[order], tracks[order], times[order]
         width = max([len(t) for t in new_ids] + [int(self.track_ids_.dtype.itemsize // 4), 1])
         self.track_ids_ = np.concatenate([
             np.asarray(self.track_ids_, dtype=f"<U{width}"),
@@ -650,6 +700,7 @@ class FingerprintIndex:
         self.n_hashes_ = np.concatenate([np.asarray(self.n_hashes_), sizes])
         self.durations_ = np.concatenate([
             np.asarray(self.durations_), np.array([fp.duration_s for fp in fps], dtype=float)])
+        self._pack(hashes[order], tracks[order], times[order])
         self._id_to_idx = {str(t): i for i, t in enumerate(self.track_ids_)}
         self._pending, self._pending_ids = [], set()
         log.info("fingerprint index: %d tracks, %d postings", len(self), self.n_postings)
@@ -686,11 +737,11 @@ class FingerprintIndex:
         if track_id not in self._id_to_idx:
             raise UnknownTrackError(track_id)
         idx = self._id_to_idx[track_id]
-        where = np.flatnonzero(np.asarray(self.track_idx_) == idx)
-        order = np.argsort(np.asarray(self.times_)[where], kind="stable")
+        hashes, tracks, times = self.unpacked()
+        where = np.flatnonzero(tracks == idx)
+        order = np.argsort(times[where], kind="stable")
         where = where[order]
-        return Fingerprint(hashes=np.asarray(self.hashes_)[where],
-                           times=np.asarray(self.times_)[where],
+        return Fingerprint(hashes=hashes[where], times=times[where],
                            duration_s=float(self.durations_[idx]))
 
     # -- search -----------------------------------------------------------------------
@@ -713,16 +764,18 @@ class FingerprintIndex:
         empty = np.zeros(0, dtype=np.int64)
         if hashes.size == 0 or self.n_postings == 0:
             return empty, empty, empty, 0, 0
-        lo = np.searchsorted(self.hashes_, hashes, side="left")
-        hi = np.searchsorted(self.hashes_, hashes, side="right")
-        counts = hi - lo
+        distinct = self.keys_
+        at = np.minimum(np.searchsorted(distinct, hashes), distinct.size - 1)
+        found = distinct[at] == hashes
+        lo = np.where(found, self.starts_[at], 0).astype(np.int64)
+        counts = np.where(found, self.starts_[at + 1], 0).astype(np.int64) - lo
         total = int(counts.sum())
         if total == 0:
             return empty, empty, empty, 0, 0
         # gather the postings of every query hash without a Python loop
         q = np.repeat(np.arange(hashes.size), counts)
         pos = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) + lo[q]
-        track = np.asarray(self.track_idx_[pos], dtype=np.int64)
+        track, db_time = _unpack(self.postings_[pos])
         per_track = np.bincount(track, minlength=len(self))
         n_tracks_hit = int(np.count_nonzero(per_track))
         if n_tracks_hit > max_candidates:
@@ -730,9 +783,9 @@ class FingerprintIndex:
             keep = np.zeros(len(self), dtype=bool)
             keep[top] = True
             chosen = keep[track]
-            track, pos, q = track[chosen], pos[chosen], q[chosen]
+            track, db_time, q = track[chosen], db_time[chosen], q[chosen]
         anchor = times[q].astype(np.int64)
-        offset = np.asarray(self.times_[pos], dtype=np.int64) - anchor
+        offset = db_time - anchor
         span = 1 << 33
         keys = track * span + (offset + (1 << 32))
         if distinct_anchors:
@@ -915,9 +968,11 @@ class FingerprintIndex:
     def save(self, path: PathLike) -> Path:
         """Write the index to the directory ``path`` (replaced atomically).
 
-        Files: ``hashes.npy``, ``track_idx.npy``, ``times.npy`` (``uint32``),
+        Files: ``keys.npy`` (``uint32``), ``starts.npy`` (``uint32``, or ``uint64`` beyond
+        2**32 postings), ``postings.npy`` (``uint16 [n, 3]``: 6 bytes a posting),
         ``track_ids.npy`` (unicode), ``n_hashes.npy``, ``durations.npy`` and
-        ``fingerprint.json`` (format version, parameters, thresholds).
+        ``fingerprint.json`` (format version, parameters, thresholds). Loaded with
+        ``mmap=True``, every gunicorn worker maps the same pages: one copy in memory.
         """
         if self._pending:
             raise ParameterError("the index has staged tracks: call build() before save()")
@@ -974,9 +1029,9 @@ class FingerprintIndex:
         except (OSError, ValueError) as error:
             raise ModelFormatError(f"{meta_path}: unreadable ({error})") from None
         version = meta.get("format_version") if isinstance(meta, dict) else None
-        if version != FORMAT_VERSION:
+        if version not in (1, FORMAT_VERSION):
             raise ModelFormatError(
-                f"{meta_path}: format_version={version!r}, this musicrec reads "
+                f"{meta_path}: format_version={version!r}, this musicrec reads 1 and "
                 f"{FORMAT_VERSION}")
         try:
             saved = FingerprintParams(**meta["params"])
@@ -988,24 +1043,40 @@ class FingerprintIndex:
             raise ModelFormatError(
                 f"{meta_path}: saved with other fingerprint parameters "
                 f"(saved, expected): {diff}")
-        index = cls(params=saved, min_votes=int(meta.get("min_votes", 10)),
-                    min_ratio=float(meta.get("min_ratio", 2.0)),
-                    min_clip_s=float(meta.get("min_clip_s", 1.0)))
+        if version == 1:  # votes were landmarks then: today's calibrated thresholds
+            index = cls(params=saved, min_clip_s=float(meta.get("min_clip_s", 1.0)))
+        else:
+            index = cls(params=saved, min_votes=int(meta.get("min_votes", 10)),
+                        min_ratio=float(meta.get("min_ratio", 2.0)),
+                        min_clip_s=float(meta.get("min_clip_s", 1.0)))
         arrays: dict[str, np.ndarray] = {}
-        for name in _ARRAYS:
+        for name in _ARRAYS if version == FORMAT_VERSION else _ARRAYS_V1:
             file = path / f"{name}.npy"
             try:
                 arrays[name] = np.load(file, mmap_mode="r" if mmap else None,
                                        allow_pickle=False)
             except (OSError, ValueError) as error:
                 raise ModelFormatError(f"{file}: unreadable ({error})") from None
-        n_post = {arrays[k].shape for k in ("hashes", "track_idx", "times")}
         n_tracks = {arrays[k].shape for k in ("track_ids", "n_hashes", "durations")}
-        if len(n_post) != 1 or len(n_tracks) != 1 or n_post != {(meta.get("n_postings"),)} \
-                or n_tracks != {(meta.get("n_tracks"),)}:
+        n_postings = meta.get("n_postings")
+        if version == FORMAT_VERSION:
+            keys, starts, postings = arrays["keys"], arrays["starts"], arrays["postings"]
+            ok = (keys.ndim == 1 and starts.shape == (keys.size + 1,)
+                  and postings.shape == (n_postings, 3) and postings.dtype == np.uint16
+                  and int(starts[-1]) == n_postings)
+        else:
+            ok = len({arrays[k].shape for k in ("hashes", "track_idx", "times")}) == 1 \
+                and arrays["hashes"].shape == (n_postings,)
+        if not ok or len(n_tracks) != 1 or n_tracks != {(meta.get("n_tracks"),)}:
             raise ModelFormatError(f"{path}: array lengths disagree with {_META_FILE}")
-        for name in _ARRAYS:
+        for name in ("track_ids", "n_hashes", "durations"):
             setattr(index, f"{name}_", arrays[name])
+        if version == FORMAT_VERSION:
+            index.keys_, index.starts_, index.postings_ = keys, starts, postings
+        else:
+            log.warning("%s: fingerprint index of format 1, packed in memory (not shared "
+                        "between workers); rebuild the model to store it packed", path)
+            index._pack(*(np.asarray(arrays[k]) for k in ("hashes", "track_idx", "times")))
         index._id_to_idx = {str(t): i for i, t in enumerate(index.track_ids_)}
         return index
 
@@ -1054,10 +1125,11 @@ def find_duplicates(
             i = parent[i]
         return i
 
-    by_track = np.argsort(np.asarray(index.track_idx_), kind="stable")
+    hashes_all, tracks_all, times_all = index.unpacked()
+    by_track = np.argsort(tracks_all, kind="stable")
+    del tracks_all
     bounds = np.concatenate([[0], np.cumsum(np.asarray(index.n_hashes_))])
-    hashes_all = np.asarray(index.hashes_)[by_track]
-    times_all = np.asarray(index.times_)[by_track]
+    hashes_all, times_all = hashes_all[by_track], times_all[by_track]
     for a in tqdm(range(n), disable=not show_progress, desc="duplicates"):
         h = hashes_all[bounds[a]:bounds[a + 1]]
         t = times_all[bounds[a]:bounds[a + 1]]

@@ -251,7 +251,7 @@ def test_calibrate_raises_min_votes_above_the_negatives(
     index: FingerprintIndex, vibe_hq: np.ndarray
 ) -> None:
     fresh = FingerprintIndex(min_ratio=0.0)
-    fresh.hashes_, fresh.track_idx_, fresh.times_ = index.hashes_, index.track_idx_, index.times_
+    fresh.keys_, fresh.starts_, fresh.postings_ = index.keys_, index.starts_, index.postings_
     fresh.track_ids_, fresh.n_hashes_ = index.track_ids_, index.n_hashes_
     fresh.durations_, fresh._id_to_idx = index.durations_, index._id_to_idx
     clip = vibe_hq[5 * SR : 10 * SR]
@@ -269,12 +269,18 @@ def test_save_load_round_trip_is_identical_and_mmapped(
     before = index.identify(clip, sr=SR)
     path = index.save(tmp_path / "model" / "fingerprints")
     assert sorted(p.name for p in path.iterdir()) == [
-        "durations.npy", "fingerprint.json", "hashes.npy", "n_hashes.npy", "times.npy",
-        "track_ids.npy", "track_idx.npy"]
+        "durations.npy", "fingerprint.json", "keys.npy", "n_hashes.npy", "postings.npy",
+        "starts.npy", "track_ids.npy"]
+    # 6 bytes a posting, plus 8 per distinct hash
+    postings_bytes = (path / "postings.npy").stat().st_size
+    assert postings_bytes - 6 * index.n_postings < 200  # the .npy header
+    assert index.postings_.nbytes == 6 * index.n_postings
+    assert index.keys_.nbytes + index.starts_.nbytes == 8 * index.keys_.size + 4
     loaded = FingerprintIndex.load(path, mmap=True)
-    assert isinstance(loaded.hashes_, np.memmap) and isinstance(loaded.times_, np.memmap)
-    np.testing.assert_array_equal(loaded.hashes_, index.hashes_)
-    np.testing.assert_array_equal(loaded.track_idx_, index.track_idx_)
+    assert all(isinstance(a, np.memmap) for a in (loaded.keys_, loaded.starts_,
+                                                  loaded.postings_))
+    for a, b in zip(loaded.unpacked(), index.unpacked(), strict=True):
+        np.testing.assert_array_equal(a, b)
     assert loaded.track_ids_.tolist() == list(MUSIC)
     assert loaded.identify(clip, sr=SR) == before
     assert before is not None and before.track_id == VIBE
@@ -291,7 +297,11 @@ def test_extend_a_loaded_index(
     loaded.extend([("trumpet", librosa_audio_dir / f"{trumpet}.ogg")])
     assert len(loaded) == len(MUSIC) + 1 and "trumpet" in loaded
     assert loaded.n_postings == index.n_postings + int(loaded.n_hashes_[-1])
-    assert np.all(np.diff(loaded.hashes_.astype(np.int64)) >= 0)
+    hashes, tracks, times = loaded.unpacked()
+    assert np.all(np.diff(hashes.astype(np.int64)) >= 0)
+    assert np.all(np.diff(loaded.keys_.astype(np.int64)) > 0)
+    assert sorted(times[tracks == len(MUSIC)].tolist()) == \
+        loaded.track_fingerprint("trumpet").times.tolist()
     match = loaded.identify(librosa_audio_dir / f"{trumpet}.hq.ogg")
     assert match is not None and match.track_id == "trumpet"
     assert match.offset_s == pytest.approx(0.0, abs=0.03)
@@ -312,10 +322,67 @@ def test_load_refuses_other_versions_and_parameters(
     meta = json.loads((path / "fingerprint.json").read_text())
     meta["format_version"] = 99
     (path / "fingerprint.json").write_text(json.dumps(meta))
-    with pytest.raises(ModelFormatError, match="format_version=99, this musicrec reads 1"):
+    with pytest.raises(ModelFormatError, match="format_version=99, this musicrec reads 1 and 2"):
         FingerprintIndex.load(path)
     with pytest.raises(ModelFormatError, match="no fingerprint index here"):
         FingerprintIndex.load(tmp_path / "nothing")
+
+
+def _votes_unpacked(
+    hashes: np.ndarray, tracks: np.ndarray, times: np.ndarray, query: Fingerprint,
+    params: FingerprintParams,
+) -> dict[tuple[int, int], int]:
+    """Format 1's search, written plainly: every posting of each (tolerant) query hash
+    votes for (track, offset) once per query anchor, plus the votes of offsets ±1."""
+    q_hashes, q_times = tolerant_hashes(query.hashes, query.times, params=params)
+    anchors: dict[tuple[int, int], set[int]] = {}
+    for h, t in zip(q_hashes.tolist(), q_times.tolist(), strict=True):
+        lo, hi = np.searchsorted(hashes, h, "left"), np.searchsorted(hashes, h, "right")
+        for track, db_time in zip(tracks[lo:hi].tolist(), times[lo:hi].tolist(), strict=True):
+            anchors.setdefault((track, db_time - t), set()).add(t)
+    n = {key: len(a) for key, a in anchors.items()}
+    return {(tr, off): c + n.get((tr, off - 1), 0) + n.get((tr, off + 1), 0)
+            for (tr, off), c in n.items()}
+
+
+def test_packed_index_answers_as_the_plain_arrays(
+    index: FingerprintIndex, catalogue: dict[str, Fingerprint], librosa_audio_dir: Path,
+    rng: np.random.Generator, tmp_path: Path,
+) -> None:
+    hashes = np.concatenate([fp.hashes for fp in catalogue.values()])
+    tracks = np.repeat(np.arange(len(catalogue)), [len(fp) for fp in catalogue.values()])
+    times = np.concatenate([fp.times for fp in catalogue.values()])
+    order = np.argsort(hashes, kind="stable")
+    hashes, tracks, times = hashes[order], tracks[order], times[order]
+    for a, b in zip(index.unpacked(), (hashes, tracks, times), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # a format-1 directory (plain uint32 arrays) loads, packs and answers identically
+    old = tmp_path / "v1"
+    old.mkdir()
+    for name, array in (("hashes", hashes), ("track_idx", tracks), ("times", times)):
+        np.save(old / f"{name}.npy", array.astype(np.uint32))
+    for name in ("track_ids", "n_hashes", "durations"):
+        np.save(old / f"{name}.npy", np.asarray(getattr(index, f"{name}_")))
+    meta = {"format_version": 1, "params": {k: v for k, v in index.params.to_dict().items()
+                                            if not k.startswith("query_")},
+            "min_votes": 12, "n_tracks": len(index), "n_postings": int(hashes.size)}
+    (old / "fingerprint.json").write_text(json.dumps(meta))
+    v1 = FingerprintIndex.load(old)
+    assert v1.min_votes == index.min_votes  # format 1 counted landmarks, not anchors
+    params = index.params
+    for stem, start in ((VIBE, 12), (WALTZ, 30), (CHOICE, 4)):
+        y = load_audio(librosa_audio_dir / f"{stem}.hq.ogg", sr=SR)
+        clip = noisy(y[start * SR : (start + 6) * SR], 10, rng)
+        fp = fingerprint(clip, sr=SR, query=True)
+        expected = _votes_unpacked(hashes, tracks, times, fp, params)
+        q_hashes, q_times = tolerant_hashes(fp.hashes, fp.times, params=params)
+        got_tracks, got_offsets, got_scores, _, _ = index._votes(
+            q_hashes, q_times, max_candidates=len(index))
+        got = dict(zip(zip(got_tracks.tolist(), got_offsets.tolist(), strict=True),
+                       got_scores.tolist(), strict=True))
+        assert got == expected
+        assert v1.identify(fp) == index.identify(fp)
+        assert index.identify(fp) is not None
 
 
 # -- duplicates ---------------------------------------------------------------------------
