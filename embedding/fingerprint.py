@@ -34,14 +34,19 @@ The hash uses only relative quantities (two frequencies and a time difference), 
 unchanged by gain, by where the clip starts and, largely, by noise and codecs that leave
 the strongest peaks in place.
 
-6. **The query side is denser** (a phone in a room: a telephone band, reverb and noise
-   move and bury peaks). A clip keeps ``query_peaks_per_s`` (40) peaks per second and pairs
-   each with ``query_fan_out`` (10) partners, so the catalogue's peaks and pairs are still
-   found among the extra ones that noise creates, and each query landmark also looks up
-   its neighbours ``Δt ± query_dt_tolerance`` (1 frame; reverb smears onsets) and
-   ``f1, f2 ± query_df_tolerance`` (1 bin; filters and resampling move peaks), 27
-   variants in all (:func:`tolerant_hashes`). The stored index is unchanged by these
-   four: they cost query time, not index size.
+6. **Query side** (options, off by default). A clip may keep more peaks per second
+   (``query_peaks_per_s``) and pair each with more partners (``query_fan_out``) than a
+   catalogue track, so the catalogue's pairs are still found among the extra peaks that
+   noise creates, and each query landmark may also look up its neighbours
+   ``Δt ± query_dt_tolerance`` frames and ``f1, f2 ± query_df_tolerance`` bins
+   (:func:`tolerant_hashes`; 27 variants at 1 and 1). The stored index is unchanged by
+   these: they cost query time, not index size. ``votes_per_anchor`` caps the votes that
+   the landmarks of one query anchor peak give one ``(track, offset)`` (0: no cap, one
+   vote a landmark): one shared note (the same instrument sample in two tracker-music
+   soundtracks) fires many landmarks from one or two anchors. The defaults are the
+   previous behaviour; ``benchmarks/bench_fingerprint.py --params`` measures the others
+   (the README's *Fingerprints* section has the numbers: they help a phone in a room and
+   hurt near-duplicate catalogues, so they stay options).
 
 Index and search
 ----------------
@@ -53,29 +58,25 @@ hash (against 12 bytes a hash in format 1). Saved as ``.npy`` and loaded with mm
 pages are shared by every server process. A query fingerprints the clip, finds each query
 hash's postings by binary search (``np.searchsorted`` on ``keys``), and every hit votes
 for ``(track, t_db - t_query)``: the true recording piles its votes on one offset, chance
-hits spread over many. A vote is a query
-*anchor peak*, not a landmark: the landmarks of one anchor (its fan-out and their tolerant
-variants) count once per ``(track, offset)``. One shared note (the same instrument sample
-in two tracker-music soundtracks) fires many landmarks from one or two anchors; counted
-per landmark it out-scored real, degraded matches, counted per anchor it scores 1 or 2.
-Hits are first counted per track; offset histograms are made only for the 64 tracks with
-the most hits (an aligned score never exceeds a track's hits), which keeps a query fast at
-100k tracks. Votes of the neighbouring offsets ±1 frame are added (a clip cut between two
-frames can move a peak by one frame). The best ``(track, offset)`` bin gives ``score``
-(its aligned votes) and ``offset_s`` (where the clip starts in the track).
+hits spread over many. Hits are first counted per track; offset histograms are made only
+for the 64 tracks with the most hits (an aligned score never exceeds a track's hits),
+which keeps a query fast at 100k tracks. Votes of the neighbouring offsets ±1 frame are
+added (a clip cut between two frames can move a peak by one frame). The best
+``(track, offset)`` bin gives ``score`` (its aligned votes) and ``offset_s`` (where the
+clip starts in the track).
 
 Calibrated decision
 -------------------
 A match is returned only when ``score >= min_votes`` **and** ``score >= min_ratio *
 (second + 1)``, where ``second`` is the best score of any *other* track (a ratio test as
 in Lowe's SIFT matching: a clip that is not in the catalogue has a best and a second best
-of the same small size). The defaults (``min_votes=10`` anchors, ``min_ratio=2.0``) were
+of the same small size). The defaults (``min_votes=12``, ``min_ratio=2.0``) were
 calibrated by ``benchmarks/bench_fingerprint.py`` on clips that are *not* in the
 catalogue: leave-one-out music (each real recording queried against an index of all the
-others), half of the real-music set's tracks held out of the catalogue (queried
-clean and degraded like a phone in a room), speech, a dog, a robin, a whale, white and pink
-noise; they set the false-match rate to 0 of the non-catalogue clips measured there (see
-the benchmark's output for the null score quantiles).
+others), speech, a dog, a robin, a whale, white and pink noise; they set the false-match
+rate to 0 of the non-catalogue clips measured there while keeping top-1 ≥ 0.98 on 10-s
+clips at 10 dB SNR (see the benchmark's output for the null score quantiles). Its
+phone-in-a-room section adds half of the real-music set held out of the catalogue.
 :meth:`FingerprintIndex.calibrate` repeats that procedure on the caller's own negatives.
 
 ``confidence`` is ``1 - p``, where ``p`` bounds the probability that chance alone gives
@@ -145,10 +146,11 @@ class FingerprintParams:
     fan_out: int = 5
     max_dt: int = 63
     max_df: int = 127
-    query_peaks_per_s: int = 40
-    query_fan_out: int = 10
-    query_dt_tolerance: int = 1
-    query_df_tolerance: int = 1
+    query_peaks_per_s: int = 20
+    query_fan_out: int = 5
+    query_dt_tolerance: int = 0
+    query_df_tolerance: int = 0
+    votes_per_anchor: int = 0
 
     def __post_init__(self) -> None:
         for name in ("sr", "n_fft", "hop_length", "freq_bits", "dt_bits", "peak_freq_size",
@@ -157,6 +159,9 @@ class FingerprintParams:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ParameterError(f"{name}={value!r} must be a positive integer")
+        if not isinstance(self.votes_per_anchor, int) or self.votes_per_anchor < 0:
+            raise ParameterError(
+                f"votes_per_anchor={self.votes_per_anchor!r} must be an integer >= 0")
         for name in ("query_dt_tolerance", "query_df_tolerance"):
             value = getattr(self, name)
             if not isinstance(value, int) or not 0 <= value <= 3:
@@ -171,9 +176,9 @@ class FingerprintParams:
                 f"freq_bits={self.freq_bits}: 2**freq_bits must be <= n_fft//2={self.n_fft // 2}")
 
     def for_query(self) -> FingerprintParams:
-        """These parameters with the query side's peak density and fan-out: a clip is
+        """These parameters with the query side's peak density and fan-out (a clip may be
         hashed more densely than a catalogue track, so that the catalogue's landmarks are
-        found among the extra peaks that noise and reverb create."""
+        found among the extra peaks that noise and reverb create)."""
         return dataclasses.replace(self, max_peaks_per_s=self.query_peaks_per_s,
                                    fan_out=self.query_fan_out)
 
@@ -490,8 +495,8 @@ def fingerprint(
     params : FingerprintParams or None
         Fingerprint parameters (default ``FingerprintParams()``).
     query : bool
-        Hash as a query clip (``params.for_query()``: denser peaks, larger fan-out) rather
-        than as a catalogue track.
+        Hash as a query clip (``params.for_query()``: the query side's peak density and
+        fan-out) rather than as a catalogue track.
 
     Returns
     -------
@@ -538,7 +543,7 @@ class FingerprintIndex:
     params : FingerprintParams or None
         Fingerprint parameters (default ``FingerprintParams()``).
     min_votes : int
-        Least aligned votes (query anchors) for a match (calibrated default 10).
+        Least aligned votes (query anchors) for a match (calibrated default 12).
     min_ratio : float
         Least ratio of the best score to ``second best + 1`` (calibrated default 2.0).
     min_clip_s : float
@@ -571,7 +576,7 @@ class FingerprintIndex:
         self,
         *,
         params: FingerprintParams | None = None,
-        min_votes: int = 10,
+        min_votes: int = 12,
         min_ratio: float = 2.0,
         min_clip_s: float = 1.0,
     ) -> None:
@@ -747,12 +752,12 @@ class FingerprintIndex:
     # -- search -----------------------------------------------------------------------
     def _votes(
         self, hashes: np.ndarray, times: np.ndarray, *, max_candidates: int = 64,
-        distinct_anchors: bool = True,
+        per_anchor: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
         """Aligned votes per ``(track, offset)``.
 
-        With ``distinct_anchors`` a vote is a query anchor time, not a landmark: the
-        landmarks that share an anchor peak count once per ``(track, offset)``.
+        With ``per_anchor`` the landmarks that share a query anchor peak give at most
+        ``params.votes_per_anchor`` votes per ``(track, offset)``.
 
         Two stages: every hit counts once for its track (``np.bincount``), then offset
         histograms are made only for the ``max_candidates`` tracks with the most hits (an
@@ -788,15 +793,20 @@ class FingerprintIndex:
         offset = db_time - anchor
         span = 1 << 33
         keys = track * span + (offset + (1 << 32))
-        if distinct_anchors:
-            # one vote per query peak: the landmarks of one anchor (its fan-out and their
-            # tolerant variants) agree together or not at all, so they count once
+        cap = self.params.votes_per_anchor if per_anchor else 0
+        if cap:
+            # at most `cap` votes per query peak: the landmarks of one anchor (its fan-out
+            # and their tolerant variants) agree together or not at all
             order = np.lexsort((anchor, keys))
             keys, anchor = keys[order], anchor[order]
             new = np.ones(keys.size, dtype=bool)
             new[1:] = (keys[1:] != keys[:-1]) | (anchor[1:] != anchor[:-1])
-            keys = keys[new]
-        uniq, n = np.unique(keys, return_counts=True)
+            first = np.flatnonzero(new)
+            weight = np.minimum(np.diff(np.append(first, keys.size)), cap)
+            uniq, inverse = np.unique(keys[first], return_inverse=True)
+            n = np.bincount(inverse, weights=weight).astype(np.int64)
+        else:
+            uniq, n = np.unique(keys, return_counts=True)
         # add the votes of offsets ±1 (neighbouring keys of the same track)
         score = n.copy()
         for step in (-1, 1):
@@ -1043,12 +1053,9 @@ class FingerprintIndex:
             raise ModelFormatError(
                 f"{meta_path}: saved with other fingerprint parameters "
                 f"(saved, expected): {diff}")
-        if version == 1:  # votes were landmarks then: today's calibrated thresholds
-            index = cls(params=saved, min_clip_s=float(meta.get("min_clip_s", 1.0)))
-        else:
-            index = cls(params=saved, min_votes=int(meta.get("min_votes", 10)),
-                        min_ratio=float(meta.get("min_ratio", 2.0)),
-                        min_clip_s=float(meta.get("min_clip_s", 1.0)))
+        index = cls(params=saved, min_votes=int(meta.get("min_votes", 12)),
+                    min_ratio=float(meta.get("min_ratio", 2.0)),
+                    min_clip_s=float(meta.get("min_clip_s", 1.0)))
         arrays: dict[str, np.ndarray] = {}
         for name in _ARRAYS if version == FORMAT_VERSION else _ARRAYS_V1:
             file = path / f"{name}.npy"
@@ -1134,7 +1141,7 @@ def find_duplicates(
         h = hashes_all[bounds[a]:bounds[a + 1]]
         t = times_all[bounds[a]:bounds[a + 1]]
         tracks, offsets, scores, _, _ = index._votes(h, t, max_candidates=256,
-                                                     distinct_anchors=False)
+                                                     per_anchor=False)
         mask = tracks > a  # each pair once, never the track itself
         if not mask.any():
             continue
