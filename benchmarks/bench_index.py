@@ -18,7 +18,9 @@ its file size, and whether worker processes share it:
 ``engine``: :class:`~musicrec.recommender.index.VectorIndex` per backend, as the model
 directory stores it. ``facade``: a content-only model directory of ``n`` tracks answered by
 :meth:`Recommender.similar` (candidates from the index plus exact re-scoring), recall@10
-against exact search and queries per second of one thread::
+against exact search and queries per second of one thread, beside the rate of its index
+search alone (``VectorIndex.query_candidates``, as the facade calls it); ``--profile TOP``
+adds a cProfile of ``similar()`` (its TOP functions by own time)::
 
     nice -n 10 .venv/bin/python benchmarks/bench_index.py libraries --sizes 100000 --dim 64
     nice -n 10 .venv/bin/python benchmarks/bench_index.py engine --sizes 100000 --dim 384
@@ -410,13 +412,33 @@ def run_engine(args: argparse.Namespace) -> None:
             gc.collect()
 
 
+def profile(work: Callable[[], Any], top: int) -> None:
+    """cProfile of ``work()`` in CPU time: the ``top`` functions by their own time, as a table."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile(time.thread_time)  # CPU time: the machine is shared
+    prof.enable()
+    work()
+    prof.disable()
+    stats = pstats.Stats(prof)
+    total = sum(row[2] for row in stats.stats.values())  # type: ignore[attr-defined]
+    rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]  # type: ignore[attr-defined]
+    print("\n| function | calls | own time | share |\n| --- | --- | --- | --- |")
+    for (file, line, name), (_, calls, own, _, _) in rows:
+        where = name if file == "~" else f"{Path(file).name}:{line} {name}"
+        print(f"| `{where}` | {calls:,} | {own:.3f} s | {own / total:.0%} |")
+    print(flush=True)
+
+
 def run_facade(args: argparse.Namespace) -> None:
     from musicrec.recommender.facade import Recommender, write_hybrid_model_dir
     from musicrec.recommender.hybrid import HybridModel
 
     print(f"| tracks | dim | backend | build ({args.threads} threads) | manifest recall@10 | "
-          "similar(): recall@10 | similar(): queries per CPU-second |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          "similar(): recall@10 | similar(): queries per CPU-second | "
+          "its index search alone, per CPU-second |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for n in args.sizes:
         check_size(n, args.dim, 3.5, args.max_gb)
         data = vectors(n, args.dim)
@@ -428,27 +450,38 @@ def run_facade(args: argparse.Namespace) -> None:
                  zip((exact_top_k(data, data[r], K + 1)[0] for r in rows), rows, strict=True)]
         for backend in args.backends:
             with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+                model = (Path(args.keep) / f"facade-{n}-{args.dim}-{backend}" if args.keep
+                         else Path(tmp) / "model")
                 start = time.perf_counter()
-                # ef_search as low as the fewest candidates: each run's ef is then its own
-                # candidate count (HNSW searches with ef = max(ef_search, candidates)).
-                write_hybrid_model_dir(Path(tmp) / "model", hybrid=hybrid, index=backend,
-                                       threads=args.threads,
-                                       index_params={"ef_search": min(args.candidates)}
-                                       if backend == "hnsw" else None)
+                if not model.exists():
+                    # ef_search as low as the fewest candidates: each run's ef is then its
+                    # own candidate count (HNSW searches with ef = max(ef_search, candidates)).
+                    write_hybrid_model_dir(model, hybrid=hybrid, index=backend,
+                                           threads=args.threads,
+                                           index_params={"ef_search": min(args.candidates)}
+                                           if backend == "hnsw" else None)
                 build = time.perf_counter() - start
                 for candidates in args.candidates:
-                    rec = Recommender(Path(tmp) / "model", candidates=candidates)
+                    rec = Recommender(model, candidates=candidates)
                     seeds = [ids[r] for r in rows]
                     found = [rec.tracks.to_idx_many([x.track_id for x in rec.similar(s, n=K)])
                              for s in seeds]
                     got = float(np.mean([len(t & set(f.tolist())) / len(t)
                                          for f, t in zip(found, truth, strict=True)]))
-                    qps = per_thread_qps(lambda s, r=rec: r.similar(s, n=K), np.array(seeds),
-                                         3.0)
+                    qps = per_thread_qps(lambda s, r=rec: r.similar(s, n=K), seeds, 3.0)
+                    # The index alone, as the facade calls it, for the facade's own share.
+                    index = rec.content_index
+                    k = rec._k(K)
+                    # (query_positions where the code predates query_candidates: "before")
+                    search = getattr(index, "query_candidates", index.query_positions)
+                    alone = per_thread_qps(lambda q, f=search, k=k: f(q, k), data[rows], 3.0)
                     stored = rec.manifest["index"]["index_recall_at_10"].get("content")
                     print(f"| {n:,} | {args.dim} | {rec.manifest['index']['backend']}, "
                           f"{candidates} candidates | {build:.1f} s | {stored} | {got:.3f} | "
-                          f"{qps:,.0f} |", flush=True)
+                          f"{qps:,.0f} | {alone:,.0f} |", flush=True)
+                    if args.profile:
+                        profile(lambda r=rec, many=seeds * 10: [r.similar(s, n=K) for s in many],
+                                args.profile)
                     rec = None  # type: ignore[assignment]
                     gc.collect()
 
@@ -473,6 +506,11 @@ def main() -> None:
     parser.add_argument("--ef-construction", type=int, default=100)
     parser.add_argument("--max-gb", type=float, default=6.0)
     parser.add_argument("--tmp", default=None, help="folder for index files")
+    parser.add_argument("--profile", type=int, default=0, metavar="TOP",
+                        help="facade: also print a cProfile of similar() (TOP functions)")
+    parser.add_argument("--keep", default=None,
+                        help="facade: keep each model directory in this folder and reuse it "
+                             "when it is already there (its build time then shows as ~0)")
     args = parser.parse_args()
     {"libraries": run_libraries, "engine": run_engine, "facade": run_facade}[args.what](args)
 

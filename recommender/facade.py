@@ -368,7 +368,15 @@ class Recommender:
     ) -> list[tuple[int, float]]:
         """The first ``n`` of ``order`` (track indices, best first; ``scores`` aligned)
         that are not excluded, have a finite score and fit the per-artist cap."""
-        out: list[tuple[int, float]] = []
+        out: list[tuple[int, float]]
+        if max_per_artist is None:  # the common case: the first n + |exclude| suffice
+            head = n + len(exclude)
+            out = [(i, score) for i, score in zip(order[:head].tolist(),
+                                                  scores[:head].tolist(), strict=True)
+                   if i not in exclude and math.isfinite(score)]
+            if len(out) >= n or head >= len(order):
+                return out[:n]
+        out = []
         per_artist: dict[str, int] = {}
         for i, score in zip(order.tolist(), scores.tolist(), strict=True):
             if i in exclude or not math.isfinite(score):
@@ -393,10 +401,11 @@ class Recommender:
         found: list[np.ndarray] = []
         for name, vector in queries:
             entry = self._indexes.get(name)
-            if entry is None or not np.any(vector):
+            vector = np.asarray(vector)
+            if entry is None or not vector.any():
                 continue
             index, rows = entry
-            pos, _ = index.query_positions(np.asarray(vector, dtype=np.float32), k)
+            pos = index.query_candidates(vector, k)
             # Index positions follow its own ids; map them to the model's track indices.
             found.append(pos if rows is None else rows[pos])
         if not found:
@@ -456,13 +465,16 @@ class Recommender:
         scores = np.asarray(scores, dtype=np.float64)
         need = n + len(exclude) + 1
         while True:
-            top = np.arange(len(cand))
             if len(cand) > 4 * need:
                 threshold = scores[np.argpartition(-scores, need - 1)[need - 1]]
                 top = np.flatnonzero(scores >= threshold)  # keeps every tie at the cut
-            order = top[np.lexsort((cand[top], -scores[top]))]
+                order = top[np.lexsort((cand[top], -scores[top]))]
+                every = len(top) == len(cand)
+            else:  # few candidates (the index's usual answer): sort them all
+                order = np.lexsort((cand, -scores))
+                every = True
             picked = self._filter(cand[order], scores[order], n, exclude, max_per_artist)
-            if len(picked) == n or len(top) == len(cand):
+            if len(picked) == n or every:
                 return picked
             need *= 4
 
@@ -623,10 +635,13 @@ class Recommender:
     def _blend_scores(self, cand: np.ndarray, content: np.ndarray, unit_cf: np.ndarray,
                       alpha: float) -> np.ndarray:
         """``alpha * content cosine + (1 - alpha) * CF cosine`` of each candidate."""
-        total = np.zeros(len(cand), dtype=np.float64)
         if len(cand) == 0:
-            return total
+            return np.zeros(0, dtype=np.float64)
         every = len(cand) == len(self.tracks)  # every track, in order: no gather needed
+        if alpha == 1 or alpha == 0:  # one part: its cosines as they are (float32)
+            vectors, query = (self._content, content) if alpha else (self._unit_items, unit_cf)
+            return (vectors if every else vectors[cand]) @ query
+        total = np.zeros(len(cand), dtype=np.float64)
         if alpha > 0:
             total += alpha * ((self._content if every else self._content[cand]) @ content)
         if alpha < 1:

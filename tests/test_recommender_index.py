@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import mmap
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,9 @@ from musicrec.recommender.index import (
     Backend,
     Metric,
     VectorIndex,
+    _anonymous_regions,
     exact_top_k,
+    huge_pages,
     normalize_rows,
     served_recall,
 )
@@ -90,6 +94,25 @@ def test_k_larger_than_the_index_and_zero_queries(backend: Backend,
     assert sorted(pos.tolist()) == list(range(30)) and len(scores) == 30
     _, zero = index.query_positions(np.zeros(4, dtype=np.float32), 5)
     np.testing.assert_array_equal(zero, np.zeros(5, dtype=np.float32))
+
+
+def test_query_candidates_are_the_query_positions(backend: Backend,
+                                                 rng: np.random.Generator) -> None:
+    vectors = clustered(rng, 400, 8)
+    index = VectorIndex(8, backend=backend).add_items(vectors, [str(i) for i in range(400)])
+    for row in (0, 17, 399):
+        pos = index.query_candidates(vectors[row], 25)
+        assert pos.dtype == np.int64 and pos[0] == row
+        np.testing.assert_array_equal(pos, index.query_positions(vectors[row], 25)[0])
+    # float64 (a user profile) and a non-contiguous row are converted; k is capped.
+    column = np.asfortranarray(vectors.astype(np.float64))[5]
+    np.testing.assert_array_equal(index.query_candidates(column, 10),
+                                  index.query_positions(vectors[5], 10)[0])
+    assert len(index.query_candidates(vectors[0], 1000)) == 400
+    with pytest.raises(ParameterError, match=r"a query of shape \(3,\) does not have dim=8"):
+        index.query_candidates(np.zeros(3, dtype=np.float32), 3)
+    with pytest.raises(ParameterError, match="the index is empty"):
+        VectorIndex(8, backend=backend).query_candidates(vectors[0], 3)
 
 
 def test_refusals(backend: Backend, rng: np.random.Generator, tmp_path: Path) -> None:
@@ -206,3 +229,20 @@ def test_build_index_option_and_add_tracks_keep_the_backend(
     with pytest.raises(SystemExit, match="argument --index: invalid choice: 'kd'"):
         main(["build", "--content-vectors", str(tmp_path / "vectors.parquet"), "--out",
               str(tmp_path / "other"), "--index", "kd"])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc/self/maps and madvise are Linux's")
+def test_huge_pages_finds_and_advises_a_new_anonymous_block() -> None:
+    before = _anonymous_regions()
+    # a private anonymous block, like the one malloc maps for hnswlib's graph
+    block = mmap.mmap(-1, 16 * 2**20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    block.write(b"x" * len(block))
+    new = _anonymous_regions() - before
+    assert any(end - start >= len(block) for start, end in new)
+    assert huge_pages(new, min_bytes=2 * len(block)) == 0  # too small: left alone
+    advised = huge_pages(new, min_bytes=len(block))
+    # A kernel without MADV_COLLAPSE (before Linux 6.1) refuses; then nothing is claimed.
+    assert advised == 0 or advised >= len(block)
+    block.seek(0)
+    assert block.read(3) == b"xxx"  # the contents survive the collapse
+    block.close()
