@@ -13,6 +13,16 @@ bytes in memory and in the index; serving queries per second on one core; per pl
 ALS time per iteration on HetRec 2K (when ``../shared/datasets`` has it) and on a synthetic
 power-law log. It prints Markdown tables of the extrapolation.
 
+``large`` is one synthetic run at 10M tracks and 100M plays (``docs/scaling.md``,
+section 5): an hnswlib index created for ``--tracks`` clustered vectors and filled in
+chunks for at most ``--index-seconds`` (the rest of the build extrapolated from the
+chunks' CPU-seconds), then implicit's ALS on a power-law log of ``--plays`` plays by
+``--users`` listeners, seconds per iteration for each of ``--factors``; every step prints
+its memory::
+
+    cd benchmarks && OPENBLAS_NUM_THREADS=1 nice -n 10 ../.venv/bin/python bench_scaling.py \
+        large --json large.json
+
 ``validate`` builds one index of ``--n`` synthetic unit vectors of the real dimension
 (384, whisper-tiny's) with :class:`~musicrec.recommender.index.VectorIndex`, queries it,
 and compares build time, index bytes, peak memory and queries per second with what
@@ -284,6 +294,121 @@ def cmd_validate(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
 
 
+# -- one large synthetic run ------------------------------------------------------------------
+def _rss_gb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+def large_index(n: int, dim: int, budget_s: float, chunk: int, threads: int) -> dict[str, Any]:
+    """hnswlib at ``n`` vectors with the engine's defaults, inserted in chunks for at most
+    ``budget_s`` seconds; the rest of the build is extrapolated from the chunks' rates."""
+    import hnswlib
+    from bench_index import vectors as clustered
+
+    from musicrec.recommender.index import DEFAULT_EF_CONSTRUCTION, DEFAULT_M
+
+    t0 = time.perf_counter()
+    data = clustered(n, dim)
+    out: dict[str, Any] = {"n": n, "dim": dim, "m": DEFAULT_M,
+                           "ef_construction": DEFAULT_EF_CONSTRUCTION, "threads": threads,
+                           "generate_s": time.perf_counter() - t0,
+                           "vectors_gb": data.nbytes / 2**30, "rss_vectors_gb": _rss_gb()}
+    index = hnswlib.Index(space="cosine", dim=dim)
+    index.init_index(max_elements=n, M=DEFAULT_M, ef_construction=DEFAULT_EF_CONSTRUCTION,
+                     random_seed=0)
+    out["rss_after_init_gb"] = _rss_gb()  # hnswlib mallocs its level-0 block; untouched
+    chunks: list[dict[str, float]] = []
+    start, began = 0, time.perf_counter()
+    while start < n and time.perf_counter() - began < budget_s:
+        stop = min(start + chunk, n)
+        w, c = time.perf_counter(), time.process_time()
+        index.add_items(data[start:stop], np.arange(start, stop), num_threads=threads)
+        chunks.append({"to": stop, "wall_s": time.perf_counter() - w,
+                       "cpu_s": time.process_time() - c, "rss_gb": _rss_gb()})
+        print(json.dumps(chunks[-1]), flush=True)
+        start = stop
+    out["chunks"] = chunks
+    out["inserted"] = start
+    done_rss = chunks[-1]["rss_gb"] - out["rss_after_init_gb"]
+    out["rss_per_vector_b"] = done_rss * 2**30 / start
+    # CPU-seconds per insert grow like log n: fit c(n) = a + b log2 n through the chunks.
+    mids = np.array([c["to"] - chunk / 2 for c in chunks[1:]])
+    per = np.array([c["cpu_s"] / chunk for c in chunks[1:]])
+    b, a = np.polyfit(np.log2(mids), per, 1) if len(mids) > 1 else (0.0, float(per[0]))
+    rest = sum(a + b * math.log2(m) for m in np.arange(start, n, chunk) + chunk / 2) * chunk
+    out["cpu_s_done"] = sum(c["cpu_s"] for c in chunks)
+    out["cpu_s_predicted_total"] = out["cpu_s_done"] + max(rest, 0.0)
+    out["index_bytes_predicted"] = out["rss_per_vector_b"] * n
+    out["peak_rss_gb"] = _peak_rss_gb()
+    del index, data
+    return out
+
+
+def large_als(n_users: int, n_items: int, plays: int, factors: tuple[int, ...],
+              iterations: int) -> dict[str, Any]:
+    """implicit's CPU ALS on a power-law log of ``plays`` plays: seconds per iteration."""
+    import scipy.sparse as sp
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    from musicrec.recommender.cf import DEFAULTS
+
+    rng = np.random.default_rng(4)
+    t0 = time.perf_counter()
+    item_cdf = np.cumsum(1.0 / np.arange(1, n_items + 1) ** 0.9)
+    item_cdf /= item_cdf[-1]
+    rows = np.empty(plays, dtype=np.int32)
+    cols = np.empty(plays, dtype=np.int32)
+    for s in range(0, plays, 10_000_000):
+        e = min(plays, s + 10_000_000)
+        rows[s:e] = rng.integers(n_users, size=e - s)
+        cols[s:e] = np.searchsorted(item_cdf, rng.random(e - s))
+    del item_cdf
+    matrix = sp.csr_matrix((np.ones(plays, np.float32), (rows, cols)),
+                           shape=(n_users, n_items))
+    del rows, cols
+    matrix.sum_duplicates()
+    matrix.data = np.log1p(matrix.data)
+    out: dict[str, Any] = {"users": n_users, "tracks": n_items, "plays": plays,
+                           "pairs": int(matrix.nnz), "build_csr_s": time.perf_counter() - t0,
+                           "csr_gb": (matrix.data.nbytes + matrix.indices.nbytes
+                                      + matrix.indptr.nbytes) / 2**30,
+                           "rss_with_csr_gb": _rss_gb(), "runs": []}
+    print(json.dumps({k: v for k, v in out.items() if k != "runs"}), flush=True)
+    for f in factors:
+        marks: list[tuple[float, float]] = [(time.perf_counter(), time.process_time())]
+        model = AlternatingLeastSquares(factors=f, regularization=DEFAULTS["regularization"],
+                                        alpha=DEFAULTS["alpha"], iterations=iterations,
+                                        random_state=0)
+        model.fit(matrix, show_progress=False, callback=lambda *_, m=marks: m.append(
+            (time.perf_counter(), time.process_time())))
+        its = [{"wall_s": b[0] - a[0], "cpu_s": b[1] - a[1]}
+               for a, b in zip(marks, marks[1:], strict=False)]
+        out["runs"].append({"factors": f, "iterations": its,
+                            "factors_gb": (model.user_factors.nbytes
+                                           + model.item_factors.nbytes) / 2**30,
+                            "peak_rss_gb": _peak_rss_gb()})
+        print(json.dumps(out["runs"][-1]), flush=True)
+        del model
+    return out
+
+
+def cmd_large(args: argparse.Namespace) -> None:
+    result: dict[str, Any] = {"threads": os.cpu_count()}
+    if args.index_seconds > 0:
+        result["index"] = large_index(args.tracks, args.dim, args.index_seconds, args.chunk,
+                                      args.threads)
+        print(json.dumps({k: v for k, v in result["index"].items() if k != "chunks"}),
+              flush=True)
+    if args.plays > 0:
+        result["als"] = large_als(args.users, args.tracks, args.plays, tuple(args.factors),
+                                  args.iterations)
+    result["peak_rss_gb"] = _peak_rss_gb()
+    print(json.dumps(result, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(required=True)
@@ -299,6 +424,19 @@ def main() -> None:
     p.add_argument("--tmp", default=None, help="folder for the saved index")
     p.add_argument("--json")
     p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("large", help="one synthetic run at 10M tracks and 100M plays")
+    p.add_argument("--tracks", type=int, default=10_000_000)
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--index-seconds", type=float, default=1200,
+                   help="insert into the HNSW index for at most this long (0: skip)")
+    p.add_argument("--chunk", type=int, default=250_000)
+    p.add_argument("--threads", type=int, default=2, help="HNSW insert threads")
+    p.add_argument("--plays", type=int, default=100_000_000, help="0: skip ALS")
+    p.add_argument("--users", type=int, default=1_000_000)
+    p.add_argument("--factors", type=int, nargs="+", default=[32, 64])
+    p.add_argument("--iterations", type=int, default=2)
+    p.add_argument("--json")
+    p.set_defaults(func=cmd_large)
     args = parser.parse_args()
     args.func(args)
 
