@@ -85,6 +85,10 @@ def _anonymous_regions() -> set[tuple[int, int]]:
 
 
 _MADV_HUGEPAGE, _MADV_COLLAPSE = 14, 25
+#: HNSW files from this size on are loaded onto huge pages, which pay off where the index
+#: outgrows what the TLB covers with 4 kB pages (a few MB). From 32 MB on, glibc's malloc
+#: always maps a block of its own (its largest dynamic mmap threshold), the region found.
+HUGE_PAGES_FROM = 2**25
 
 
 def huge_pages(regions: set[tuple[int, int]], *, min_bytes: int) -> int:
@@ -200,10 +204,12 @@ class _HNSW:
         self.lib.save_index(str(file))
 
     def load(self, file: Path) -> int:
-        before = _anonymous_regions() if sys.platform == "linux" else None
+        size = file.stat().st_size
+        before = (_anonymous_regions() if sys.platform == "linux" and size >= HUGE_PAGES_FROM
+                  else None)
         self.lib.load_index(str(file))
         if before is not None:  # the graph and vectors: one block the size of the file
-            huge_pages(_anonymous_regions() - before, min_bytes=file.stat().st_size // 2)
+            huge_pages(_anonymous_regions() - before, min_bytes=size // 2)
         return int(self.lib.get_current_count())
 
 

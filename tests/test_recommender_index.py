@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from musicrec.errors import ModelFormatError, ParameterError
+from musicrec.recommender import index as index_module
 from musicrec.recommender.index import (
     HNSW_FROM,
     Backend,
@@ -246,3 +248,31 @@ def test_huge_pages_finds_and_advises_a_new_anonymous_block() -> None:
     block.seek(0)
     assert block.read(3) == b"xxx"  # the contents survive the collapse
     block.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc/self/maps and madvise are Linux's")
+def test_an_hnsw_index_loads_onto_huge_pages(rng: np.random.Generator, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    vectors = normalize_rows(rng.standard_normal((2000, 32)))
+    VectorIndex(32, backend=Backend.HNSW).add_items(
+        vectors, [str(i) for i in range(2000)]).save(tmp_path / "v")
+    size = (tmp_path / "v.hnsw").stat().st_size
+    calls: list[int] = []
+    monkeypatch.setattr(index_module, "huge_pages",
+                        lambda regions, *, min_bytes: calls.append(min_bytes) or 0)
+    VectorIndex.load(tmp_path / "v")
+    assert calls == []  # a small index stays on 4 kB pages
+    # Past the threshold, in a fresh process (whose malloc maps this block by itself, as it
+    # does every block past 32 MB), the block hnswlib allocated is found among new regions.
+    script = f"""
+from musicrec.recommender import index as m
+found = []
+m.HUGE_PAGES_FROM = 0
+m.huge_pages = lambda regions, *, min_bytes: found.append(
+    max(end - start for start, end in regions) >= min_bytes == {size} // 2) or 0
+print(m.VectorIndex.load({str(tmp_path / "v")!r}).query_candidates(
+    m.np.full(32, 0.1, dtype=m.np.float32), 1).tolist(), found)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[-1] == "[True]" and len(calls) == 0
