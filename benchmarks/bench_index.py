@@ -457,7 +457,7 @@ def run_facade(args: argparse.Namespace) -> None:
                     # ef_search as low as the fewest candidates: each run's ef is then its
                     # own candidate count (HNSW searches with ef = max(ef_search, candidates)).
                     write_hybrid_model_dir(model, hybrid=hybrid, index=backend,
-                                           threads=args.threads,
+                                           threads=args.threads, layout=False,
                                            index_params={"ef_search": min(args.candidates)}
                                            if backend == "hnsw" else None)
                 build = time.perf_counter() - start
