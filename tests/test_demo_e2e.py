@@ -19,6 +19,7 @@ import pytest
 import soundfile as sf
 
 from musicrec.cli import main
+from musicrec.embedding.registry import DEFAULT_MODEL
 
 
 def _free_port() -> int:
@@ -53,6 +54,14 @@ def test_demo_pipeline_then_every_main_endpoint(tmp_path: Path,
     assert main(argv) == 0  # a second run reuses the dataset and the model
     err = capsys.readouterr().err
     assert "reusing the existing dataset" in err and "reusing the existing model" in err
+    # the demo's embedder tags every track, so search by words works offline
+    manifest = json.loads((work / "model" / "manifest.json").read_text())
+    assert manifest["embedder"]["spec"] == DEFAULT_MODEL
+    assert main(["search", "--model", str(work / "model"), "calm piano", "-n", "3",
+                 "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert not found["weak_match"] and len(found["results"]) == 3
+    assert all(r["reason"].startswith("tagged ") for r in found["results"])
 
     port = _free_port()
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
@@ -88,6 +97,9 @@ def test_demo_pipeline_then_every_main_endpoint(tmp_path: Path,
         assert len(recs["results"]) == 3 and all(r["reason"] for r in recs["results"])
         new = _json(f"{base}/v1/recommendations", {"tracks": [track], "n": 3})
         assert len(new["results"]) == 3
+        searched = _json(f"{base}/v1/search?q=calm+piano&n=3")
+        assert [r["track_id"] for r in searched["results"]] == \
+            [r["track_id"] for r in found["results"]]
         radio = _json(f"{base}/v1/radio?seed={track}&n=3")
         more = _json(f"{base}/v1/radio?cursor={radio['cursor']}&n=3")
         assert len({r["track_id"] for r in radio["results"] + more["results"]}) == 6

@@ -94,8 +94,8 @@ def trained_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         torch.set_num_threads(threads)
 
 
-BACKENDS = ["mfcc", "whisper-tiny", "whisper-tiny-float32", "musicnn-mtt", "musicnn-msd-vgg",
-            "aisfx", "pann", "trained", "wav2vec2", "hubert", "ast", "clap"]
+BACKENDS = ["mfcc", "whisper-tiny", "whisper-tiny-float32", "musicnn", "musicnn-mtt",
+            "musicnn-msd-vgg", "aisfx", "pann", "trained", "wav2vec2", "hubert", "ast", "clap"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -103,7 +103,7 @@ def embedder(request: pytest.FixtureRequest) -> AudioEmbedder:
     name = request.param
     if name == "mfcc":
         return get_embedder("mfcc")
-    if name.startswith("musicnn-"):
+    if name.startswith("musicnn"):
         pytest.importorskip("musicnn", reason="musicnn weights not installed (make install)")
         return get_embedder(name)
     if name == "aisfx":

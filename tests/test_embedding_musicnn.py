@@ -15,6 +15,7 @@ pytest.importorskip("musicnn", reason="musicnn weights not installed (make insta
 
 from musicrec.embedding.musicnn import (  # noqa: E402
     MODELS,
+    MSD_LABELS,
     MTT_LABELS,
     N_MELS,
     PATCH_FRAMES,
@@ -176,6 +177,33 @@ def test_embedder_vectors_tags_and_options() -> None:
         get_embedder("musicnn-msd", window_seconds=0)
     with pytest.raises(ParameterError, match=r"model='musicnn-big' is not known"):
         get_embedder("musicnn-big")
+    with pytest.raises(ParameterError, match=r"model='musicnn-big' must be one of \[.*"
+                       r"'musicnn-mtt-vgg', 'musicnn'\]"):
+        MusicnnEmbedder(model="musicnn-big")
+
+
+def test_combined_tagger_has_msd_vectors_and_both_tag_lists() -> None:
+    from musicrec.embedding.audio import decode_waveform
+
+    both = get_embedder("musicnn", n_windows=2)
+    msd = get_embedder("musicnn-msd", n_windows=2)
+    mtt = get_embedder("musicnn-mtt", n_windows=2)
+    assert both.id.startswith("musicnn@tf-8579734ee638+tf-041f3935e981#")
+    # 50 + 50 names, 8 of them in both lists (guitar, rock, pop, electronic, ...)
+    names = list(both.tag_names)
+    assert both.dim == 200 and len(names) == 92 == len(set(MSD_LABELS) | set(MTT_LABELS))
+    assert names[:50] == list(MSD_LABELS)
+    decoded = decode_waveform(synthetic(), source_rate=16000, sample_rate=16000,
+                              window_seconds=3.0, n_windows=2)
+    vectors, tags = both.embed_decoded_tagged([decoded])
+    msd_vectors, msd_tags = msd.embed_decoded_tagged([decoded])
+    _, mtt_tags = mtt.embed_decoded_tagged([decoded])
+    np.testing.assert_allclose(vectors, msd_vectors, atol=1e-6)
+    for name in ("jazz", "piano", "guitar", "rock"):
+        parts = [t[0, labels.index(name)] for t, labels in
+                 ((msd_tags, MSD_LABELS), (mtt_tags, MTT_LABELS)) if name in labels]
+        assert tags[0, names.index(name)] == pytest.approx(np.mean(parts), abs=1e-6), name
+    assert len([n for n in names if n in MSD_LABELS and n in MTT_LABELS]) == 8
 
 
 def test_tags_go_through_the_cache_and_the_output_file(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
     nice -n 10 .venv/bin/python benchmarks/real_music/bench_real_music.py \
         --embedders mfcc,whisper-tiny,aisfx [--set DIR] [--json results.json]
 
+An embedder's options follow its name after ``@`` (``musicnn-msd@n_windows=4@batch_size=1``).
+
 Each embedder runs in its own process (so its peak memory is its own), with ``--threads``
 torch threads and ``--workers`` decoding threads (2 and 2: the 2-core machine), and
 measures:
@@ -90,7 +92,34 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_one(spec: str, set_dir: Path, *, threads: int, workers: int, resamples: int) -> dict:
+def parse_spec(text: str) -> tuple[str, dict[str, int | float | str]]:
+    """An embedder spec with options after ``@``, as ``--embedders`` takes it.
+
+    Examples
+    --------
+    >>> parse_spec("musicnn-msd@n_windows=4@window_seconds=3.0")
+    ('musicnn-msd', {'n_windows': 4, 'window_seconds': 3.0})
+    >>> parse_spec("whisper-tiny@precision=float32")
+    ('whisper-tiny', {'precision': 'float32'})
+    """
+    spec, *parts = text.split("@")
+    options: dict[str, int | float | str] = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"{text!r}: option {part!r} is not key=value")
+        for cast in (int, float):
+            try:
+                options[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            options[key] = value
+    return spec, options
+
+
+def run_one(text: str, set_dir: Path, *, threads: int, workers: int, resamples: int) -> dict:
     import pandas as pd
     import torch
 
@@ -101,7 +130,8 @@ def run_one(spec: str, set_dir: Path, *, threads: int, workers: int, resamples: 
     torch.set_num_threads(threads)
     catalog = pd.read_csv(set_dir / "catalog.csv", dtype={"track_id": str})
     paths = [set_dir / p for p in catalog["audio_path"]]
-    embedder = get_embedder(spec)
+    spec, options = parse_spec(text)
+    embedder = get_embedder(spec, **options)
     cpu_before = _cpu_seconds()
     began = time.perf_counter()
     result = embed_paths(paths, embedder=embedder, track_ids=list(catalog["track_id"]),
@@ -110,7 +140,7 @@ def run_one(spec: str, set_dir: Path, *, threads: int, workers: int, resamples: 
     cpu = _cpu_seconds() - cpu_before
     if result.failures:
         raise SystemExit(f"{spec}: {len(result.failures)} tracks failed: {result.failures[:3]}")
-    row: dict = {"embedder": spec, "id": embedder.id, "dim": embedder.dim,
+    row: dict = {"embedder": text, "id": embedder.id, "dim": embedder.dim,
                  "tracks": len(paths), "embed_s": round(wall, 1),
                  "tracks_per_hour": int(len(paths) / wall * 3600),
                  "cpu_s_per_track": round(cpu / len(paths), 3),
@@ -169,7 +199,8 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--embedders", default="mfcc,whisper-tiny,aisfx",
-                    help="comma-separated embedder specs (any name get_embedder takes)")
+                    help="comma-separated embedder specs (any name get_embedder takes), "
+                    "each with options after '@': musicnn-msd@n_windows=4")
     ap.add_argument("--set", type=Path, help="the folder build_set.py wrote (default "
                     "$MUSICREC_CACHE/real_music or ~/.cache/musicrec/real_music)")
     ap.add_argument("--threads", type=int, default=2)
