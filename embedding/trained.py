@@ -1,15 +1,25 @@
 """An embedder trained on the user's own catalogue, without labels (``trained:<folder>``).
 
-A recurrent network over log-mel frames (16 kHz, 1024-point frames every 512 samples,
-64 mel bands, ``log(mel + 1e-5)`` standardised per band with the training set's statistics):
-a two-layer bidirectional GRU whose outputs are pooled by attention (a learnt score per
-frame, softmax over time). The pooled vector (``2 * hidden``) is the embedding.
+Over log-mel frames (16 kHz, 1024-point frames every 512 samples, 64 mel bands,
+``log(mel + 1e-5)`` standardised per band with the training set's statistics), one of:
+
+- ``gru``: a bidirectional GRU (two layers by default) whose outputs are pooled by
+  attention (a learnt score per frame, softmax over time);
+- ``cnn``: 3x3 convolution blocks (ReLU, 2x2 max pooling; four by default, widening from 32
+  channels to ``hidden``), a layer spanning the remaining frequency bands, then the maximum
+  and the mean over time.
+
+Either way the embedding has ``2 * hidden`` dimensions.
 
 Training is contrastive, as COLA (Saeed et al. 2021): a batch takes two different windows
 of each of ``batch_size`` tracks; a head (dense, layer norm, tanh) and a bilinear
 similarity score every anchor against every positive of the batch, and cross-entropy asks
 each anchor to pick its own track's window among the others (the other tracks' windows are
-the negatives). No labels and no listening logs are used.
+the negatives). No labels are used. Optionally, where listening logs exist, a linear head
+also predicts each track's CF item vector from the anchor's embedding (van den Oord et al.
+2013, "Deep content-based music recommendation"), mean squared error on the vectors scaled
+to unit root mean square, weighted by ``cf_weight``; tracks without a CF vector add no
+error.
 
 The folder holds ``model.safetensors`` (every tensor: encoder, head, feature statistics;
 no pickle) and ``manifest.json`` (format, architecture, feature settings, the training run:
@@ -47,7 +57,9 @@ FORMAT = "musicrec-embedder"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 MANIFEST = "manifest.json"
-ARCHS = ("gru",)
+ARCHS = ("gru", "cnn")
+#: Layers by architecture when none are given: GRU layers, or CNN blocks.
+DEFAULT_LAYERS = {"gru": 2, "cnn": 4}
 SAMPLE_RATE = 16000
 N_FFT = 1024
 HOP = 512
@@ -87,21 +99,68 @@ class GRUEncoder(nn.Module):
         return (weights * out).sum(dim=1)
 
 
-class ContrastiveModel(nn.Module):
-    """The encoder, COLA's head (dense, layer norm, tanh) and its bilinear similarity."""
+class CNNEncoder(nn.Module):
+    """Standardised log-mel frames -> 3x3 conv blocks -> a layer spanning the remaining
+    frequency bands (so where in the spectrum a pattern lies still counts) -> max and mean
+    over time (``2 * hidden``)."""
 
-    def __init__(self, *, hidden: int, layers: int, head_dim: int = 128) -> None:
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
+
+    def __init__(self, *, n_mels: int = N_MELS, hidden: int = 128, layers: int = 4) -> None:
         super().__init__()
-        self.encoder = GRUEncoder(hidden=hidden, layers=layers)
+        if 2 ** layers > n_mels:
+            raise ParameterError(f"layers={layers}: {n_mels} mel bands allow at most "
+                                 f"{int(np.log2(n_mels))} CNN blocks")
+        self.register_buffer("feature_mean", torch.zeros(n_mels))
+        self.register_buffer("feature_std", torch.ones(n_mels))
+        widths = [min(hidden, 32 * 2 ** i) for i in range(layers - 1)] + [hidden]
+        blocks: list[nn.Module] = []
+        for c_in, c_out in zip([1, *widths[:-1]], widths, strict=True):
+            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        self.blocks = nn.Sequential(*blocks)
+        self.bands = nn.Conv2d(hidden, hidden, (1, n_mels // 2 ** layers))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = ((frames - self.feature_mean) / self.feature_std).unsqueeze(1)  # [b, 1, t, mels]
+        h = torch.relu(self.bands(self.blocks(x))).squeeze(3)  # [b, hidden, t']
+        return torch.cat([h.amax(dim=2), h.mean(dim=2)], dim=1)
+
+
+ENCODERS: dict[str, type[GRUEncoder] | type[CNNEncoder]] = {"gru": GRUEncoder,
+                                                            "cnn": CNNEncoder}
+
+
+class ContrastiveModel(nn.Module):
+    """The encoder, COLA's head (dense, layer norm, tanh) and its bilinear similarity, and
+    optionally a linear head predicting CF item vectors of ``cf_dim`` dimensions."""
+
+    def __init__(self, *, arch: str = "gru", hidden: int, layers: int, head_dim: int = 128,
+                 cf_dim: int = 0) -> None:
+        super().__init__()
+        self.encoder = ENCODERS[arch](hidden=hidden, layers=layers)
         self.head = nn.Sequential(nn.Linear(2 * hidden, head_dim), nn.LayerNorm(head_dim),
                                   nn.Tanh())
         self.bilinear = nn.Parameter(torch.eye(head_dim))
+        self.cf_head = nn.Linear(2 * hidden, cf_dim) if cf_dim else None
 
-    def loss(self, anchors: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
-        a = self.head(self.encoder(anchors))
+    def losses(self, anchors: torch.Tensor, positives: torch.Tensor,
+               targets: torch.Tensor | None = None, known: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(contrastive loss, CF loss): the CF loss is the mean squared error of the
+        predicted CF vectors over the rows where ``known`` (zero without a CF head)."""
+        embedded = self.encoder(anchors)
+        a = self.head(embedded)
         p = self.head(self.encoder(positives))
         logits = a @ self.bilinear @ p.T
-        return F.cross_entropy(logits, torch.arange(len(a)))
+        contrastive = F.cross_entropy(logits, torch.arange(len(a)))
+        if self.cf_head is None or targets is None or known is None or not bool(known.any()):
+            return contrastive, torch.zeros(())
+        error = (self.cf_head(embedded[known]) - targets[known]) ** 2
+        return contrastive, error.mean()
+
+    def loss(self, anchors: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+        return self.losses(anchors, positives)[0]
 
 
 def _window_frames(paths: Sequence[Path], ids: Sequence[str], *, window_seconds: float,
@@ -135,19 +194,48 @@ def _window_frames(paths: Sequence[Path], ids: Sequence[str], *, window_seconds:
     return kept, frames, failures
 
 
+def _cf_targets(cf_vectors: tuple[Sequence[str], np.ndarray] | None, kept: list[str]
+                ) -> tuple[torch.Tensor | None, torch.Tensor | None, dict[str, Any] | None]:
+    """The CF vector of each kept track (scaled to unit RMS; zero rows where unknown), the
+    mask of known rows, and what the manifest records about them."""
+    if cf_vectors is None:
+        return None, None, None
+    ids, vectors = cf_vectors
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(vectors) != len(ids) or vectors.shape[1] < 1:
+        raise ParameterError(f"cf_vectors: {len(ids)} track ids and vectors of shape "
+                             f"{vectors.shape}; one row per id expected")
+    if not np.isfinite(vectors).all():
+        raise ParameterError("cf_vectors hold NaN or infinite values")
+    row = {str(t): i for i, t in enumerate(ids)}
+    known = np.array([t in row for t in kept])
+    if not known.any():
+        raise ParameterError(f"cf_vectors: none of their {len(ids)} track ids is a usable "
+                             f"track of the catalogue")
+    picked = vectors[[row[t] for t in np.asarray(kept)[known]]]
+    scale = float(np.sqrt(np.mean(picked ** 2))) or 1.0
+    targets = np.zeros((len(kept), vectors.shape[1]), dtype=np.float32)
+    targets[known] = picked / scale
+    return (torch.from_numpy(targets), torch.from_numpy(known),
+            {"tracks": int(known.sum()), "dim": int(vectors.shape[1]),
+             "rms": round(scale, 6)})
+
+
 def train_embedder(
     catalog: str | Path,
     out: str | Path,
     *,
     arch: str = "gru",
     hidden: int = 128,
-    layers: int = 2,
+    layers: int | None = None,
     window_seconds: float = 3.0,
     train_windows: int = 8,
     epochs: int = 30,
     batch_size: int = 32,
     learning_rate: float = 1e-3,
     seed: int = 0,
+    cf_vectors: tuple[Sequence[str], np.ndarray] | None = None,
+    cf_weight: float = 1.0,
     show_progress: bool = True,
 ) -> Path:
     """Train an embedder on a catalogue's audio without labels and write its folder.
@@ -158,16 +246,23 @@ def train_embedder(
         A CSV/TSV/Parquet catalogue with ``track_id`` and ``audio_path`` columns.
     out : str or Path
         The folder to write (replaced if it holds an embedder or a musicrec model).
-    arch : {"gru"}
+    arch : {"gru", "cnn"}
         The architecture.
     hidden, layers : int
-        GRU width and depth; the embedding has ``2 * hidden`` dimensions.
+        Width (GRU units; the CNN's last channels) and depth (GRU layers, default 2; CNN
+        blocks, default 4); the embedding has ``2 * hidden`` dimensions.
     window_seconds : float
         Length of a training window (and the default embedding window).
     train_windows : int
         Windows decoded per track; each step pairs two of them.
     epochs, batch_size, learning_rate, seed
         The run: Adam, ``batch_size`` tracks a step (at least 2: the others are negatives).
+    cf_vectors : (track ids, np.ndarray [shape=(n, factors)]) or None
+        CF item vectors (a musicrec model's, from its listening logs) to predict as a
+        second target; catalogue tracks without one are trained on the contrastive loss
+        alone. The vectors are scaled to unit root mean square.
+    cf_weight : float
+        Weight of the CF error in the loss.
 
     Returns
     -------
@@ -184,6 +279,7 @@ def train_embedder(
 
     if arch not in ARCHS:
         raise ParameterError(f"arch={arch!r} must be one of {list(ARCHS)}")
+    layers = DEFAULT_LAYERS[arch] if layers is None else layers
     for name, value, low in (("hidden", hidden, 1), ("layers", layers, 1),
                              ("train_windows", train_windows, 2), ("epochs", epochs, 1),
                              ("batch_size", batch_size, 2)):
@@ -193,6 +289,8 @@ def train_embedder(
         raise ParameterError(f"window_seconds={window_seconds} must be positive")
     if not learning_rate > 0:
         raise ParameterError(f"learning_rate={learning_rate} must be positive")
+    if not cf_weight >= 0:
+        raise ParameterError(f"cf_weight={cf_weight} must be at least 0")
     began = time.perf_counter()
     ids, paths = read_catalog_paths(catalog)
     kept, frames, failures = _window_frames(paths, ids, window_seconds=window_seconds,
@@ -201,19 +299,21 @@ def train_embedder(
     if len(kept) < 2:
         raise ParameterError(f"{catalog}: {len(kept)} usable track(s); contrastive training "
                              f"needs at least 2 ({len(failures)} failed)")
+    targets, known, cf_summary = _cf_targets(cf_vectors, kept)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = ContrastiveModel(hidden=hidden, layers=layers)
+    model = ContrastiveModel(arch=arch, hidden=hidden, layers=layers,
+                             cf_dim=0 if targets is None else targets.shape[1])
     stacked = torch.cat(frames)
     model.encoder.feature_mean.copy_(stacked.mean(dim=(0, 1)))
     model.encoder.feature_std.copy_(stacked.std(dim=(0, 1)).clamp(min=1e-3))
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     batch = min(batch_size, len(kept))
-    losses = []
+    losses, cf_losses = [], []
     bar = tqdm(range(epochs), desc="train", disable=not show_progress)
     for _ in bar:
         order = rng.permutation(len(kept))
-        total, steps = 0.0, 0
+        total, cf_total, steps = 0.0, 0.0, 0
         for start in range(0, len(order) - batch + 1, batch):
             rows = order[start:start + batch]
             pairs = [rng.choice(len(frames[r]), size=2, replace=False) for r in rows]
@@ -221,13 +321,19 @@ def train_embedder(
             positives = torch.stack([frames[r][j] for r, (_, j) in zip(rows, pairs,
                                                                        strict=True)])
             optimiser.zero_grad()
-            loss = model.loss(anchors, positives)
-            loss.backward()
+            index = torch.from_numpy(rows)
+            contrastive, cf_loss = model.losses(
+                anchors, positives, None if targets is None else targets[index],
+                None if known is None else known[index])
+            (contrastive + cf_weight * cf_loss).backward()
             optimiser.step()
-            total += float(loss.detach())
+            total += float(contrastive.detach())
+            cf_total += float(cf_loss.detach())
             steps += 1
         losses.append(round(total / steps, 5))
-        bar.set_postfix(loss=losses[-1])
+        if targets is not None:
+            cf_losses.append(round(cf_total / steps, 5))
+        bar.set_postfix({"loss": losses[-1], **({"cf": cf_losses[-1]} if cf_losses else {})})
 
     def write(tmp: Path) -> dict[str, Any]:
         from safetensors.torch import save_file
@@ -238,6 +344,8 @@ def train_embedder(
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "files": [WEIGHTS],
             "arch": arch, "config": {"hidden": hidden, "layers": layers},
+            "cf_target": cf_summary and {**cf_summary, "weight": cf_weight,
+                                         "loss": cf_losses},
             "dim": 2 * hidden,
             "features": {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP,
                          "n_mels": N_MELS, "log_offset": 1e-5},
@@ -318,7 +426,7 @@ class TrainedEmbedder(BatchedTorchEmbedder):
             raise ModelFormatError(f"{weights}: not a readable safetensors file ({exc})"
                                    ) from None
         prefix = "encoder."
-        encoder = GRUEncoder(**manifest["config"])
+        encoder = ENCODERS[manifest["arch"]](**manifest["config"])
         load_into(encoder, {k[len(prefix):]: v for k, v in state.items()
                             if k.startswith(prefix)}, weights)
         self._model = encoder

@@ -101,6 +101,61 @@ def test_trained_embedder_tells_its_tracks_apart(catalog: Path, trained: Path) -
     assert (np.argmax(first @ second.T, axis=1) == np.arange(6)).all()
 
 
+@pytest.fixture(scope="module")
+def trained_cnn(catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("emb") / "cnn"
+    return train_embedder(catalog, out, arch="cnn", hidden=16, layers=3, window_seconds=1.0,
+                          train_windows=4, epochs=6, batch_size=6, learning_rate=3e-3,
+                          seed=0, show_progress=False)
+
+
+def test_cnn_tower_is_saved_loaded_and_tells_its_tracks_apart(catalog: Path,
+                                                              trained_cnn: Path) -> None:
+    manifest = json.loads((trained_cnn / "manifest.json").read_text())
+    assert (manifest["arch"], manifest["config"], manifest["dim"]) == (
+        "cnn", {"hidden": 16, "layers": 3}, 32)
+    assert manifest["cf_target"] is None
+    emb = get_embedder(f"trained:{trained_cnn}", window_seconds=1.0, n_windows=1)
+    assert emb.dim == 32
+    waves = [sf.read(catalog.parent / f"t{i}.wav", dtype="float32")[0] for i in range(6)]
+    first = emb.embed([w[int(0.5 * SR):int(2.5 * SR)] for w in waves])
+    second = emb.embed([w[int(5.5 * SR):int(7.5 * SR)] for w in waves])
+    assert (np.argmax(first @ second.T, axis=1) == np.arange(6)).all()
+    with pytest.raises(ParameterError, match="64 mel bands allow at most 6 CNN blocks"):
+        train_embedder(catalog, catalog.parent / "x", arch="cnn", layers=7)
+
+
+def test_cf_target_is_learnt_where_tracks_have_cf_vectors(catalog: Path,
+                                                          tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    ids = ["t0", "t1", "t2", "t3", "t4", "not-in-catalogue"]  # t5 has no CF vector
+    vectors = rng.normal(scale=3.0, size=(6, 4)).astype(np.float32)
+    opts = dict(hidden=8, layers=1, window_seconds=1.0, train_windows=3, epochs=12,
+                batch_size=6, learning_rate=1e-2, seed=0, show_progress=False)
+    out = train_embedder(catalog, tmp_path / "cf", cf_vectors=(ids, vectors), **opts)
+    target = json.loads((out / "manifest.json").read_text())["cf_target"]
+    rms = float(np.sqrt(np.mean(vectors[:5] ** 2)))
+    assert (target["tracks"], target["dim"], target["weight"]) == (5, 4, 1.0)
+    assert target["rms"] == pytest.approx(rms, rel=1e-5)
+    assert len(target["loss"]) == 12 and target["loss"][-1] < 0.5 * target["loss"][0]
+    # the CF head is not part of the embedder: it loads and embeds like any other
+    assert get_embedder(f"trained:{out}").dim == 16
+    plain = train_embedder(catalog, tmp_path / "plain", **opts)
+    assert (plain / "model.safetensors").read_bytes() != (out / "model.safetensors"
+                                                          ).read_bytes()
+    with pytest.raises(ParameterError, match=r"none of their 1 track ids is a usable track"):
+        train_embedder(catalog, tmp_path / "x", cf_vectors=(["tiny"], vectors[:1]), **opts)
+    with pytest.raises(ParameterError, match=r"2 track ids and vectors of shape \(6, 4\)"):
+        train_embedder(catalog, tmp_path / "x", cf_vectors=(["t0", "t1"], vectors), **opts)
+    bad = vectors.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ParameterError, match="cf_vectors hold NaN"):
+        train_embedder(catalog, tmp_path / "x", cf_vectors=(ids, bad), **opts)
+    with pytest.raises(ParameterError, match="cf_weight=-1 must be at least 0"):
+        train_embedder(catalog, tmp_path / "x", cf_vectors=(ids, vectors), cf_weight=-1,
+                       **opts)
+
+
 def test_bad_folders_are_named(trained: Path, tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match=r"is not a trained embedder \(no manifest.json\)"):
         get_embedder(f"trained:{tmp_path}")
@@ -129,8 +184,8 @@ def test_bad_folders_are_named(trained: Path, tmp_path: Path) -> None:
 
 
 def test_training_parameters_are_checked(catalog: Path, tmp_path: Path) -> None:
-    with pytest.raises(ParameterError, match=r"arch='cnn' must be one of \['gru'\]"):
-        train_embedder(catalog, tmp_path / "x", arch="cnn")
+    with pytest.raises(ParameterError, match=r"arch='rnn' must be one of \['gru', 'cnn'\]"):
+        train_embedder(catalog, tmp_path / "x", arch="rnn")
     with pytest.raises(ParameterError, match="batch_size=1 must be at least 2"):
         train_embedder(catalog, tmp_path / "x", batch_size=1)
     one = tmp_path / "one.csv"
@@ -152,5 +207,28 @@ def test_cli_trains_and_reports(catalog: Path, tmp_path: Path,
     assert json.loads((out / "manifest.json").read_text())["training"]["seed"] == 3
     assert main(["train-embedder", "--catalog", str(tmp_path / "none.csv"), "--out",
                  str(tmp_path / "y")]) == 2
-    with pytest.raises(SystemExit, match="invalid choice: 'cnn'"):
-        main(["train-embedder", "--catalog", str(catalog), "--out", "z", "--arch", "cnn"])
+    with pytest.raises(SystemExit, match="invalid choice: 'rnn'"):
+        main(["train-embedder", "--catalog", str(catalog), "--out", "z", "--arch", "rnn"])
+
+
+def test_cli_trains_a_cnn_on_a_models_cf_vectors(catalog: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    plays = tmp_path / "plays.csv"
+    rows = ["user_id,track_id,plays"] + [f"u{u},t{(u + k) % 6},{1 + k}" for u in range(12)
+                                         for k in range(3)]
+    plays.write_text("\n".join(rows) + "\n")
+    assert main(["build", "--interactions", str(plays), "--out", str(tmp_path / "m"),
+                 "--factors", "4", "--iterations", "3"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "cnn"
+    assert main(["train-embedder", "--catalog", str(catalog), "--out", str(out), "--arch",
+                 "cnn", "--hidden", "8", "--layers", "2", "--window-seconds", "1",
+                 "--train-windows", "3", "--epochs", "2", "--batch-size", "6",
+                 "--cf-model", str(tmp_path / "m"), "--cf-weight", "0.5"]) == 0
+    text = capsys.readouterr().out
+    assert "trained a CNN embedder on 6 tracks (2 not used)" in text
+    assert "CF target: 6 tracks with a CF vector (4-d)" in text
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["cf_target"]["weight"] == 0.5 and manifest["arch"] == "cnn"
+    assert main(["train-embedder", "--catalog", str(catalog), "--out", str(tmp_path / "y"),
+                 "--cf-model", str(tmp_path / "nothing")]) == 2

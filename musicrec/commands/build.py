@@ -180,6 +180,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     from musicrec.cli import add_cf_options, add_log_options, positive_int
+    from musicrec.embedding.registry import DEFAULT_MODEL
     from musicrec.recommender.index import HNSW_FROM
 
     p = sub.add_parser("build", help="build a hybrid model directory (embed, CF, blend, index)")
@@ -191,7 +192,8 @@ def register(sub: Any) -> None:
                    help="a folder of audio, or a catalogue table with track_id, audio_path")
     p.add_argument("--content-vectors", type=Path,
                    help="precomputed content vectors (table: track_id + vector or numbers)")
-    p.add_argument("--embedder", default="whisper-tiny", help="audio model (see `embed`)")
+    p.add_argument("--embedder", default=DEFAULT_MODEL,
+                   help=f"audio model (see `embed`; default {DEFAULT_MODEL})")
     p.add_argument("--cache-dir", type=Path, help="embedding cache (default ~/.cache/musicrec)")
     p.add_argument("--out", required=True, type=Path)
     add_cf_options(p)

@@ -132,13 +132,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     from musicrec.cli import positive_int
+    from musicrec.embedding.registry import DEFAULT_MODEL
 
     p = sub.add_parser("demo", help="the whole engine on the demo dataset, then serve it")
     p.add_argument("--dir", type=Path, default=Path("demo"), help="working folder (demo/)")
     p.add_argument("--tracks", type=positive_int, default=1000)
     p.add_argument("--users", type=positive_int, default=2000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--embedder", default="whisper-tiny")
+    p.add_argument("--embedder", default=DEFAULT_MODEL,
+                   help=f"audio model (default {DEFAULT_MODEL}: vectors and tags)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=positive_int, default=8000)
     p.add_argument("--no-serve", action="store_true", help="stop after the evaluation")

@@ -10,6 +10,7 @@ from typing import Any
 
 def register(sub: Any) -> None:
     from musicrec.cli import positive_int
+    from musicrec.embedding.registry import DEFAULT_MODEL
 
     p = sub.add_parser("embed", help="embed the audio of a folder or a catalogue file",
                        description="Embed every audio file of a folder, or every row of a "
@@ -17,10 +18,10 @@ def register(sub: Any) -> None:
     p.add_argument("source", type=Path, metavar="AUDIO_DIR_OR_CATALOG")
     p.add_argument("--out", required=True, type=Path,
                    help="output: .parquet (track_id, embedding) or .npy (+ .ids.json)")
-    p.add_argument("--model", default="whisper-tiny",
-                   help="mfcc, whisper-tiny, whisper-base, aisfx, pann:<checkpoint>, "
-                   "trained:<folder>, openai/whisper-*, hf:<id or folder>, or a model folder "
-                   "(default: whisper-tiny)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="musicnn, musicnn-mtt, musicnn-msd, mfcc, whisper-tiny, whisper-base, "
+                   "aisfx, pann:<checkpoint>, trained:<folder>, openai/whisper-*, "
+                   f"hf:<id or folder>, or a model folder (default: {DEFAULT_MODEL})")
     p.add_argument("--layer", type=positive_int, help="encoder layer to pool (Whisper, hf)")
     p.add_argument("--window-seconds", type=float, help="length of each window")
     p.add_argument("--n-windows", type=positive_int, help="windows per track")
