@@ -523,7 +523,10 @@ class MusicnnEmbedder(AudioEmbedder):
         of one patch take about 9 MB, which stay in cache; 16 patches took 2.5x the CPU
         time per patch (0.11 against 0.044 s on one thread) and 64 peaked at 2.3 GB of RSS.
     num_threads : int or None
-        ``torch.set_num_threads`` before each batch (``None`` leaves torch's setting).
+        Torch threads while embedding (restored afterwards; ``None`` leaves torch's
+        setting). Default 1: one patch is too small a job to share, and on the shared
+        2-core machine two threads cost about 4x the CPU time per patch (0.185 against
+        0.044 s) while the batch's decoding threads use the other core.
     cache_dir : str, Path or None
         Accepted for symmetry with the other embedders; nothing is converted or cached.
     """
@@ -532,7 +535,7 @@ class MusicnnEmbedder(AudioEmbedder):
 
     def __init__(self, *, model: str = "musicnn-mtt", window_seconds: float = 3.0,
                  n_windows: int | None = None, batch_size: int = 1,
-                 num_threads: int | None = None,
+                 num_threads: int | None = 1,
                  cache_dir: str | Path | None = None) -> None:
         if model not in MODELS and model not in COMBINED:
             raise ParameterError(f"model={model!r} must be one of "
@@ -573,8 +576,16 @@ class MusicnnEmbedder(AudioEmbedder):
 
     def _embed_windows_tagged(self, windows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         torch = _torch()
+        threads = torch.get_num_threads()
         if self.num_threads is not None:
             torch.set_num_threads(self.num_threads)
+        try:
+            return self._run(windows)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _run(self, windows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        torch = _torch()
         cut = [patches(log_mel(w if len(w) else np.zeros(1, np.float32))) for w in windows]
         owner = np.repeat(np.arange(len(windows)), [len(c) for c in cut])
         batch = np.concatenate(cut) if cut else np.zeros((0, PATCH_FRAMES, N_MELS), np.float32)

@@ -163,7 +163,16 @@ def test_embedder_vectors_tags_and_options() -> None:
 
     decoded = decode_waveform(wave, source_rate=16000, sample_rate=16000,
                               window_seconds=emb.window_seconds, n_windows=emb.n_windows)
-    vectors, tags = emb.embed_decoded_tagged([decoded, decoded])
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        vectors, tags = emb.embed_decoded_tagged([decoded, decoded])
+        assert torch.get_num_threads() == 2  # one thread while embedding, then restored
+    finally:
+        torch.set_num_threads(threads)
+    assert emb.num_threads == 1 and get_embedder("musicnn").n_windows == 4
     assert vectors.shape == (2, 200) and tags.shape == (2, 50)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     # a track's tags are the mean of its windows' tags
