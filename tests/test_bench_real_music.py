@@ -123,3 +123,11 @@ def test_excerpt_reads_the_asked_span(tmp_path: Path) -> None:
     clip = bench.excerpt(path, fraction=0.5, seconds=2.0, sample_rate=sr)
     assert len(clip) == 2 * sr
     np.testing.assert_allclose(clip, ramp[4 * sr:6 * sr], atol=1e-6)
+
+
+def test_embedder_options_follow_the_name() -> None:
+    assert bench.parse_spec("musicnn-msd@n_windows=4@window_seconds=3.5@precision=float32") == (
+        "musicnn-msd", {"n_windows": 4, "window_seconds": 3.5, "precision": "float32"})
+    assert bench.parse_spec("trained:/a/b") == ("trained:/a/b", {})
+    with pytest.raises(SystemExit, match="option 'n_windows' is not key=value"):
+        bench.parse_spec("musicnn@n_windows")
