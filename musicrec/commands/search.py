@@ -42,8 +42,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("search", help="tracks that fit a description, e.g. \"calm piano\"",
                        description="Search by words, zero-shot: the query and the model's tag "
                        "names are embedded by a text model, and tracks are ranked by their "
-                       "tag probabilities (needs a model built with --embedder musicnn-mtt "
-                       "or musicnn-msd).")
+                       "tag probabilities (needs a model built with a musicnn embedder: the "
+                       "default musicnn, musicnn-mtt or musicnn-msd).")
     p.add_argument("query", help="words describing the music")
     p.add_argument("--model", required=True, type=Path)
     p.add_argument("-n", type=positive_int, default=10)
