@@ -67,6 +67,9 @@ class RecommenderBase:
     name: ClassVar[str] = "base"
     requires_content: ClassVar[bool] = False
     description: ClassVar[str] = ""
+    #: ``_scores`` reads only the plays it is given, never which user they belong to, so
+    #: a listener outside the training data is scored the same way (item-item models)
+    scores_from_plays: ClassVar[bool] = False
 
     # -- hyper-parameters (scikit-learn style) -----------------------------------------
     @classmethod
@@ -202,6 +205,46 @@ class RecommenderBase:
 
     def _scores(self, rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         raise NotImplementedError
+
+    def scores_new(self, user_items: sp.spmatrix) -> np.ndarray:
+        """Scores of every track for listeners who are not in the training data.
+
+        Item-item models score their plays through their neighbour matrix exactly as a
+        known user's; factor models first fold the plays into a user vector.
+
+        Parameters
+        ----------
+        user_items : scipy.sparse matrix [shape=(m, n_tracks)]
+            The listeners' plays, one row each.
+
+        Returns
+        -------
+        np.ndarray [shape=(m, n_tracks), dtype=float32]
+            Played tracks are *not* excluded here.
+
+        Raises
+        ------
+        CapabilityError
+            The model cannot score a listener it was not trained on (random).
+        """
+        self._check_fitted()
+        if not sp.issparse(user_items):
+            raise ParameterError("user_items must be a scipy sparse matrix, not "
+                                 f"{type(user_items).__name__}")
+        matrix = sp.csr_matrix(user_items, dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[1] != self.n_items_:
+            raise ParameterError(f"user_items must have {self.n_items_} columns (one per "
+                                 f"track), got shape {matrix.shape}")
+        out = np.asarray(self._new_scores(matrix), dtype=np.float32)
+        if out.shape != matrix.shape:
+            raise AssertionError(f"{self.name} scored shape {out.shape}")
+        return out
+
+    def _new_scores(self, user_items: sp.csr_matrix) -> np.ndarray:
+        if not self.scores_from_plays:
+            raise CapabilityError(f"model {self.name!r} cannot score a listener who is not "
+                                  "in its training data")
+        return self._scores(np.full(user_items.shape[0], -1, dtype=np.int64), user_items)
 
     def recommend(
         self,

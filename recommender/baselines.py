@@ -62,6 +62,7 @@ class PopularityModel(RecommenderBase):
 
     name = "popularity"
     description = "tracks by number of training listeners"
+    scores_from_plays = True
 
     def __init__(self) -> None:
         pass
@@ -146,6 +147,7 @@ class _NeighbourModel(RecommenderBase):
     """Scores ``X_u @ S``: a user's weighted plays times a sparse item-item matrix whose
     rows hold each track's top-``k`` neighbours (``similarity_``, CSR)."""
 
+    scores_from_plays = True
     k: int
     confidence: str
     similarity_: sp.csr_matrix
@@ -278,6 +280,7 @@ class EASEModel(RecommenderBase):
 
     name = "ease"
     description = "EASE, dense closed form (Steck 2019)"
+    scores_from_plays = True
 
     def __init__(self, *, l2: float = 200.0, confidence: str = "none",
                  max_items: int = 20_000, n_threads: int | None = None) -> None:

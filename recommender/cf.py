@@ -226,6 +226,16 @@ class CFModel(RecommenderBase):
     def _scores(self, rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         return np.asarray(self.user_factors_[rows] @ self.item_factors_.T, dtype=np.float32)
 
+    def _new_scores(self, user_items: sp.csr_matrix) -> np.ndarray:
+        """Each listener's plays folded into a user vector (:meth:`fold_in`), then scored
+        as a known user's."""
+        vectors = np.zeros((user_items.shape[0], self.user_factors_.shape[1]), np.float32)
+        for r in range(user_items.shape[0]):
+            part = slice(user_items.indptr[r], user_items.indptr[r + 1])
+            if part.stop > part.start:
+                vectors[r] = self.fold_in(user_items.indices[part], user_items.data[part])
+        return np.asarray(vectors @ self.item_factors_.T, dtype=np.float32)
+
     def _similar_scores(self, items: np.ndarray) -> np.ndarray:
         """Cosine of the tracks' vectors."""
         norms = self.item_norms()

@@ -7,7 +7,7 @@
 - **The content → CF mapping and the blend** (:meth:`HybridModel.fit`) are a second task.
 - **The index build and the write** are a third task, pinned to the driver's node (the
   output folder is the driver's), which runs
-  :func:`~musicrec.recommender.facade.write_hybrid_model_dir`: the same files and manifest
+  :func:`~musicrec.recommender.model_dir.write_hybrid_model_dir`: the same files and manifest
   as the local path.
 
 Objects move between tasks through Ray's object store, never through files.
@@ -25,8 +25,8 @@ from musicrec.data.logs import ListeningLog
 from musicrec.embedding.distributed import cluster_gpus, import_ray, ray_runtime
 from musicrec.errors import ParameterError
 from musicrec.recommender.cf import CFModel
-from musicrec.recommender.facade import write_hybrid_model_dir
 from musicrec.recommender.hybrid import HybridModel
+from musicrec.recommender.model_dir import write_hybrid_model_dir
 from musicrec.recommender.pipeline import BuildInputs
 
 log = logging.getLogger(__name__)

@@ -1,28 +1,7 @@
 """The :class:`Recommender` facade over a model directory: what the CLI and the API use.
 
-A model directory (written by :func:`write_hybrid_model_dir`) holds::
-
-    manifest.json        format, versions, embedder, dimensions, blend, counts, fingerprints
-    catalog.parquet      track metadata
-    tracks.npy           raw track ids, in index order
-    content.npy          unit content vectors [n_tracks, d_content] (zero rows: no content)
-    has_content.npy      which tracks have content
-    items.npy            blended CF-space track vectors [n_tracks, d_cf]
-    similar_cf.npy       unit CF-space vectors for track-to-track similarity
-    evidence.npy         listeners per track; blend_weight.npy: w_i of the blend
-    mapping.npy          the content -> CF ridge matrix (when learned)
-    tags.npy             tag probabilities [n_tracks, n_tags] from a tagging embedder
-                         (zero rows: no audio); the names are the manifest's "tags"
-    cf/                  the CF model (RecommenderBase.save): user vectors, plays, id maps
-    layout.npz           the web page's catalogue map, per space (recommender/layout.py;
-                         absent from older models)
-    index/content.*      Annoy or HNSW (cosine) over content vectors
-    index/cf.*           Annoy or HNSW (cosine) over unit blended vectors
-    index/user.*         Annoy or HNSW (dot) over blended vectors, for user recommendations
-
-Arrays are loaded with ``mmap_mode="r"`` and Annoy files are mmap'd, so several server
-processes share one copy in memory; HNSW indexes are read into memory by the gunicorn
-master before it forks, and shared copy-on-write.
+The model directory's layout, and how it is written and read, is
+:mod:`musicrec.recommender.model_dir`'s: the facade asks it for the loaded models.
 """
 
 from __future__ import annotations
@@ -37,31 +16,26 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from musicrec.data.catalog import TrackCatalog
-from musicrec.data.idmap import IdMap
-from musicrec.errors import CapabilityError, ModelFormatError, ParameterError
-from musicrec.recommender.base import RecommenderBase
+from musicrec.errors import CapabilityError, ParameterError
 from musicrec.recommender.cf import CFModel
-from musicrec.recommender.hybrid import HybridModel
-from musicrec.recommender.index import Backend, Metric, VectorIndex, served_recall
-from musicrec.recommender.layout import LAYOUT_FILE, write_hybrid_layouts
-from musicrec.recommender.model_dir import read_manifest, write_model_dir
+from musicrec.recommender.index import VectorIndex
+from musicrec.recommender.model_dir import (
+    EXACT_BELOW,
+    MIN_CANDIDATES,
+    load_model_dir,
+)
+from musicrec.recommender.model_dir import (  # re-exported: where callers used to find it
+    write_hybrid_model_dir as write_hybrid_model_dir,
+)
 from musicrec.recommender.radio import RadioPage, RadioState
 from musicrec.recommender.served import minmax_rows
-from musicrec.recommender.tags import DEFAULT_TAU, TagSearch, TextQuery, TrackTags
+from musicrec.recommender.tags import DEFAULT_TAU, TagSearch, TextQuery
 from musicrec.recommender.types import Recommendation
 
 log = logging.getLogger(__name__)
 
 #: Candidates fetched from each index per result, before exact re-scoring.
 CANDIDATES_PER_RESULT = 10
-MIN_CANDIDATES = 100
-#: Below this many tracks, scoring every track exactly is faster than an Annoy search
-#: (benchmarks/bench_index.py: 0.15 ms exact vs 0.14-1.7 ms Annoy at 10k 64-d vectors),
-#: so the indexes are used only for larger catalogues.
-EXACT_BELOW = 10_000
-#: Sampled queries per index for the recall stored in the manifest at build time.
-RECALL_SAMPLE = 200
 
 
 @dataclass
@@ -97,140 +71,6 @@ class TextSearch:
                 "parts": parts}
 
 
-def write_hybrid_model_dir(
-    out: str | Path,
-    *,
-    hybrid: HybridModel,
-    catalog: TrackCatalog | None = None,
-    manifest: dict[str, Any] | None = None,
-    n_trees: int | None = None,
-    search_k_factor: int | None = None,
-    extra_files: dict[str, Any] | None = None,
-    index: str = "auto",
-    index_params: dict[str, int] | None = None,
-    threads: int | None = None,
-    tags: TrackTags | None = None,
-    layout: bool = True,
-) -> Path:
-    """Write a fitted :class:`HybridModel` (with its indexes) as a model directory;
-    ``tags``, when given, are stored as ``tags.npy`` in the model's track order;
-    ``layout`` stores the web page's catalogue map (:mod:`musicrec.recommender.layout`).
-
-    ``index`` is ``annoy``, ``hnsw`` or ``auto`` (:meth:`Backend.choose` by catalogue
-    size); ``index_params`` are the backend's own parameters (``n_trees`` and
-    ``search_k_factor`` are Annoy's, kept as keywords), ``threads`` the build threads
-    (``-1``: every core; default: one for Annoy, whose build is then reproducible byte for
-    byte, every core for HNSW, whose parallel build is not). The manifest's ``index``
-    records the backend, its parameters and each index's recall@10 against exact search,
-    measured here as the engine serves it (candidates re-scored exactly;
-    ``served_recall_at_10`` is 1 where the catalogue is small enough to be searched
-    exactly).
-    """
-    tracks = hybrid.tracks_
-    if catalog is None:
-        catalog = TrackCatalog.from_ids(tracks.ids)
-    missing = [t for t in tracks if t not in catalog]
-    if missing:
-        extra = TrackCatalog.from_ids(missing).frame
-        import pandas as pd
-
-        catalog = TrackCatalog(pd.concat([catalog.frame, extra], ignore_index=True))
-    backend = Backend.choose(index, len(tracks))
-    params = dict(index_params or {})
-    if n_trees:
-        params["n_trees"] = n_trees
-    if search_k_factor:
-        params["search_k_factor"] = search_k_factor
-    index_opts: dict[str, Any] = {"backend": backend, **params}
-    probe = VectorIndex(1, **index_opts)  # validates the parameters before any work
-    if threads is None:
-        threads = 1 if backend is Backend.ANNOY else -1
-    recall: dict[str, float] = {}
-
-    def build_index(name: str, vectors: np.ndarray, ids: np.ndarray, tmp: Path, *,
-                    metric: Metric = Metric.COSINE, queries: np.ndarray | None = None) -> None:
-        built = VectorIndex(vectors.shape[1], metric=metric, threads=threads,
-                            **index_opts).add_items(vectors, ids)
-        built.save(tmp / "index" / name)
-        recall[name] = round(served_recall(built, vectors, queries=queries,
-                                           candidates=MIN_CANDIDATES,
-                                           sample=RECALL_SAMPLE), 4)
-
-    def write(tmp: Path) -> dict[str, Any]:
-        files = ["catalog.parquet", "tracks.npy", "content.npy", "has_content.npy",
-                 "items.npy", "similar_cf.npy", "evidence.npy", "blend_weight.npy"]
-        unit_cf = hybrid.unit_cf()
-        catalog.save(tmp / "catalog.parquet")
-        np.save(tmp / "tracks.npy", tracks.to_array(), allow_pickle=False)
-        np.save(tmp / "content.npy", hybrid.content_, allow_pickle=False)
-        np.save(tmp / "has_content.npy", hybrid.has_content_, allow_pickle=False)
-        np.save(tmp / "items.npy", hybrid.item_vectors_, allow_pickle=False)
-        np.save(tmp / "similar_cf.npy", unit_cf, allow_pickle=False)
-        np.save(tmp / "evidence.npy", hybrid.evidence_, allow_pickle=False)
-        np.save(tmp / "blend_weight.npy", hybrid.blend_weight_, allow_pickle=False)
-        if hybrid.mapping_ is not None:
-            np.save(tmp / "mapping.npy", hybrid.mapping_, allow_pickle=False)
-            files.append("mapping.npy")
-        if hybrid.cf_ is not None:
-            hybrid.cf_.save(tmp / "cf")
-            files.append("cf")
-        (tmp / "index").mkdir()
-        ids = tracks.ids
-        suffix = ".ann" if backend is Backend.ANNOY else ".hnsw"
-        if hybrid.has_content:
-            rows = np.flatnonzero(hybrid.has_content_)
-            build_index("content", np.asarray(hybrid.content_[rows]), ids[rows], tmp)
-            files.append(f"index/content{suffix}")
-        if hybrid.has_cf:
-            assert hybrid.cf_ is not None
-            build_index("cf", unit_cf, ids, tmp)
-            build_index("user", np.asarray(hybrid.item_vectors_), ids, tmp, metric=Metric.DOT,
-                        queries=np.asarray(hybrid.cf_.user_factors_))
-            files += [f"index/cf{suffix}", f"index/user{suffix}"]
-        for name, writer in (extra_files or {}).items():
-            writer(tmp / name)
-            files.append(name)
-        tag_info = None
-        if tags is not None:
-            aligned = tags.aligned(tracks)
-            np.save(tmp / "tags.npy", aligned, allow_pickle=False)
-            files.append("tags.npy")
-            tag_info = {"names": list(tags.names), "source": tags.source,
-                        "tracks": int((aligned.sum(axis=1) > 0).sum())}
-        # the catalogue map of the web page (h18: recommender/layout.py; optional on load)
-        maps = write_hybrid_layouts(tmp, hybrid, unit_cf) if layout else {}
-        files += [LAYOUT_FILE] if maps else []
-        kind = "hybrid" if hybrid.has_cf and hybrid.has_content else (
-            "cf" if hybrid.has_cf else "content")
-        counts: dict[str, Any] = {"tracks": len(tracks),
-                                  "tracks_with_content": int(hybrid.has_content_.sum()),
-                                  "tracks_with_plays": int((hybrid.evidence_ > 0).sum())}
-        if hybrid.cf_ is not None:
-            counts["users"] = len(hybrid.cf_.users_)
-            counts["interactions"] = int(hybrid.cf_.user_items_.nnz)
-        return {
-            **(manifest or {}),
-            "kind": kind,
-            "files": files,
-            "counts": {**counts, **(manifest or {}).get("counts", {})},
-            "dims": {"content": int(hybrid.content_.shape[1]),
-                     "cf": int(hybrid.item_vectors_.shape[1])},
-            "blend": hybrid.get_params(),
-            "cf": None if hybrid.cf_ is None else {**hybrid.cf_.get_params(),
-                                                   "seed": hybrid.cf_.seed_,
-                                                   "model": hybrid.cf_.name},
-            "index": {"backend": backend.value, **probe.params, "exact_below": EXACT_BELOW,
-                      "recall_sample": RECALL_SAMPLE, "candidates": MIN_CANDIDATES,
-                      "index_recall_at_10": recall,
-                      "served_recall_at_10": {k: 1.0 if len(tracks) < EXACT_BELOW else v
-                                              for k, v in recall.items()}},
-            **({} if tag_info is None else {"tags": tag_info}),
-            **({"layout": maps} if maps else {}),
-        }
-
-    return write_model_dir(out, write)
-
-
 class Recommender:
     """Recommendations, similar tracks and query by example from one model directory."""
 
@@ -256,96 +96,49 @@ class Recommender:
         self.model_dir = Path(model_dir)
         self.exact_below = exact_below
         self.candidates = candidates
-        self.manifest = read_manifest(self.model_dir)
-        d = self.model_dir
-        try:
-            self.catalog = TrackCatalog.load(d / "catalog.parquet")
-            self.tracks = IdMap.from_array(np.load(d / "tracks.npy", allow_pickle=False),
-                                           kind="track")
-            self.content = np.load(d / "content.npy", mmap_mode="r")
-            self.items = np.load(d / "items.npy", mmap_mode="r")
-            # Unit CF-space vectors for similarity, precomputed at build time so server
-            # processes share them through the page cache instead of each computing a copy.
-            self.unit_items = np.load(d / "similar_cf.npy", mmap_mode="r")
-            self.has_content = np.load(d / "has_content.npy", allow_pickle=False)
-            self.evidence = np.load(d / "evidence.npy", mmap_mode="r")
-            self.blend_weight = np.load(d / "blend_weight.npy", mmap_mode="r")
-        except (OSError, ValueError) as exc:
-            raise ModelFormatError(f"{d}: model directory is incomplete or corrupt ({exc})"
-                                   ) from None
-        dims = self.manifest.get("dims", {})
-        n = len(self.tracks)
-        if self.content.shape != (n, dims.get("content")) or \
-                self.items.shape != (n, dims.get("cf")) or \
-                self.unit_items.shape != self.items.shape or self.has_content.shape != (n,):
-            raise ModelFormatError(f"{d}: array shapes do not match the manifest's dims {dims}")
+        files = load_model_dir(self.model_dir)
+        self.manifest = files.manifest
+        self.catalog = files.catalog
+        self.tracks = files.tracks
+        #: the blend of content and CF vectors; its arrays are mmap'd from the directory
+        self.hybrid = files.hybrid
+        self.cf: CFModel | None = files.hybrid.cf_
+        #: the model chosen on validation that ranks users (``build --cf auto``)
+        self.served = files.served
+        self.content = files.arrays["content"]
+        self.items = files.arrays["items"]
+        # unit CF-space vectors for similarity, precomputed at build time so server
+        # processes share them through the page cache instead of each computing a copy
+        self.unit_items = files.arrays["similar_cf"]
+        self.evidence = files.arrays["evidence"]
+        self.blend_weight = files.arrays["blend_weight"]
+        self.has_content = self.hybrid.has_content_
+        # plain ndarray views of the mmap'd arrays for the request path: the same pages,
+        # without np.memmap's per-slice bookkeeping (a third of a small model's request)
+        self._content = self.content.view(np.ndarray)
+        self._unit_items = self.unit_items.view(np.ndarray)
         by_id = dict(zip(self.catalog.frame["track_id"], self.catalog.frame["artist"],
                          strict=True))
         self.artist_of = np.array([by_id.get(t, "") for t in self.tracks], dtype=object)
         self._any_content = bool(self.has_content.any())
-        # Plain ndarray views of the mmap'd arrays for the request path: the same pages,
-        # without np.memmap's per-slice bookkeeping (a third of a small model's request).
-        self._content = self.content.view(np.ndarray)
-        self._unit_items = self.unit_items.view(np.ndarray)
-        self.cf = CFModel.load(d / "cf") if (d / "cf").exists() else None
-        #: the model chosen on validation that ranks known users (``build --cf auto``)
-        self.served = (RecommenderBase.load(d / "served") if (d / "served").exists()
-                       else None)
-        self.hybrid = self._hybrid()
         #: name -> (index, the model's track index of each index position, or None when
         #: the index holds every track in the model's order)
-        self._indexes: dict[str, tuple[VectorIndex, np.ndarray | None]] = {}
-        for name, dim in (("content", dims.get("content")), ("cf", dims.get("cf")),
-                          ("user", dims.get("cf"))):
-            path = d / "index" / name
-            if VectorIndex.file_of(path) is not None:
-                index = VectorIndex.load(path, dim=dim)
-                rows = None if index.ids == self.tracks else self.tracks.to_idx_many(index.ids)
-                self._indexes[name] = (index, rows)
-        self.content_index = self._indexes.get("content", (None, None))[0]
-        self.cf_index = self._indexes.get("cf", (None, None))[0]
-        self.user_index = self._indexes.get("user", (None, None))[0]
+        self._indexes: dict[str, tuple[VectorIndex, np.ndarray | None]] = {
+            name: (index, None if index.ids == self.tracks
+                   else self.tracks.to_idx_many(index.ids))
+            for name, index in files.indexes.items()}
+        self.content_index = files.indexes.get("content")
+        self.cf_index = files.indexes.get("cf")
+        self.user_index = files.indexes.get("user")
         self._embedder: Any = None
         self._tag_search: dict[tuple[str, float], TagSearch] = {}
-        self.tags: np.ndarray | None = None
-        self.tag_names: list[str] = list(self.manifest.get("tags", {}).get("names", []))
-        if (d / "tags.npy").exists():
-            self.tags = np.load(d / "tags.npy", mmap_mode="r")
-            if self.tags.shape != (n, len(self.tag_names)):
-                raise ModelFormatError(f"{d}: tags.npy has shape {self.tags.shape}; the "
-                                       f"manifest names {len(self.tag_names)} tags of {n} "
-                                       "tracks")
-        self.fingerprints: Any = None
-        if (d / "fingerprints").exists():
-            from musicrec.embedding.fingerprint import FingerprintIndex
-
-            self.fingerprints = FingerprintIndex.load(d / "fingerprints", mmap=True)
+        self.tags: np.ndarray | None = files.tags
+        self.tag_names: list[str] = files.tag_names
+        self.fingerprints: Any = files.fingerprints
 
     @classmethod
     def load(cls, model_dir: str | Path) -> Recommender:
         return cls(model_dir)
-
-    def _hybrid(self) -> HybridModel:
-        params = self.manifest.get("blend", {})
-        model = HybridModel(**params)
-        model.tracks_ = self.tracks
-        model.cf_ = self.cf
-        model.users_ = self.cf.users_ if self.cf is not None else IdMap([], kind="user")
-        model.n_users_ = len(model.users_)
-        model.n_items_ = len(self.tracks)
-        model.user_items_ = sp.csr_matrix((model.n_users_, model.n_items_), dtype=np.float32)
-        if self.cf is not None:
-            ui = self.cf.user_items_
-            model.user_items_ = sp.csr_matrix((ui.data, ui.indices, ui.indptr),
-                                              shape=(model.n_users_, model.n_items_))
-        model.content_ = self.content.view(np.ndarray)
-        model.has_content_ = self.has_content
-        model.item_vectors_ = self.items.view(np.ndarray)
-        model.evidence_ = self.evidence
-        model.blend_weight_ = self.blend_weight
-        mapping = self.model_dir / "mapping.npy"
-        model.mapping_ = np.load(mapping) if mapping.exists() else None
-        return model
 
     @property
     def kind(self) -> str:
@@ -519,19 +312,20 @@ class Recommender:
         if exclude_played:
             skip |= set(history.tolist())
         if self.served is not None:
-            scores = self._served_scores(u, history, plays)
+            scores = self._served_scores(self.served.scores(u)[0], history, plays)
             picked = self._pick(np.arange(len(scores)), scores, n, skip, max_per_artist)
             return self._explain_user(picked, history)
         return self._user_results(cf.user_factors_[u], history, plays, n=n, exclude=skip,
                                   max_per_artist=max_per_artist)
 
-    def _served_scores(self, u: int, history: np.ndarray, plays: np.ndarray) -> np.ndarray:
-        """A known user's scores from the model chosen on validation, scaled to [0, 1];
-        tracks nobody played (added by content) score ``content_weight`` times their
-        content cosine to the user's profile (negative cosines count as 0)."""
-        assert self.served is not None
+    def _served_scores(self, served: np.ndarray, history: np.ndarray,
+                       plays: np.ndarray | None) -> np.ndarray:
+        """A listener's scores from the model chosen on validation (``served``, over its
+        tracks), scaled to [0, 1]; tracks nobody played (added by content) score
+        ``content_weight`` times their content cosine to the listener's profile (negative
+        cosines count as 0)."""
         scores = np.full(len(self.tracks), -np.inf, dtype=np.float64)
-        served = minmax_rows(self.served.scores(u))[0]
+        served = minmax_rows(served[None])[0]
         scores[: len(served)] = served
         cold = np.flatnonzero(np.asarray(self.evidence) <= 0)
         cold = cold[cold >= len(served)]
@@ -575,13 +369,19 @@ class Recommender:
             raise ParameterError(f"{len(plays)} play counts for {len(track_ids)} tracks")
         history = self.tracks.to_idx_many(track_ids)
         play_arr = None if plays is None else np.asarray(plays, dtype=np.float32)
-        vector = None
-        if self.cf is not None:
-            known = history < len(self.cf.tracks_)
-            if known.any():
-                vector = self.cf.fold_in(history[known],
-                                         None if play_arr is None else play_arr[known])
         skip = set(history.tolist()) | set(self.tracks.to_idx_many(exclude).tolist())
+        if self.served is not None and (history < self.served.n_items_).any():
+            # the model chosen on validation, as for a known user (item-item models
+            # through their neighbour matrix, ALS by fold-in)
+            known = history < self.served.n_items_
+            weights = np.ones(len(history), np.float32) if play_arr is None else play_arr
+            row = sp.csr_matrix((weights[known], (np.zeros(int(known.sum())),
+                                                  history[known])),
+                                shape=(1, self.served.n_items_), dtype=np.float32)
+            scores = self._served_scores(self.served.scores_new(row)[0], history, play_arr)
+            picked = self._pick(np.arange(len(scores)), scores, n, skip, max_per_artist)
+            return self._explain_user(picked, history)
+        vector = self.hybrid.fold_in(history, play_arr)
         return self._user_results(vector, history, play_arr, n=n, exclude=skip,
                                   max_per_artist=max_per_artist)
 

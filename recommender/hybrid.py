@@ -159,6 +159,49 @@ class HybridModel(RecommenderBase):
         self.item_vectors_ = (weight[:, None] * own + (1 - weight[:, None]) * predicted
                               ).astype(np.float32)
 
+    @classmethod
+    def assemble(cls, params: dict[str, Any], *, tracks: IdMap, cf: CFModel | None,
+                 content: np.ndarray, has_content: np.ndarray, item_vectors: np.ndarray,
+                 evidence: np.ndarray, blend_weight: np.ndarray,
+                 mapping: np.ndarray | None) -> HybridModel:
+        """A fitted model from its learned parts (as the model directory stores them, or
+        as :meth:`with_tracks` extends them): no copy is made, so mmap'd arrays stay
+        mmap'd. Shapes are checked against ``tracks``.
+
+        Raises
+        ------
+        ParameterError
+            A part whose shape does not fit the others, naming it.
+        """
+        n = len(tracks)
+        dim = None if cf is None else int(cf.item_factors_.shape[1])
+        for name, array, shape in (("content", content, (n, content.shape[-1])),
+                                   ("has_content", has_content, (n,)),
+                                   ("item_vectors", item_vectors, (n, dim or 0)),
+                                   ("evidence", evidence, (n,)),
+                                   ("blend_weight", blend_weight, (n,))):
+            if array.shape != shape:
+                raise ParameterError(f"{name} has shape {array.shape}; {n} tracks and "
+                                     f"CF dim {dim or 0} need {shape}")
+        if cf is not None and cf.n_items_ > n:
+            raise ParameterError(f"the CF model has {cf.n_items_} tracks, more than {n}")
+        model = cls(**params)
+        model.tracks_ = tracks
+        model.cf_ = cf
+        model.users_ = IdMap([], kind="user") if cf is None else cf.users_
+        model.n_users_ = len(model.users_)
+        model.n_items_ = n
+        model.user_items_ = (sp.csr_matrix((0, n), dtype=np.float32) if cf is None else
+                             sp.csr_matrix((cf.user_items_.data, cf.user_items_.indices,
+                                            cf.user_items_.indptr), shape=(cf.n_users_, n)))
+        model.content_ = content
+        model.has_content_ = has_content
+        model.item_vectors_ = item_vectors
+        model.evidence_ = evidence
+        model.blend_weight_ = blend_weight
+        model.mapping_ = mapping
+        return model
+
     def with_tracks(self, track_ids: list[str], content: np.ndarray) -> HybridModel:
         """A copy of this model with tracks added from their content vectors, without
         retraining: their CF-space vectors are predicted by the content → CF mapping (zero
@@ -180,27 +223,19 @@ class HybridModel(RecommenderBase):
             raise ParameterError(f"track {known[0]!r} is already in the model")
         added = len(track_ids)
         unit = normalize_rows(content)
-        model = self.clone()
-        model.users_ = self.users_
-        model.tracks_ = self.tracks_.extend(track_ids)
-        model.cf_ = self.cf_
-        model.mapping_ = self.mapping_
-        model.n_users_ = self.n_users_
-        model.n_items_ = self.n_items_ + added
-        ui = self.user_items_
-        model.user_items_ = sp.csr_matrix((ui.data, ui.indices, ui.indptr),
-                                          shape=(ui.shape[0], model.n_items_))
-        model.content_ = np.vstack([np.asarray(self.content_), unit])
-        model.has_content_ = np.concatenate([np.asarray(self.has_content_),
-                                             np.linalg.norm(unit, axis=1) > 0])
         zeros = np.zeros(added, np.float32)
-        model.evidence_ = np.concatenate([np.asarray(self.evidence_), zeros])
-        model.blend_weight_ = np.concatenate([np.asarray(self.blend_weight_), zeros])
         dim = self.item_vectors_.shape[1]
-        predicted = (model.predict_cf(unit) if dim and self.mapping_ is not None
+        predicted = (self.predict_cf(unit) if dim and self.mapping_ is not None
                      else np.zeros((added, dim), np.float32))
-        model.item_vectors_ = np.vstack([np.asarray(self.item_vectors_), predicted])
-        return model
+        return HybridModel.assemble(
+            self.get_params(), tracks=self.tracks_.extend(track_ids), cf=self.cf_,
+            content=np.vstack([np.asarray(self.content_), unit]),
+            has_content=np.concatenate([np.asarray(self.has_content_),
+                                        np.linalg.norm(unit, axis=1) > 0]),
+            item_vectors=np.vstack([np.asarray(self.item_vectors_), predicted]),
+            evidence=np.concatenate([np.asarray(self.evidence_), zeros]),
+            blend_weight=np.concatenate([np.asarray(self.blend_weight_), zeros]),
+            mapping=self.mapping_)
 
     def _fit_mapping(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
         xb = np.hstack([x, np.ones((len(x), 1), dtype=np.float32)]).astype(np.float64)
@@ -267,6 +302,28 @@ class HybridModel(RecommenderBase):
             out[r] = self.score_user(self.cf_.user_factors_[u], items, plays)
         return out
 
+    def fold_in(self, history: np.ndarray, plays: np.ndarray | None = None
+                ) -> np.ndarray | None:
+        """The CF user vector of a listener not in the data (the CF part's fold-in of
+        their tracks that have plays), or None when there is none."""
+        if self.cf_ is None:
+            return None
+        history = np.asarray(history, dtype=np.int64)
+        known = history < self.cf_.n_items_
+        if not known.any():
+            return None
+        return self.cf_.fold_in(history[known], None if plays is None
+                                else np.asarray(plays, dtype=np.float32)[known])
+
+    def _new_scores(self, user_items: sp.csr_matrix) -> np.ndarray:
+        """``s(u, ·)`` with the user vector folded in from the plays (:meth:`fold_in`)."""
+        out = np.empty(user_items.shape, dtype=np.float32)
+        for r in range(user_items.shape[0]):
+            part = slice(user_items.indptr[r], user_items.indptr[r + 1])
+            items, plays = user_items.indices[part], user_items.data[part]
+            out[r] = self.score_user(self.fold_in(items, plays), items, plays)
+        return out
+
     def _similar_scores(self, items: np.ndarray) -> np.ndarray:
         """``0.5 cos_content + 0.5 cos_cf`` (whichever part exists, alone)."""
         parts: list[np.ndarray] = []
@@ -298,6 +355,7 @@ class ContentModel(RecommenderBase):
     name = "content"
     requires_content = True
     description = "cosine between a track and the user's content profile"
+    scores_from_plays = True
 
     def __init__(self) -> None:
         pass

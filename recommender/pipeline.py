@@ -15,9 +15,9 @@ from musicrec.data.catalog import TrackCatalog, read_catalog
 from musicrec.data.logs import ListeningLog
 from musicrec.errors import DataFormatError, ModelSkipped, ParameterError
 from musicrec.recommender.cf import CFModel
-from musicrec.recommender.facade import write_hybrid_model_dir
 from musicrec.recommender.hybrid import HybridModel
 from musicrec.recommender.index import INDEX_PARAMS
+from musicrec.recommender.model_dir import write_hybrid_model_dir
 from musicrec.recommender.served import ServedModel
 from musicrec.recommender.tags import TrackTags
 
@@ -171,10 +171,7 @@ class BuildInputs:
                 sources, path, show_progress=show)
         counts = {} if self.log is None else {"plays": float(self.log.plays.sum())}
         manifest: dict[str, Any] = {"data": data, "embedder": self.embedder, "counts": counts}
-        if served is not None:
-            extra["served"] = served.save
-            manifest["served"] = served.report
-        return {"catalog": self.catalog, "n_trees": self.n_trees,
+        return {"catalog": self.catalog, "n_trees": self.n_trees, "served": served,
                 "search_k_factor": self.search_k_factor, "index": self.index,
                 "extra_files": extra, "tags": self.tags, "manifest": manifest}
 
@@ -259,15 +256,11 @@ def add_tracks(
     catalog = TrackCatalog(pd.concat([rec.catalog.frame, rows], ignore_index=True))
     manifest = {k: v for k, v in rec.manifest.items()
                 if k not in ("format", "format_version", "created", "versions", "files",
-                             "checksums", "kind", "counts", "dims", "blend", "cf", "index")}
+                             "checksums", "kind", "counts", "dims", "blend", "cf", "index",
+                             "served")}
     manifest["added_tracks"] = int(rec.manifest.get("added_tracks", 0)) + len(track_ids)
     index = rec.manifest.get("index", {})
     extra: dict[str, Any] = {}
-    if (Path(model_dir) / "served").exists():  # known users are ranked as before
-        import shutil
-
-        served_dir = Path(model_dir) / "served"
-        extra["served"] = lambda path: shutil.copytree(served_dir, path)
     if (Path(model_dir) / "fingerprints").exists():
         from musicrec.embedding.fingerprint import FingerprintIndex
 
@@ -286,4 +279,5 @@ def add_tracks(
                                   index=index.get("backend", "annoy"),
                                   index_params={k: index[k] for k in INDEX_PARAMS
                                                 if k in index},
-                                  extra_files=extra, tags=track_tags)
+                                  extra_files=extra, tags=track_tags,
+                                  served=rec.served)  # users are ranked as before

@@ -161,6 +161,15 @@ class ServedModel(RecommenderBase):
             return first
         return _blend(first, self.second_.scores(rows, user_items), self.weight_)
 
+    def _new_scores(self, user_items: sp.csr_matrix) -> np.ndarray:
+        """As for a known user: the chosen model's (or blend's) scores of the plays, each
+        model scoring a new listener its own way (item-item models through their
+        neighbour matrix, ALS by fold-in)."""
+        first = self.first_.scores_new(user_items)
+        if self.second_ is None:
+            return first
+        return _blend(first, self.second_.scores_new(user_items), self.weight_)
+
     def _similar_scores(self, items: np.ndarray) -> np.ndarray:
         return self.first_._similar_scores(items)
 

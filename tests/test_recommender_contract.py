@@ -68,6 +68,25 @@ def test_the_held_out_track_comes_first(name: str) -> None:
         assert scores[0] >= scores[1]
 
 
+def test_a_new_listener_is_scored_from_their_plays(model: RecommenderBase) -> None:
+    plays = checkerboard()
+    if model.name == "random":
+        with pytest.raises(CapabilityError, match="cannot score a listener who is not in"):
+            model.scores_new(plays[:1])
+        return
+    new = model.scores_new(plays[[2, 5]])
+    assert new.shape == (2, N)
+    if model.scores_from_plays:  # item-item models: exactly a known user's scores
+        np.testing.assert_allclose(new, model.scores(np.array([2, 5])), rtol=1e-5, atol=1e-6)
+    elif model.name not in UNPERSONALISED:  # fold-in: the held-out track still comes first
+        for row, u in enumerate((2, 5)):
+            ranked = [i for i in np.argsort(-new[row], kind="stable")
+                      if i not in set(plays[u].indices)]
+            assert ranked[0] == u, f"{model.name}: new listener like {u} got {ranked[:3]}"
+    with pytest.raises(ParameterError, match=f"must have {N} columns"):
+        model.scores_new(sp.csr_matrix((1, N + 1), dtype=np.float32))
+
+
 def test_batch_equals_single(model: RecommenderBase) -> None:
     users = np.arange(N)
     ids, scores = model.recommend(users, n=5)

@@ -21,9 +21,9 @@ from musicrec.errors import (
     UnknownUserError,
 )
 from musicrec.recommender.cf import CFModel
-from musicrec.recommender.facade import Recommender, write_hybrid_model_dir
+from musicrec.recommender.facade import Recommender
 from musicrec.recommender.hybrid import HybridModel
-from musicrec.recommender.model_dir import FORMAT_VERSION
+from musicrec.recommender.model_dir import FORMAT_VERSION, write_hybrid_model_dir
 from musicrec.recommender.pipeline import add_tracks, build_model_dir
 
 N_TRACKS, N_USERS, N_STYLES, N_SCENES, DIM = 400, 600, 6, 5, 16
@@ -347,6 +347,31 @@ def test_with_tracks_extends_a_copy(synthetic) -> None:  # type: ignore[no-untyp
         model.with_tracks(["x"], np.ones((1, 3)))
 
 
+def test_a_model_directory_loads_as_the_fitted_hybrid(synthetic, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from musicrec.recommender.model_dir import load_model_dir
+
+    log, catalog, content, _ = synthetic
+    ids = [f"t{t:03d}" for t in range(N_TRACKS)]
+    out = build_model_dir(tmp_path / "m", log=log, catalog=catalog, content_ids=ids,
+                          content=content,
+                          cf_model=CFModel(factors=8, iterations=5, random_state=0))
+    files = load_model_dir(out)
+    assert files.served is None and files.tracks == files.hybrid.tracks_
+    assert isinstance(files.arrays["items"], np.memmap)
+    built = HybridModel().blend(cf=CFModel(factors=8, iterations=5, random_state=0).fit(log),
+                                content_ids=ids, content=content)
+    np.testing.assert_allclose(files.hybrid.scores(np.arange(4)), built.scores(np.arange(4)),
+                               rtol=1e-5)
+    hybrid = files.hybrid
+    parts = {"tracks": hybrid.tracks_, "cf": hybrid.cf_, "content": hybrid.content_,
+             "has_content": hybrid.has_content_, "item_vectors": hybrid.item_vectors_,
+             "evidence": hybrid.evidence_, "blend_weight": hybrid.blend_weight_,
+             "mapping": hybrid.mapping_}
+    with pytest.raises(ParameterError, match=rf"evidence has shape \({N_TRACKS - 1},\); "
+                                             rf"{N_TRACKS} tracks"):
+        HybridModel.assemble({}, **{**parts, "evidence": hybrid.evidence_[1:]})
+
+
 def test_build_inputs_name_the_bad_keyword(tmp_path: Path) -> None:
     from musicrec.recommender.pipeline import BuildInputs
 
@@ -392,9 +417,19 @@ def test_build_serves_the_model_chosen_on_validation(synthetic, tmp_path: Path) 
     assert rec.manifest["served"] == report and rec.served is not None
     u = rec.cf.users_.to_idx("u0") if rec.cf is not None else 0
     history = log.to_csr()[u].indices
-    scores = rec._served_scores(u, history, log.to_csr()[u].data)
+    scores = rec._served_scores(rec.served.scores(u)[0], history, log.to_csr()[u].data)
     profile = rec.hybrid.user_profile(history, log.to_csr()[u].data)
     assert scores[-1] == pytest.approx(0.5 * max(0.0, float(rec.content[-1] @ profile)))
+    # a new listener who played what u0 played is ranked by the chosen item-kNN too
+    # (its neighbour matrix scores the plays as it does u0's), with u0's answer
+    plays = log.to_csr()[u]
+    played = list(log.tracks.to_ids(plays.indices))
+    new = rec.recommend_for_tracks(played, plays=plays.data.tolist(), n=10)
+    assert [(r.track_id, r.score) for r in new] == \
+        [(r.track_id, r.score) for r in rec.recommend("u0", n=10)]
+    # only tracks nobody played: the blend (content) answers, as without a chosen model
+    cold = rec.recommend_for_tracks(["new0"], n=5)
+    assert len(cold) == 5 and "new0" not in {r.track_id for r in cold}
 
 
 def test_logs_too_small_to_choose_on_keep_the_blend(tmp_path: Path,

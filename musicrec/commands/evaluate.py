@@ -58,13 +58,9 @@ def read_content(path: Path, track_ids: np.ndarray) -> np.ndarray:
     ``vectors``.
     """
     if path.is_dir():
-        from musicrec.recommender.model_dir import read_manifest
+        from musicrec.recommender.model_dir import content_vectors
 
-        read_manifest(path)
-        ids = np.load(path / "tracks.npy", allow_pickle=False).astype(str)
-        vectors = np.asarray(np.load(path / "content.npy", allow_pickle=False))
-        keep = np.linalg.norm(vectors, axis=1) > 0
-        ids, vectors = ids[keep], vectors[keep]
+        ids, vectors = content_vectors(path)
         if vectors.shape[1] == 0 or len(ids) == 0:
             raise DataFormatError(path, "this model has no content vectors")
     elif path.suffix.lower() in (".parquet", ".npy"):
