@@ -157,7 +157,8 @@ class BuildInputs:
 
     def write_options(self, served: ServedModel | None = None) -> dict[str, Any]:
         """The keywords of :func:`write_hybrid_model_dir`: catalogue, index settings, extra
-        files (fingerprints), tags and the manifest's data section."""
+        files (fingerprints), tags, the chosen model ``served`` and the manifest's data
+        section."""
         data: dict[str, Any] = {}
         if self.log is not None:
             data["interactions"] = _log_manifest(self.log)
