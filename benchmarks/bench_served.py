@@ -1,9 +1,11 @@
 """What ``build --cf auto`` costs: build time with and without the choice, and the
-in-process latency of a known user's recommendations as served, from a listening log.
+in-process latency of a known user's recommendations as served, and of a new listener's
+(``recommend_for_tracks`` with a known user's plays), from a listening log.
 
 Builds two CF-only model directories from the same log (``--cf auto``: the model chosen on
 validation; ``--cf hybrid``: ALS), then times ``Recommender.recommend(user, n=10)`` for
-random known users (one call each, after a warm-up).
+random known users (one call each, after a warm-up) and ``recommend_for_tracks`` with
+their plays.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_served.py \
         --interactions demo/data/plays.csv [--requests 2000]
@@ -50,11 +52,23 @@ def main() -> None:
                 t0 = time.perf_counter()
                 rec.recommend(str(user), n=10)
                 times.append((time.perf_counter() - t0) * 1e3)
+            # a new listener (POST /v1/recommendations) with a known user's plays
+            plays = log.to_csr()
+            new_times = []
+            for user in users:
+                u = log.users.to_idx(str(user))
+                row = slice(plays.indptr[u], plays.indptr[u + 1])
+                history = [str(t) for t in log.tracks.to_ids(plays.indices[row])]
+                t0 = time.perf_counter()
+                rec.recommend_for_tracks(history, plays=plays.data[row].tolist(), n=10)
+                new_times.append((time.perf_counter() - t0) * 1e3)
             choice = rec.manifest.get("served", {}).get("choice")
             print(json.dumps({"cf": cf, "tracks": len(rec.tracks), "users": len(rec.cf.users_),
                               "build_s": round(build_s, 1), "choice": choice,
                               "p50_ms": round(float(np.percentile(times, 50)), 3),
-                              "p99_ms": round(float(np.percentile(times, 99)), 3)}),
+                              "p99_ms": round(float(np.percentile(times, 99)), 3),
+                              "new_p50_ms": round(float(np.percentile(new_times, 50)), 3),
+                              "new_p99_ms": round(float(np.percentile(new_times, 99)), 3)}),
                   flush=True)
 
 
