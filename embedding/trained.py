@@ -30,7 +30,6 @@ the CPU gives the same bytes.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -49,7 +48,13 @@ from musicrec.embedding.pann import (
     power_spectrogram,
 )
 from musicrec.errors import ModelFormatError, ParameterError
-from musicrec.storage import created_now, file_sha256, package_versions, write_dir
+from musicrec.storage import (
+    created_now,
+    file_sha256,
+    package_versions,
+    read_format_json,
+    write_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -369,15 +374,8 @@ def read_embedder_manifest(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ParameterError(f"{folder} is not a trained embedder (no {MANIFEST}); train one "
                              "with `musicrec train-embedder`")
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError as exc:
-        raise ModelFormatError(f"{path}: corrupt manifest ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ModelFormatError(f"{path}: not a musicrec embedder manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ModelFormatError(f"{path}: format_version {manifest.get('format_version')!r} is "
-                               f"not supported (expected {FORMAT_VERSION})")
+    manifest = read_format_json(path, fmt=FORMAT, version=FORMAT_VERSION,
+                                what="a musicrec embedder manifest")
     if manifest.get("arch") not in ARCHS:
         raise ModelFormatError(f"{path}: arch {manifest.get('arch')!r} is not one of "
                                f"{list(ARCHS)}")

@@ -150,6 +150,31 @@ def _files(root: Path) -> list[str]:
                   if p.is_file() and p.name != MANIFEST)
 
 
+def read_format_json(path: Path, *, fmt: str, version: int, what: str) -> dict[str, Any]:
+    """The JSON object of a saved artefact's description file ``path``, checked to be of
+    format ``fmt`` at ``version`` (``what`` names the artefact in errors, e.g. "a musicrec
+    model").
+
+    Raises
+    ------
+    ModelFormatError
+        The file is missing, corrupt, of another format or of another version.
+    """
+    if not path.exists():
+        raise ModelFormatError(f"{path.parent}: not {what} (no {path.name})")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"{path}: corrupt {path.name} ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise ModelFormatError(f"{path}: not {what}")
+    found = meta.get("format_version")
+    if found != version:
+        raise ModelFormatError(f"{path}: model format version {found!r} is not supported "
+                               f"(this musicrec reads version {version}); rebuild the model")
+    return meta
+
+
 def check_finite(model_dir: Path, name: str) -> None:
     """Refuse a ``.npy`` array of floats that holds NaN or infinite values."""
     if not name.endswith(".npy"):

@@ -43,6 +43,7 @@ from musicrec.data.idmap import IdMap
 from musicrec.data.logs import ListeningLog
 from musicrec.errors import CapabilityError, ModelFormatError, NotFittedError, ParameterError
 from musicrec.recommender._rank import top_n
+from musicrec.storage import read_format_json
 
 FORMAT = "musicrec-recommender"
 FORMAT_VERSION = 1
@@ -357,18 +358,8 @@ class RecommenderBase:
         """
         directory = Path(directory)
         path = directory / MODEL_JSON
-        if not path.exists():
-            raise ModelFormatError(f"{directory}: not a saved musicrec model (no {MODEL_JSON})")
-        try:
-            meta = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelFormatError(f"{path}: corrupt ({exc})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ModelFormatError(f"{path}: not a saved musicrec model")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ModelFormatError(f"{path}: model format version "
-                                   f"{meta.get('format_version')!r} is not supported (this "
-                                   f"musicrec reads version {FORMAT_VERSION}); rebuild it")
+        meta = read_format_json(path, fmt=FORMAT, version=FORMAT_VERSION,
+                                what="a saved musicrec model")
         model_cls = _class_for(cls, str(meta.get("model")), path)
         try:
             model = model_cls(**meta["params"])

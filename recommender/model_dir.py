@@ -46,7 +46,6 @@ Checks, from cheap to thorough:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -72,6 +71,7 @@ from musicrec.storage import (
     created_now,
     file_sha256,
     package_versions,
+    read_format_json,
     write_dir,
 )
 
@@ -116,20 +116,8 @@ def read_manifest(model_dir: str | Path) -> dict[str, Any]:
     if not model_dir.is_dir():
         raise ModelFormatError(f"{model_dir}: model directory not found")
     path = model_dir / MANIFEST
-    if not path.exists():
-        raise ModelFormatError(f"{model_dir}: not a musicrec model (no {MANIFEST})")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFormatError(f"{path}: corrupt manifest ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ModelFormatError(f"{path}: not a musicrec model manifest")
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ModelFormatError(
-            f"{path}: model format version {version!r} is not supported (this musicrec reads "
-            f"version {FORMAT_VERSION}); rebuild the model"
-        )
+    manifest = read_format_json(path, fmt=FORMAT, version=FORMAT_VERSION,
+                                what="a musicrec model")
     for name in manifest.get("files", []):
         if not (model_dir / name).exists():
             raise ModelFormatError(f"{model_dir}: manifest lists {name}, which is missing")

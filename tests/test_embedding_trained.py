@@ -176,7 +176,7 @@ def test_bad_folders_are_named(trained: Path, tmp_path: Path) -> None:
                        "safetensors file"):
         TrainedEmbedder(folder=broken)
     (broken / "manifest.json").write_text(json.dumps({**manifest, "format_version": 9}))
-    with pytest.raises(ModelFormatError, match="format_version 9 is not supported"):
+    with pytest.raises(ModelFormatError, match="format version 9 is not supported"):
         TrainedEmbedder(folder=broken)
     (broken / "manifest.json").write_text("{")
     with pytest.raises(ModelFormatError, match="corrupt manifest"):
