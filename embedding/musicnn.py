@@ -34,7 +34,9 @@ frames. A window shorter than one patch is repeated to fill it, as in training.
 from __future__ import annotations
 
 import importlib.util
+import os
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -527,6 +529,10 @@ class MusicnnEmbedder(AudioEmbedder):
         setting). Default 1: one patch is too small a job to share, and on the shared
         2-core machine two threads cost about 4x the CPU time per patch (0.185 against
         0.044 s) while the batch's decoding threads use the other core.
+    workers : int or None
+        Threads that run forward passes side by side, each on its share of the patches
+        (torch releases the GIL inside its operators, so each uses a core of its own);
+        ``None``: one per CPU. The vectors do not depend on it.
     cache_dir : str, Path or None
         Accepted for symmetry with the other embedders; nothing is converted or cached.
     """
@@ -535,7 +541,7 @@ class MusicnnEmbedder(AudioEmbedder):
 
     def __init__(self, *, model: str = "musicnn-mtt", window_seconds: float = 3.0,
                  n_windows: int | None = None, batch_size: int = 1,
-                 num_threads: int | None = 1,
+                 num_threads: int | None = 1, workers: int | None = None,
                  cache_dir: str | Path | None = None) -> None:
         if model not in MODELS and model not in COMBINED:
             raise ParameterError(f"model={model!r} must be one of "
@@ -548,6 +554,8 @@ class MusicnnEmbedder(AudioEmbedder):
             raise ParameterError(f"n_windows={n_windows} must be at least 1")
         if batch_size < 1:
             raise ParameterError(f"batch_size={batch_size} must be at least 1")
+        if workers is not None and workers < 1:
+            raise ParameterError(f"workers={workers} must be at least 1")
         parts = COMBINED.get(model, (model,))
         nets = []
         for part in parts:
@@ -567,6 +575,7 @@ class MusicnnEmbedder(AudioEmbedder):
         self.n_windows = n_windows
         self.batch_size = batch_size
         self.num_threads = num_threads
+        self.workers = workers if workers is not None else max(1, os.cpu_count() or 1)
         self._nets = nets
         self._net = nets[0]  # the one whose penultimate layer is the vector
         self.dim = self._net.dim
@@ -592,17 +601,27 @@ class MusicnnEmbedder(AudioEmbedder):
         n_tags = len(self.tag_names)
         # how many taggers predict each name: their probabilities are averaged
         shared = np.bincount(np.concatenate(self._tag_rows), minlength=n_tags)
-        pens, probs = [], []
-        with torch.inference_mode():
-            for start in range(0, len(batch), self.batch_size):
+
+        def forward(start: int) -> tuple[np.ndarray, np.ndarray]:
+            with torch.inference_mode():
                 x = torch.from_numpy(batch[start:start + self.batch_size])
                 merged = np.zeros((len(x), n_tags), dtype=np.float32)
+                pen = np.zeros((len(x), self.dim), dtype=np.float32)
                 for k, (net, rows) in enumerate(zip(self._nets, self._tag_rows, strict=True)):
-                    pen, logits = net(x)
+                    out, logits = net(x)
                     if k == 0:
-                        pens.append(pen.numpy())
+                        pen = out.numpy()
                     merged[:, rows] += torch.sigmoid(logits).numpy()
-                probs.append(merged / shared)
+            return pen, merged / shared
+
+        starts = range(0, len(batch), self.batch_size)
+        if self.workers > 1 and len(starts) > 1:
+            with ThreadPoolExecutor(max_workers=min(self.workers, len(starts))) as pool:
+                done = list(pool.map(forward, starts))
+        else:
+            done = [forward(start) for start in starts]
+        pens = [pen for pen, _ in done]
+        probs = [prob for _, prob in done]
         vectors = np.zeros((len(windows), self.dim), dtype=np.float64)
         tags = np.zeros((len(windows), n_tags), dtype=np.float64)
         if pens:

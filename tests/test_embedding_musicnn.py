@@ -191,6 +191,22 @@ def test_embedder_vectors_tags_and_options() -> None:
         MusicnnEmbedder(model="musicnn-big")
 
 
+def test_parallel_forward_passes_give_the_same_vectors_and_tags() -> None:
+    from musicrec.embedding.audio import decode_waveform
+
+    one = get_embedder("musicnn", n_windows=3, workers=1)
+    three = get_embedder("musicnn", n_windows=3, workers=3)
+    assert one.id == three.id  # workers do not change a vector, so not the cache entry
+    tracks = [decode_waveform(synthetic() * scale, source_rate=16000, sample_rate=16000,
+                              window_seconds=3.0, n_windows=3) for scale in (1.0, 0.3)]
+    vectors, tags = three.embed_decoded_tagged(tracks)
+    expected_vectors, expected_tags = one.embed_decoded_tagged(tracks)
+    np.testing.assert_array_equal(vectors, expected_vectors)
+    np.testing.assert_array_equal(tags, expected_tags)
+    with pytest.raises(ParameterError, match="workers=0 must be at least 1"):
+        get_embedder("musicnn", workers=0)
+
+
 def test_combined_tagger_has_msd_vectors_and_both_tag_lists() -> None:
     from musicrec.embedding.audio import decode_waveform
 
