@@ -258,7 +258,7 @@ def _declared_wav_bytes(path: Path) -> tuple[int, int] | None:
 def load_audio(
     path: str | Path,
     *,
-    sample_rate: int,
+    sample_rate: int | None,
     window_seconds: float | None = None,
     n_windows: int = 1,
     limits: AudioLimits = FILE_LIMITS,
@@ -269,8 +269,9 @@ def load_audio(
     ----------
     path : str or Path
         The audio file.
-    sample_rate : int
-        The rate to resample to (the embedder's).
+    sample_rate : int or None
+        The rate to resample to (the embedder's); ``None`` keeps the file's own rate
+        (decode once, then :func:`rewindow` for each consumer).
     window_seconds : float or None
         Length of each window; ``None`` decodes the whole track as one window.
     n_windows : int
@@ -293,7 +294,7 @@ def load_audio(
     ... # doctest: +SKIP
     """
     path = Path(path)
-    if sample_rate < 1:
+    if sample_rate is not None and sample_rate < 1:
         raise ParameterError(f"sample_rate={sample_rate} must be a positive integer")
     if not path.is_file():
         raise AudioDecodeError(path, "missing", "no such file")
@@ -320,6 +321,7 @@ def load_audio(
         if n_frames <= 0:
             raise AudioDecodeError(path, "zero_length", "the file holds no audio samples")
         limits.check(path, frames=n_frames, channels=handle.channels, rate=rate)
+        target = rate if sample_rate is None else sample_rate
         width = n_frames if window_seconds is None else int(round(window_seconds * rate))
         windows = []
         for start in window_starts(n_frames=n_frames, window_frames=width,
@@ -334,8 +336,8 @@ def load_audio(
             if len(data) == 0:
                 raise AudioDecodeError(path, "truncated",
                                        f"no samples at frame {start} of {n_frames}")
-            windows.append(to_mono(data, sample_rate=rate, target_rate=sample_rate))
-    return _finish(path, windows, sample_rate, n_frames / rate)
+            windows.append(to_mono(data, sample_rate=rate, target_rate=target))
+    return _finish(path, windows, target, n_frames / rate)
 
 
 def read_clip(
@@ -403,7 +405,7 @@ def read_clip(
 
 
 def _load_with_librosa(
-    path: Path, sample_rate: int, window_seconds: float | None, n_windows: int
+    path: Path, sample_rate: int | None, window_seconds: float | None, n_windows: int
 ) -> DecodedAudio:
     import warnings
 
@@ -411,12 +413,12 @@ def _load_with_librosa(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        wave, _ = librosa.load(path, sr=sample_rate, mono=True)
+        wave, rate = librosa.load(path, sr=sample_rate, mono=True)
     if len(wave) == 0:
         raise AudioDecodeError(path, "zero_length", "the file holds no audio samples")
-    windows = spread_windows(wave, sample_rate=sample_rate, window_seconds=window_seconds,
+    windows = spread_windows(wave, sample_rate=int(rate), window_seconds=window_seconds,
                              n_windows=n_windows)
-    return _finish(path, windows, sample_rate, len(wave) / sample_rate)
+    return _finish(path, windows, int(rate), len(wave) / rate)
 
 
 def _finish(path: Path, windows: list[np.ndarray], sample_rate: int,
@@ -449,3 +451,29 @@ def decode_waveform(
     windows = spread_windows(wave, sample_rate=sample_rate, window_seconds=window_seconds,
                              n_windows=n_windows)
     return _finish(Path("<array>"), windows, sample_rate, len(wave) / sample_rate)
+
+
+def rewindow(
+    whole: DecodedAudio,
+    *,
+    sample_rate: int,
+    window_seconds: float | None = None,
+    n_windows: int = 1,
+) -> DecodedAudio:
+    """The windows :func:`load_audio` would decode, cut from a track decoded whole.
+
+    ``whole`` is ``load_audio(path, sample_rate=None)``: the whole track at the file's own
+    rate. Windows are placed and resampled exactly as :func:`load_audio` does (at the
+    file's rate, then each one to ``sample_rate``), so one decode serves every consumer
+    (the embedder's windows, the fingerprint's whole track) with the same samples; only a
+    lossy decoder's seek (pre-roll) can make them differ, by decoder noise.
+    """
+    if len(whole.windows) != 1:
+        raise ParameterError(f"whole has {len(whole.windows)} windows; decode it with "
+                             "window_seconds=None")
+    wave, rate = whole.windows[0], whole.sample_rate
+    width = len(wave) if window_seconds is None else int(round(window_seconds * rate))
+    windows = [to_mono(wave[s:s + width], sample_rate=rate, target_rate=sample_rate)
+               for s in window_starts(n_frames=len(wave), window_frames=width,
+                                      n_windows=n_windows)]
+    return _finish(Path("<decoded>"), windows, sample_rate, whole.duration)

@@ -7,6 +7,11 @@ only new or changed files. An entry carries the sha256 of its vector: one that w
 damaged (flipped bytes, other values, NaN) is deleted, its file embedded again, and a
 warning names both. A file that fails never stops the batch: it is returned (and
 written) as a :class:`Failure` with its reason.
+
+Decode once: asked for fingerprints too (``fingerprint_params``, as ``build`` does), each
+track is decoded whole, once, at its own rate; the embedder's windows and the
+fingerprint's signal are both cut and resampled from that one decode
+(:func:`~musicrec.embedding.audio.rewindow`), in the decoding threads.
 """
 
 from __future__ import annotations
@@ -24,7 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from musicrec.embedding.audio import AUDIO_EXTENSIONS, AudioDecodeError, DecodedAudio
+from musicrec.embedding.audio import (
+    AUDIO_EXTENSIONS,
+    AudioDecodeError,
+    DecodedAudio,
+    load_audio,
+    rewindow,
+    to_mono,
+)
 from musicrec.embedding.base import AudioEmbedder, resolve_cache_dir
 from musicrec.errors import DataFormatError, ParameterError
 from musicrec.storage import file_sha256
@@ -68,6 +80,9 @@ class EmbeddingResult:
         Tag probabilities of the embedded tracks (no columns for a model without tags).
     tag_names : list of str
         The embedder's :attr:`~AudioEmbedder.tag_names`.
+    fingerprints : dict of str to Fingerprint
+        With ``fingerprint_params``: the landmark fingerprint of each embedded track, made
+        from the same decode as its vector.
     """
 
     track_ids: list[str]
@@ -80,6 +95,7 @@ class EmbeddingResult:
     embedder_id: str = ""
     tags: np.ndarray | None = None
     tag_names: list[str] = field(default_factory=list)
+    fingerprints: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line: counts of embedded, cached, silent and failed files."""
@@ -184,19 +200,47 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _decode(embedder: AudioEmbedder, path: Path, use_cache: bool
-            ) -> tuple[str | None, DecodedAudio | None, Failure | None]:
-    """(sha256, decoded audio or None if ``use_cache`` may serve it, failure)."""
+def decode_once(embedder: AudioEmbedder | None, path: Path, params: Any
+                ) -> tuple[DecodedAudio | None, Any]:
+    """The embedder's windows and the landmark fingerprint (``params``:
+    :class:`~musicrec.embedding.fingerprint.FingerprintParams`) of one file, from one
+    decode of the whole track at its own rate. ``embedder=None``: the fingerprint alone
+    (its vector came from the cache). A fingerprint that fails after a good decode is
+    ``None`` (logged): the build then fingerprints that file on its own and reports it."""
+    from musicrec.embedding.fingerprint import fingerprint
+    from musicrec.errors import MusicrecError
+
+    whole = load_audio(path, sample_rate=None)
+    signal = to_mono(whole.windows[0], sample_rate=whole.sample_rate, target_rate=params.sr)
+    windows = None if embedder is None else rewindow(
+        whole, sample_rate=embedder.sample_rate, window_seconds=embedder.window_seconds,
+        n_windows=embedder.n_windows)
+    del whole
+    try:
+        return windows, fingerprint(signal, sr=params.sr, params=params)
+    except MusicrecError as exc:
+        log.warning("fingerprint of %s failed: %s", path, exc)
+        return windows, None
+
+
+def _decode(embedder: AudioEmbedder, path: Path, use_cache: bool, fp_params: Any = None
+            ) -> tuple[str | None, DecodedAudio | None, Failure | None, Any]:
+    """(sha256, decoded audio or None if ``use_cache`` may serve it, failure, fingerprint
+    when ``fp_params`` asks for one)."""
     try:
         sha = file_sha256(path) if use_cache else None
     except OSError as exc:
-        return None, None, Failure("", str(path), "missing", exc.strerror or str(exc))
+        return None, None, Failure("", str(path), "missing", exc.strerror or str(exc)), None
     try:
-        return sha, embedder.load(path), None
+        if fp_params is not None:
+            decoded, fp = decode_once(embedder, path, fp_params)
+            return sha, decoded, None, fp
+        return sha, embedder.load(path), None, None
     except AudioDecodeError as exc:
-        return sha, None, Failure("", str(path), exc.kind, exc.reason)
+        return sha, None, Failure("", str(path), exc.kind, exc.reason), None
     except Exception as exc:  # noqa: BLE001 - any decoder crash is this file's failure
-        return sha, None, Failure("", str(path), "corrupt", f"{type(exc).__name__}: {exc}")
+        return (sha, None, Failure("", str(path), "corrupt", f"{type(exc).__name__}: {exc}"),
+                None)
 
 
 def embed_paths(
@@ -209,6 +253,7 @@ def embed_paths(
     batch_size: int = 32,
     n_workers: int = 2,
     show_progress: bool = True,
+    fingerprint_params: Any = None,
 ) -> EmbeddingResult:
     """Embed audio files, in parallel, through the cache.
 
@@ -230,6 +275,10 @@ def embed_paths(
         Decoding threads.
     show_progress : bool
         Show a tqdm progress bar.
+    fingerprint_params : FingerprintParams or None
+        Also fingerprint every embedded track, from the same decode
+        (:func:`decode_once`; a track whose vector is cached is decoded for its fingerprint
+        alone). A file that cannot be decoded is a failure as without fingerprints.
 
     Returns
     -------
@@ -257,6 +306,8 @@ def embed_paths(
     failures: dict[int, Failure] = {}
     n_cached = n_embedded = 0
     pending: list[tuple[int, str | None, DecodedAudio]] = []
+    prints: dict[int, Any] = {}
+    fp_params = fingerprint_params
 
     def flush() -> None:
         nonlocal n_embedded
@@ -285,16 +336,21 @@ def embed_paths(
                 cache.put(sha, vec, decoded.silent, vec_tags if tagging else None)
         pending.clear()
 
-    def work(path: Path) -> tuple[str | None, DecodedAudio | None, Failure | None]:
+    def work(path: Path) -> tuple[str | None, DecodedAudio | None, Failure | None, Any]:
         if cache is not None:
             try:
                 sha = file_sha256(path)
             except OSError:
-                return _decode(embedder, path, False)
+                return _decode(embedder, path, False, fp_params)
             if cache.get(sha, source=path) is not None and (
                     not tagging or cache.get_tags(sha) is not None):
-                return sha, None, None
-        return _decode(embedder, path, cache is not None)
+                if fp_params is None:
+                    return sha, None, None, None
+                try:  # the vector is cached: decode for the fingerprint alone
+                    return sha, None, None, decode_once(None, path, fp_params)[1]
+                except Exception:  # noqa: BLE001 - decode again below to classify it
+                    return _decode(embedder, path, True, fp_params)
+        return _decode(embedder, path, cache is not None, fp_params)
 
     with ThreadPoolExecutor(max_workers=n_workers) as pool, tqdm(
             total=len(files), desc=f"embedding ({embedder.name})", unit="track",
@@ -306,7 +362,9 @@ def embed_paths(
             while nxt < len(files) and nxt < i + window:
                 futures[nxt] = pool.submit(work, files[nxt])
                 nxt += 1
-            sha, decoded, failure = futures.pop(i).result()
+            sha, decoded, failure, fp = futures.pop(i).result()
+            if fp is not None:
+                prints[i] = fp
             if failure is not None:
                 failures[i] = Failure(ids[i], failure.path, failure.kind, failure.reason)
             elif decoded is None:
@@ -315,7 +373,9 @@ def embed_paths(
                 hit_tags = (cache.get_tags(sha) if tagging and hit is not None
                             and cache is not None and sha is not None else None)
                 if hit is None or (tagging and hit_tags is None):  # removed meanwhile: decode now
-                    sha, decoded, failure = _decode(embedder, files[i], True)
+                    sha, decoded, failure, fp = _decode(embedder, files[i], True, fp_params)
+                    if fp is not None:
+                        prints[i] = fp
                     if failure is not None:
                         failures[i] = Failure(ids[i], failure.path, failure.kind,
                                               failure.reason)
@@ -342,7 +402,8 @@ def embed_paths(
         n_damaged=0 if cache is None else cache.n_damaged, embedder_id=embedder.id,
         tags=(np.stack([tags[i] for i in order]).astype(np.float32) if order
               else np.zeros((0, len(embedder.tag_names)), dtype=np.float32)),
-        tag_names=list(embedder.tag_names))
+        tag_names=list(embedder.tag_names),
+        fingerprints={ids[i]: prints[i] for i in order if i in prints})
     if len(result.track_ids) + len(result.failures) != len(files):
         raise RuntimeError("internal error: a file was neither embedded nor failed")
     for f in result.failures:

@@ -92,10 +92,10 @@ class BuildInputs:
 
     Without ``log`` the model is content-only: similar-by-sound and query by example
     work, user recommendations raise a clear error. ``fingerprint_sources`` (``(track_id,
-    audio path)`` pairs) add a landmark fingerprint index in ``fingerprints/`` so query by
-    example also identifies catalogue recordings. ``tags`` (from a tagging embedder) are
-    stored for search by words. ``index`` picks the nearest-neighbour backend: ``annoy``,
-    ``hnsw`` or ``auto`` (by catalogue size,
+    audio path or ready Fingerprint)`` pairs) add a landmark fingerprint index in
+    ``fingerprints/`` so query by example also identifies catalogue recordings. ``tags``
+    (from a tagging embedder) are stored for search by words. ``index`` picks the
+    nearest-neighbour backend: ``annoy``, ``hnsw`` or ``auto`` (by catalogue size,
     :meth:`~musicrec.recommender.index.Backend.choose`). ``served`` (with logs): an
     unfitted :class:`~musicrec.recommender.served.ServedModel` that chooses, on a
     validation split of the logs, the model that ranks tracks for known users; it is
@@ -111,7 +111,7 @@ class BuildInputs:
     embedder: dict[str, Any] | None = None
     content_source: dict[str, Any] | None = None
     extra_files: dict[str, Any] | None = None
-    fingerprint_sources: list[tuple[str, Path]] | None = None
+    fingerprint_sources: list[tuple[str, Any]] | None = None  # (id, path or Fingerprint)
     tags: TrackTags | None = None
     served: ServedModel | None = None
     n_trees: int | None = None
@@ -195,13 +195,14 @@ def build_model_dir(out: str | Path, inputs: BuildInputs | None = None, **keywor
 
 
 def build_fingerprints(
-    sources: list[tuple[str, Path]],
+    sources: list[tuple[str, Any]],
     path: Path,
     *,
     base: Any = None,
     show_progress: bool = False,
 ) -> list[tuple[str, str]]:
-    """Fingerprint ``(track_id, audio path)`` pairs into an index saved at ``path``.
+    """Fingerprint ``(track_id, audio path or ready Fingerprint)`` pairs into an index
+    saved at ``path``.
 
     ``base`` is an existing index to extend. A file that cannot be fingerprinted is
     skipped and returned with its reason (logged); it never aborts the build.

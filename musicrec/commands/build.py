@@ -32,10 +32,15 @@ def embedder_info(spec: str) -> dict[str, Any]:
 
 def _embed_local(source: Path, args: argparse.Namespace) -> Any:
     from musicrec.embedding.batch import embed_catalog
+    from musicrec.embedding.fingerprint import FingerprintParams
     from musicrec.embedding.registry import get_embedder
 
+    # decode once: with fingerprints, each track is decoded whole once for both its
+    # vector and its fingerprint (EmbeddingResult.fingerprints; issue 17, part 3)
+    params = None if args.no_fingerprints else FingerprintParams()
     return embed_catalog(source, embedder=get_embedder(args.embedder),
-                         cache_dir=args.cache_dir, show_progress=True)
+                         cache_dir=args.cache_dir, show_progress=True,
+                         fingerprint_params=params)
 
 
 def build_from_args(
@@ -89,7 +94,11 @@ def build_from_args(
                   "failed": len(result.failures)}
         if not args.no_fingerprints:
             embedded = set(result.track_ids)
-            fingerprint_sources = [(t, p) for t, p in _audio_sources(args.catalog)
+            # decode once: a fingerprint made with the vector is used as it is; a track
+            # without one (the Ray engine, a fingerprint that failed) is fingerprinted
+            # from its file
+            made = result.fingerprints
+            fingerprint_sources = [(t, made.get(t, p)) for t, p in _audio_sources(args.catalog)
                                    if t in embedded]
     if args.catalog is not None and catalog is None:
         catalog = load_catalog_or_folder(args.catalog)

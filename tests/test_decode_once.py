@@ -1,0 +1,128 @@
+"""Decode once: the embedder's windows and the fingerprint cut from one decode of a real
+recording equal those decoded separately (issue 17, part 3)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from musicrec.cli import main
+from musicrec.embedding.audio import load_audio, rewindow
+from musicrec.embedding.batch import decode_once, embed_paths
+from musicrec.embedding.fingerprint import FingerprintIndex, FingerprintParams, fingerprint
+from musicrec.embedding.registry import get_embedder
+from musicrec.errors import ParameterError
+
+#: Stereo Vorbis at 44.1 kHz (49 s: windows are resampled and mixed down) and mono Vorbis
+#: at 16 kHz (14 s: shorter than two of the windows below).
+WALTZ = "147793__setuniman__sweet-waltz-0i-22mi.hq.ogg"
+SPEECH = "198-209-0000.hq.ogg"
+
+
+@pytest.fixture(scope="module")
+def recordings(librosa_audio_dir: Path, tmp_path_factory: pytest.TempPathFactory
+               ) -> list[Path]:
+    folder = tmp_path_factory.mktemp("rec")
+    out = []
+    for name in (WALTZ, SPEECH):
+        shutil.copy(librosa_audio_dir / name, folder / name)
+        out.append(folder / name)
+    return out
+
+
+@pytest.mark.parametrize("windows", [(10.0, 3), (3.0, 6), (None, 1)])
+def test_rewindow_equals_the_windowed_decode(recordings: list[Path],
+                                             windows: tuple[float | None, int]) -> None:
+    seconds, n = windows
+    path = recordings[0]  # libsndfile seeks this stereo Vorbis file sample-exactly
+    whole = load_audio(path, sample_rate=None)
+    assert whole.sample_rate == 44100 and len(whole.windows) == 1
+    apart = load_audio(path, sample_rate=22050, window_seconds=seconds, n_windows=n)
+    once = rewindow(whole, sample_rate=22050, window_seconds=seconds, n_windows=n)
+    assert [len(w) for w in once.windows] == [len(w) for w in apart.windows]
+    for a, b in zip(apart.windows, once.windows, strict=True):
+        np.testing.assert_array_equal(a, b)  # the same samples, bit for bit
+    assert once.duration == pytest.approx(apart.duration)
+    assert once.silent is apart.silent is False
+
+
+def test_rewindow_cuts_the_whole_decode(recordings: list[Path]) -> None:
+    """On the mono 16 kHz file, libsndfile's seek on a handle that has already read lands
+    256 samples late for the last two of four 3-s windows, so the windowed decode differs
+    there; the windows cut from one decode are the file's own samples at the right place,
+    and the embedding agrees within the stated tolerance."""
+    path = recordings[1]
+    whole = load_audio(path, sample_rate=None)
+    assert whole.sample_rate == 16000
+    once = rewindow(whole, sample_rate=16000, window_seconds=3.0, n_windows=6)
+    starts = [3820, 59460, 115101, 170741]  # window_starts of 222,561 frames, 48,000 each
+    assert len(once.windows) == len(starts)
+    for start, window in zip(starts, once.windows, strict=True):
+        np.testing.assert_array_equal(window, whole.windows[0][start:start + 48000])
+    embedder = get_embedder("mfcc", window_seconds=3.0, n_windows=6)
+    apart = embedder.embed_decoded([embedder.load(path)])[0]
+    together = embedder.embed_decoded([decode_once(embedder, path, FingerprintParams())[0]])[0]
+    assert float(apart @ together) > 0.9999  # measured 0.999994
+
+
+def test_decode_once_gives_the_same_embedding_and_fingerprint(recordings: list[Path]) -> None:
+    embedder = get_embedder("mfcc", window_seconds=10.0, n_windows=3)
+    params = FingerprintParams()
+    for path in recordings:
+        decoded, fp = decode_once(embedder, path, params)
+        assert decoded is not None and fp is not None
+        np.testing.assert_array_equal(embedder.embed_decoded([decoded]),
+                                      embedder.embed_decoded([embedder.load(path)]))
+        alone = fingerprint(path, params=params)
+        assert len(fp) == len(alone) > 100
+        np.testing.assert_array_equal(fp.hashes, alone.hashes)
+        np.testing.assert_array_equal(fp.times, alone.times)
+        assert fp.duration_s == pytest.approx(alone.duration_s)
+    _, only = decode_once(None, recordings[0], params)
+    np.testing.assert_array_equal(only.hashes, fingerprint(recordings[0]).hashes)
+
+
+def test_rewindow_needs_a_whole_track(recordings: list[Path]) -> None:
+    windowed = load_audio(recordings[0], sample_rate=None, window_seconds=5.0, n_windows=2)
+    with pytest.raises(ParameterError, match="whole has 2 windows"):
+        rewindow(windowed, sample_rate=22050, window_seconds=1.0)
+
+
+def test_embed_paths_fingerprints_from_the_same_decode(recordings: list[Path],
+                                                       tmp_path: Path) -> None:
+    embedder = get_embedder("mfcc")
+    bad = tmp_path / "bad.ogg"
+    bad.write_text("not audio")
+    paths = [*recordings, bad]
+    plain = embed_paths(paths, embedder=embedder, use_cache=False, show_progress=False)
+    assert plain.fingerprints == {}
+    for cache in (tmp_path / "cache", tmp_path / "cache"):  # computed, then cached
+        both = embed_paths(paths, embedder=embedder, cache_dir=cache, show_progress=False,
+                           fingerprint_params=FingerprintParams())
+        assert both.track_ids == plain.track_ids == [str(p) for p in recordings]
+        np.testing.assert_array_equal(both.vectors, plain.vectors)
+        assert [(f.path, f.kind) for f in both.failures] == [(str(bad), "not_audio")]
+        assert sorted(both.fingerprints) == sorted(both.track_ids)
+        for path in recordings:
+            np.testing.assert_array_equal(both.fingerprints[str(path)].hashes,
+                                          fingerprint(path).hashes)
+    assert both.n_cached == 2 and both.n_embedded == 0
+
+
+def test_build_indexes_the_fingerprints_made_with_the_vectors(recordings: list[Path],
+                                                              tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    assert main(["build", "--catalog", str(recordings[0].parent), "--embedder", "mfcc",
+                 "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    index = FingerprintIndex.load(out / "fingerprints")
+    for path in recordings:
+        track_id = path.name.removesuffix(".ogg")
+        stored = index.track_fingerprint(track_id)
+        alone = fingerprint(path)
+        order = np.lexsort((alone.hashes, alone.times))
+        got = np.lexsort((stored.hashes, stored.times))
+        np.testing.assert_array_equal(stored.hashes[got], alone.hashes[order])
+        np.testing.assert_array_equal(stored.times[got], alone.times[order])
