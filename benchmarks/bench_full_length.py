@@ -2,7 +2,7 @@
 recordings, with the time split by decode, model, fingerprint and index.
 
     OPENBLAS_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_full_length.py \
-        --models mfcc,whisper-tiny,musicnn-mtt --limit 24
+        --models mfcc,whisper-tiny,musicnn --limit 30
 
 The recordings are the real-music set's tracks of at least ``--min-seconds`` (built by
 ``benchmarks/real_music/build_set.py``; ``--set DIR``, default
@@ -211,9 +211,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", type=Path, help="the real-music set (default "
                                               "$MUSICREC_CACHE/real_music)")
-    ap.add_argument("--models", default="mfcc,whisper-tiny,musicnn-mtt")
+    ap.add_argument("--models", default="mfcc,whisper-tiny,musicnn")
     ap.add_argument("--min-seconds", type=float, default=180.0)
-    ap.add_argument("--limit", type=int, default=24)
+    ap.add_argument("--limit", type=int, default=30)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=2,
                     help="times each decode is timed (the fastest counts)")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from musicrec.cli import main
-from musicrec.embedding.audio import load_audio, rewindow
+from musicrec.embedding.audio import load_audio, rewindow, to_mono
 from musicrec.embedding.batch import decode_once, embed_paths
 from musicrec.embedding.fingerprint import FingerprintIndex, FingerprintParams, fingerprint
 from musicrec.embedding.registry import get_embedder
@@ -126,3 +126,14 @@ def test_build_indexes_the_fingerprints_made_with_the_vectors(recordings: list[P
         got = np.lexsort((stored.hashes, stored.times))
         np.testing.assert_array_equal(stored.hashes[got], alone.hashes[order])
         np.testing.assert_array_equal(stored.times[got], alone.times[order])
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6, 7, 8, 12])
+def test_to_mono_mixes_like_numpy_mean(channels: int) -> None:
+    rng = np.random.default_rng(channels)
+    wave = rng.standard_normal((5000, channels)).astype(np.float32)
+    mixed = to_mono(wave, sample_rate=8000, target_rate=8000)
+    assert mixed.dtype == np.float32 and mixed.flags.c_contiguous
+    np.testing.assert_array_equal(mixed, wave.mean(axis=1))
+    np.testing.assert_allclose(to_mono(np.full((10, channels), 0.5, np.float32),
+                                       sample_rate=8000, target_rate=8000), 0.5)
