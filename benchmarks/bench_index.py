@@ -432,8 +432,9 @@ def profile(work: Callable[[], Any], top: int) -> None:
 
 
 def run_facade(args: argparse.Namespace) -> None:
-    from musicrec.recommender.facade import Recommender, write_hybrid_model_dir
+    from musicrec.recommender.facade import Recommender
     from musicrec.recommender.hybrid import HybridModel
+    from musicrec.recommender.model_dir import write_hybrid_model_dir
 
     print(f"| tracks | dim | backend | build ({args.threads} threads) | manifest recall@10 | "
           "similar(): recall@10 | similar(): queries per CPU-second | "

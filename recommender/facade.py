@@ -24,9 +24,6 @@ from musicrec.recommender.model_dir import (
     MIN_CANDIDATES,
     load_model_dir,
 )
-from musicrec.recommender.model_dir import (  # re-exported: where callers used to find it
-    write_hybrid_model_dir as write_hybrid_model_dir,
-)
 from musicrec.recommender.radio import RadioPage, RadioState
 from musicrec.recommender.served import minmax_rows
 from musicrec.recommender.tags import DEFAULT_TAU, TagSearch, TextQuery

@@ -178,8 +178,9 @@ def test_a_model_without_a_map_loads_and_says_so(tmp_path: Path, rng: np.random.
     """``layout=False`` writes a model as builds before the map did: it loads and serves;
     only the map answers 409."""
     from musicrec.api import create_app
-    from musicrec.recommender.facade import Recommender, write_hybrid_model_dir
+    from musicrec.recommender.facade import Recommender
     from musicrec.recommender.hybrid import HybridModel
+    from musicrec.recommender.model_dir import write_hybrid_model_dir
 
     x, _ = clusters(rng, 2, 6)
     ids = [f"a{k}" for k in range(12)]
