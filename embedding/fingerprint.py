@@ -750,14 +750,40 @@ class FingerprintIndex:
                            duration_s=float(self.durations_[idx]))
 
     # -- search -----------------------------------------------------------------------
+    # h17lookup (issue 17, lookup at 1M tracks): the gather is split out of _votes as
+    # _hits, and _votes takes ready hits, so that a lookup sharded by hash value gathers
+    # each shard's hits apart and votes once (benchmarks/bench_fingerprint_scale.py).
+    def _hits(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every posting of ``hashes``: for each hit, the position of its query hash, the
+        track and the anchor time in that track (``int64 [shape=(n_hits,)]`` each)."""
+        empty = np.zeros(0, dtype=np.int64)
+        if hashes.size == 0 or self.n_postings == 0:
+            return empty, empty, empty
+        distinct = self.keys_
+        at = np.minimum(np.searchsorted(distinct, hashes), distinct.size - 1)
+        found = distinct[at] == hashes
+        lo = np.where(found, self.starts_[at], 0).astype(np.int64)
+        counts = np.where(found, self.starts_[at + 1], 0).astype(np.int64) - lo
+        total = int(counts.sum())
+        if total == 0:
+            return empty, empty, empty
+        # gather the postings of every query hash without a Python loop
+        q = np.repeat(np.arange(hashes.size), counts)
+        pos = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) + lo[q]
+        track, db_time = _unpack(self.postings_[pos])
+        return q, track, db_time
+
     def _votes(
         self, hashes: np.ndarray, times: np.ndarray, *, max_candidates: int = 64,
         per_anchor: bool = True,
+        hits: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
         """Aligned votes per ``(track, offset)``.
 
         With ``per_anchor`` the landmarks that share a query anchor peak give at most
-        ``params.votes_per_anchor`` votes per ``(track, offset)``.
+        ``params.votes_per_anchor`` votes per ``(track, offset)``. ``hits`` are the
+        :meth:`_hits` of ``hashes`` when they were gathered elsewhere (from the shards of
+        a sharded index, in any order); by default they are gathered here.
 
         Two stages: every hit counts once for its track (``np.bincount``), then offset
         histograms are made only for the ``max_candidates`` tracks with the most hits (an
@@ -767,20 +793,10 @@ class FingerprintIndex:
         the total hits and the number of tracks hit.
         """
         empty = np.zeros(0, dtype=np.int64)
-        if hashes.size == 0 or self.n_postings == 0:
-            return empty, empty, empty, 0, 0
-        distinct = self.keys_
-        at = np.minimum(np.searchsorted(distinct, hashes), distinct.size - 1)
-        found = distinct[at] == hashes
-        lo = np.where(found, self.starts_[at], 0).astype(np.int64)
-        counts = np.where(found, self.starts_[at + 1], 0).astype(np.int64) - lo
-        total = int(counts.sum())
+        q, track, db_time = self._hits(hashes) if hits is None else hits
+        total = int(q.size)
         if total == 0:
             return empty, empty, empty, 0, 0
-        # gather the postings of every query hash without a Python loop
-        q = np.repeat(np.arange(hashes.size), counts)
-        pos = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) + lo[q]
-        track, db_time = _unpack(self.postings_[pos])
         per_track = np.bincount(track, minlength=len(self))
         n_tracks_hit = int(np.count_nonzero(per_track))
         if n_tracks_hit > max_candidates:
