@@ -204,6 +204,70 @@ def stats(ms: list[float]) -> dict[str, float]:
     return {"median": float(np.median(ms)), "p95": float(np.quantile(ms, 0.95))}
 
 
+def best_two(tracks: np.ndarray, scores: np.ndarray) -> tuple[int, int, int]:
+    """The best track, its score and the best score of any other track (identify()'s
+    decision reads these), from ``_votes``' rows."""
+    if scores.size == 0:
+        return -1, 0, 0
+    best = int(np.argmax(scores))
+    other = tracks != tracks[best]
+    return int(tracks[best]), int(scores[best]), int(scores[other].max(initial=0))
+
+
+def partitioned_vote(mergers: list[FingerprintIndex], h: np.ndarray, t: np.ndarray,
+                     hits: tuple[np.ndarray, np.ndarray, np.ndarray],
+                     ) -> tuple[tuple[int, int, int], float]:
+    """The vote split by track: merger ``m`` holds the hits of tracks ``m, m + M, ...``.
+
+    Round 1: each merger sends its 64 tracks with the most hits; the coordinator keeps the
+    64 best of those, the unsharded vote's candidates (``_votes``' ``max_candidates``).
+    Round 2: each merger votes over its candidates' hits and sends its rows; the
+    coordinator takes the best two. Returns the decision (best track, score, second
+    score) and the time in ms: routing the hits by track, then the slowest merger of each
+    round and the coordinator's steps.
+    """
+    n = len(mergers)
+    q, track, db_time = hits
+    t0 = time.perf_counter()
+    part = track % n
+    order = np.argsort(part, kind="stable")
+    bounds = np.searchsorted(part[order], np.arange(n + 1))
+    ms = (time.perf_counter() - t0) * 1000
+    slowest, local = 0.0, []
+    for m, merger in enumerate(mergers):
+        t0 = time.perf_counter()
+        counts = np.bincount(track[order[bounds[m]:bounds[m + 1]]] // n,
+                             minlength=len(merger))
+        k = min(64, int(np.count_nonzero(counts)))
+        top = np.argpartition(-counts, k - 1)[:k] if k else np.zeros(0, dtype=np.int64)
+        local.append((top * n + m, counts[top]))
+        slowest = max(slowest, (time.perf_counter() - t0) * 1000)
+    ms += slowest
+    t0 = time.perf_counter()
+    cand = np.concatenate([x[0] for x in local])
+    cand_hits = np.concatenate([x[1] for x in local])
+    if cand.size > 64:
+        cand = cand[np.argpartition(-cand_hits, 63)[:64]]
+    chosen = np.zeros(len(mergers[0]) * n, dtype=bool)
+    chosen[cand] = True
+    ms += (time.perf_counter() - t0) * 1000
+    slowest, rows = 0.0, []
+    for m, merger in enumerate(mergers):
+        t0 = time.perf_counter()
+        mine = order[bounds[m]:bounds[m + 1]]
+        mine = mine[chosen[track[mine]]]
+        tracks, _, scores, _, _ = merger._votes(h, t, hits=(q[mine], track[mine] // n,
+                                                             db_time[mine]))
+        rows.append((tracks * n + m, scores))
+        slowest = max(slowest, (time.perf_counter() - t0) * 1000)
+    ms += slowest
+    t0 = time.perf_counter()
+    decision = best_two(np.concatenate([r[0] for r in rows]),
+                        np.concatenate([r[1] for r in rows]))
+    ms += (time.perf_counter() - t0) * 1000
+    return decision, ms
+
+
 def lookup(full: FingerprintIndex, shards: list[FingerprintIndex], shard_of_key: np.ndarray,
            queries: list[tuple[str, float, Fingerprint]], *, max_list: int | None,
            ) -> dict[str, object]:
@@ -212,9 +276,19 @@ def lookup(full: FingerprintIndex, shards: list[FingerprintIndex], shard_of_key:
     params = full.params
     full_starts = np.asarray(full.starts_)
     rows: dict[str, list[float]] = {k: [] for k in (
-        "kept", "read", "gather", "votes", "identify", "shard", "slowest", "sum", "merge")}
-    right = same = 0
+        "kept", "read", "gather", "votes", "identify", "shard", "slowest", "sum", "merge",
+        "two_stage")}
+    right = same = same_decision = 0
     n_shards = len(shards)
+    # the second stage: n_shards vote partitions by track, each knowing its tracks only
+    mergers = []
+    for m in range(n_shards):
+        merger = FingerprintIndex(params=params)
+        merger.track_ids_ = full.track_ids_[m::n_shards][: len(full) // n_shards + 1]
+        if merger.track_ids_.size < len(full) // n_shards + 1:  # every merger alike
+            merger.track_ids_ = np.append(merger.track_ids_, "")
+        merger.postings_ = full.postings_[:1]  # not read: the hits come ready
+        mergers.append(merger)
     for stem, offset, qfp in queries:
         at = np.searchsorted(full.keys_, qfp.hashes)  # the dense directory: at == hash
         length = (full_starts[at + 1] - full_starts[at]).astype(np.int64)
@@ -256,6 +330,11 @@ def lookup(full: FingerprintIndex, shards: list[FingerprintIndex], shard_of_key:
         rows["slowest"].append(max(shard_ms))
         rows["sum"].append(sum(shard_ms))
         same += all(np.array_equal(a, b) for a, b in zip(votes[:3], expect[:3], strict=True))
+        decision, vote_ms = partitioned_vote(mergers, h, t, merged)  # type: ignore[arg-type]
+        track_want, score_want, second_want = best_two(expect[0], expect[2])
+        same_decision += decision[1:] == (score_want, second_want) and (
+            decision[0] == track_want or score_want == second_want)
+        rows["two_stage"].append(route_s * 1000 + max(shard_ms) + vote_ms)
     par = [a + b for a, b in zip(rows["slowest"], rows["merge"], strict=True)]
     ser = [a + b for a, b in zip(rows["sum"], rows["merge"], strict=True)]
     return {"max_list": max_list, "hashes_kept": float(np.mean(rows["kept"])),
@@ -263,7 +342,9 @@ def lookup(full: FingerprintIndex, shards: list[FingerprintIndex], shard_of_key:
             **{f"{k}_ms": stats(rows[k]) for k in ("gather", "votes", "identify", "shard",
                                                    "slowest", "sum", "merge")},
             "parallel_total_ms": stats(par), "serial_total_ms": stats(ser),
-            "top1": right / len(queries), "same_votes_sharded": same / len(queries)}
+            "two_stage_ms": stats(rows["two_stage"]),
+            "top1": right / len(queries), "same_votes_sharded": same / len(queries),
+            "same_decision_two_stage": same_decision / len(queries)}
 
 
 def main() -> None:
@@ -420,51 +501,6 @@ def main() -> None:
         "hashes_per_s": float(synth_rate), "sources": len(sources), "shards": args.shards,
         "queries": len(queries), "params": params.to_dict()}
 
-    # -- the query-restricted index: lookup and identification, unsharded and sharded ---------
-    full = packed_index(restricted.sorted(), params=params, track_ids=track_ids,
-                        n_hashes=n_hashes, durations=durations,
-                        keys=np.arange(2**hash_bits, dtype=np.uint32))
-    shard_of_key = owner_of.astype(np.int64)
-    shards = split(full, shard_of_key, args.shards)
-    print(f"query-restricted index: {full.n_postings / 1e6:.1f} M postings of "
-          f"{query_keys.size} hashes (the lists the queries read), split in {args.shards} "
-          f"shards; peak RSS {peak_rss_gb():.2f} GB")
-    caps: list[int | None] = [None] + [int(c) for c in args.max_list]
-    rows = []
-    print(f"{'lookup':>14s} {'hashes':>6s} {'postings':>9s} {'gather':>7s} {'votes':>7s} "
-          f"{'identify':>8s} {'shard':>6s} {'slowest':>7s} {'merge':>7s} {'parallel':>13s} "
-          f"{'serial':>13s} {'top-1':>6s} {'same':>5s}")
-    for cap in caps:
-        row = lookup(full, shards, shard_of_key, [q[:3] for q in queries], max_list=cap)
-        rows.append(row)
-
-        def cell(name: str, row: dict = row) -> str:
-            return f"{row[name]['median']:.2f}" if name == "shard_ms" else \
-                f"{row[name]['median']:.1f}"
-
-        label = "all hashes" if cap is None else f"lists <= {cap}"
-        print(f"{label:>14s} {row['hashes_kept']:6.1%} "
-              f"{row['postings_read_median'] / 1e6:8.2f}M {cell('gather_ms'):>7s} "
-              f"{cell('votes_ms'):>7s} {cell('identify_ms'):>8s} {cell('shard_ms'):>6s} "
-              f"{cell('slowest_ms'):>7s} "
-              f"{cell('merge_ms'):>7s} "
-              f"{cell('parallel_total_ms'):>6s} ({row['parallel_total_ms']['p95']:5.1f}) "
-              f"{cell('serial_total_ms'):>6s} ({row['serial_total_ms']['p95']:5.1f}) "
-              f"{row['top1']:6.3f} {row['same_votes_sharded']:5.0%}", flush=True)
-    print("  (ms, medians; p95 in brackets. gather: one process reads every hit; votes: "
-          "the vote over them; identify: the whole identify(); shard: one shard's gather "
-          "(median over queries and shards); slowest: the slowest shard's gather; merge: "
-          f"routing, joining the {args.shards} shards' hits and "
-          "voting; parallel = slowest + merge; serial = every shard one after another + "
-          "merge; same: sharded votes equal to the unsharded)")
-    results["lookup"] = rows
-    reference = []  # what shard --shard reads for each query, to check the shard built whole
-    for *_, h, _t in queries:
-        mine = np.flatnonzero(shard_of_key[h] == args.shard)
-        q, track, db_time = shards[args.shard]._hits(h[mine])
-        reference.append(np.sort(mine[q] << 40 | track << TIME_BITS | db_time))
-    del shards, full
-
     # -- one shard built whole ----------------------------------------------------------------
     whole = packed_index(shard_whole.sorted(), params=params, track_ids=track_ids,
                          n_hashes=n_hashes, durations=durations)
@@ -487,24 +523,77 @@ def main() -> None:
                              "postings": float(lengths[over].sum() / lengths.sum())}
         print(f"  a stop list of lists > {cap}: {over.mean():.2%} of its distinct hashes, "
               f"{lengths[over].sum() / lengths.sum():.1%} of its postings")
-    whole_ms, equal = [], 0
-    for (*_, h, _t), expect in zip(queries, reference, strict=True):
+    whole_ms, reference = [], []  # what the shard reads for each query
+    shard_of_key = owner_of.astype(np.int64)
+    for *_, h, _t in queries:
         mine = np.flatnonzero(shard_of_key[h] == args.shard)
         t0 = time.perf_counter()
         q, track, db_time = whole._hits(h[mine])
         whole_ms.append((time.perf_counter() - t0) * 1000)
-        equal += np.array_equal(np.sort(mine[q] << 40 | track << TIME_BITS | db_time), expect)
+        reference.append(np.sort(mine[q] << 40 | track << TIME_BITS | db_time))
     results["load_max_over_mean"] = float(load.max() / load.mean())
     results["shard_whole"] = {
         "shard": args.shard, "postings": whole.n_postings, "share": share,
         "distinct_hashes": int(whole.keys_.size), "bytes": int(own),
         "bytes_per_hash": own / whole.n_postings, "gather_ms": stats(whole_ms),
         "list_mean": mean_list, "list_median": float(np.median(lengths)),
-        "list_max": int(lengths.max()), "stop_list": dropped,
-        "same_hits_as_restricted": equal / len(queries)}
+        "list_max": int(lengths.max()), "stop_list": dropped}
     print(f"  its gather per query (all hashes): median {stats(whole_ms)['median']:.2f} ms "
-          f"(p95 {stats(whole_ms)['p95']:.2f}); it reads the very postings of the "
-          f"restricted index's shard {args.shard} for {equal}/{len(queries)} queries")
+          f"(p95 {stats(whole_ms)['p95']:.2f})")
+    del whole
+    # -- the query-restricted index: lookup and identification, unsharded and sharded ---------
+    full = packed_index(restricted.sorted(), params=params, track_ids=track_ids,
+                        n_hashes=n_hashes, durations=durations,
+                        keys=np.arange(2**hash_bits, dtype=np.uint32))
+    shards = split(full, shard_of_key, args.shards)
+    print(f"query-restricted index: {full.n_postings / 1e6:.1f} M postings of "
+          f"{query_keys.size} hashes (the lists the queries read), split in {args.shards} "
+          f"shards; peak RSS {peak_rss_gb():.2f} GB")
+    caps: list[int | None] = [None] + [int(c) for c in args.max_list]
+    rows = []
+    print(f"{'lookup':>14s} {'hashes':>6s} {'postings':>9s} {'gather':>7s} {'votes':>7s} "
+          f"{'identify':>8s} {'shard':>6s} {'slowest':>7s} {'merge':>7s} {'parallel':>13s} "
+          f"{'serial':>13s} {'2-stage':>13s} {'top-1':>6s} {'same':>5s}")
+    for cap in caps:
+        row = lookup(full, shards, shard_of_key, [q[:3] for q in queries], max_list=cap)
+        rows.append(row)
+
+        def cell(name: str, row: dict = row) -> str:
+            return f"{row[name]['median']:.2f}" if name == "shard_ms" else \
+                f"{row[name]['median']:.1f}"
+
+        label = "all hashes" if cap is None else f"lists <= {cap}"
+        print(f"{label:>14s} {row['hashes_kept']:6.1%} "
+              f"{row['postings_read_median'] / 1e6:8.2f}M {cell('gather_ms'):>7s} "
+              f"{cell('votes_ms'):>7s} {cell('identify_ms'):>8s} {cell('shard_ms'):>6s} "
+              f"{cell('slowest_ms'):>7s} "
+              f"{cell('merge_ms'):>7s} "
+              f"{cell('parallel_total_ms'):>6s} ({row['parallel_total_ms']['p95']:5.1f}) "
+              f"{cell('serial_total_ms'):>6s} ({row['serial_total_ms']['p95']:5.1f}) "
+              f"{cell('two_stage_ms'):>6s} ({row['two_stage_ms']['p95']:5.1f}) "
+              f"{row['top1']:6.3f} {row['same_votes_sharded']:4.0%}"
+              f"/{row['same_decision_two_stage']:.0%}", flush=True)
+    print("  (ms, medians; p95 in brackets. gather: one process reads every hit; votes: "
+          "the vote over them; identify: the whole identify(); shard: one shard's gather "
+          "(median over queries and shards); slowest: the slowest shard's gather; merge: "
+          f"routing, joining the {args.shards} shards' hits and "
+          "voting; parallel = slowest + merge; serial = every shard one after another + "
+          "merge; 2-stage: routing + slowest shard + routing the hits by track + two "
+          f"rounds of {args.shards} vote partitions by track (the slowest of each) and their "
+          "coordinator; same: sharded votes equal to "
+          "the unsharded / 2-stage decision (best, its score, second score) equal)")
+    results["lookup"] = rows
+    equal = 0  # the shard built whole read the very postings of the restricted shard
+    for (*_, h, _t), expect in zip(queries, reference, strict=True):
+        mine = np.flatnonzero(shard_of_key[h] == args.shard)
+        q, track, db_time = shards[args.shard]._hits(h[mine])
+        equal += np.array_equal(np.sort(mine[q] << 40 | track << TIME_BITS | db_time), expect)
+    results["shard_whole_same_hits"] = equal / len(queries)
+    print(f"the shard built whole read the very postings of the restricted index's shard "
+          f"{args.shard} for {equal}/{len(queries)} queries")
+    del shards, full
+
+
     print(f"total {time.perf_counter() - t_start:.0f} s, peak RSS {peak_rss_gb():.2f} GB, "
           f"load average {os.getloadavg()[0]:.1f}")
     if args.json:
