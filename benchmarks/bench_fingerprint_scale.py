@@ -1,6 +1,6 @@
 """Fingerprint lookup at 1M full-length tracks, measured without holding the catalogue.
 
-A packed index of 1M four-minute tracks holds about 23 G hashes, about 140 GB: more than
+A packed index of 1M four-minute tracks holds about 21 G hashes, about 128 GB: more than
 this machine's disk and far more than a benchmark's 6 GB of memory. Two facts make its
 lookup measurable anyway:
 
@@ -12,36 +12,49 @@ lookup measurable anyway:
   "query-restricted index"); its key directory is dense (every possible hash value), the
   full index's size.
 * **The scaling plan shards the postings by hash value** (``docs/scaling.md``): a query
-  sends each of its hashes to the shard that owns it, each shard gathers its hits, and one
-  merger votes. The query-restricted index is split the same way into ``--shards`` shards,
-  so each query's per-shard gather times are measured, as is the merge (routing, joining
-  the hits and voting). One real shard is also built whole (every posting of the
-  catalogue whose hash it owns), for its size in bytes, and its gather is checked to read
-  exactly the postings the restricted index reads.
+  sends each of its hashes to the shard that owns it and each shard gathers its hits
+  (``FingerprintIndex._hits``). The query-restricted index is split the same way into
+  ``--shards`` shards, so each query's per-shard gather times are measured. The vote is
+  measured two ways: one merger joins every shard's hits and votes
+  (``FingerprintIndex._votes(..., hits=...)``, checked equal to the unsharded votes), or
+  each shard routes its hits by track to ``--shards`` vote partitions (two rounds: each sends its
+  64 tracks with the most hits, a coordinator keeps the best 64, the unsharded vote's
+  candidates; each then votes over those tracks' hits; the coordinator takes the best
+  two, checked against the unsharded decision). One real shard is also built whole (every
+  posting of the catalogue whose hash it owns) for its size in bytes and its posting-list
+  lengths, and its gather is checked to read exactly the postings of the restricted
+  index's shard.
+* **Stop lists** (``--max-list``): the same lookups looking up only the query hashes
+  whose posting list holds at most so many postings; the shard built whole says what
+  share of the index such a stop list removes.
 
 The shard of a hash is a multiplicative hash of its ``(f2 - f1, Δt)``: a pitch shift
 moves ``f1`` and ``f2`` together, so the shifted copies below land in their source's shard
-and a shard is generated from ``1/shards`` of the landmarks. The load this puts on each
+and one shard is generated from ``1/shards`` of the landmarks. The load this puts on each
 shard is measured (the largest shard against the mean).
 
 Synthetic catalogue: the generator of ``bench_fingerprint.py`` (``synthetic_stream``,
 imported: windows of real landmarks shifted in pitch by ±2..40 bins and stretched in time
-by 0.8..1.25) draws ``--track-s``-second windows from *medleys* (random sequences of real
-recordings, long enough for a full-length window); each such prototype gives
-``--shifts`` tracks, shifted again by ``-shifts//2 .. shifts//2`` frequency bins (hashes
-pushed out of range are dropped, as in ``synthetic_stream``). Sources: librosa's music
-recordings and ``--sources`` tracks of the real-music set (``--real-music``, built by
-``benchmarks/real_music/build_set.py``). The catalogue also holds librosa's music
-(``.ogg``) as real tracks; queries are 10-s clips of their other encoding (``.hq.ogg``) at
-10 dB SNR, as in ``bench_fingerprint.py --sections scale``. Lookup is timed from the
-query's fingerprint (its hashing excluded) to the votes; identification is the full
-:meth:`~musicrec.embedding.fingerprint.FingerprintIndex.identify`.
+by 0.8..1.25) draws ``--track-s``-second windows from *medleys* (random sequences of
+``--sources`` real-music recordings, ``--real-music``, built by
+``benchmarks/real_music/build_set.py``, long enough for a full-length window); each such
+prototype gives ``--shifts`` tracks, shifted again by ``-shifts//2 .. shifts//2``
+frequency bins (hashes pushed out of range are dropped, as in ``synthetic_stream``). The
+catalogue also holds librosa's music recordings (``.ogg``) as real tracks, never used as
+sources (a copy shifted back to its own pitch would duplicate a queried track); queries
+are 10-s clips of their other encoding (``.hq.ogg``) at 10 dB SNR, as in
+``bench_fingerprint.py --sections scale``. Lookup is timed from the query's fingerprint
+(its hashing excluded); identification (top-1: the right track and an offset within 0.1
+s) is the full :meth:`~musicrec.embedding.fingerprint.FingerprintIndex.identify`.
 
 Nothing is written to disk; the indexes are held in memory (as a hot mmap'd index would
-be). Run by hand (about 5 minutes and 4.5 GB of memory with the defaults)::
+be). Every timing is one process on one core, measured one query at a time; "parallel"
+figures add the slowest shard's time as if each shard ran on its own core, network
+excluded. Run by hand (about 20 minutes on the shared 2-core machine and 3.5 GB of
+memory with the defaults)::
 
-    OPENBLAS_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_fingerprint_scale.py \\
-        --tracks 1000000 --track-s 240 --shards 128 --queries 30
+    OPENBLAS_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_fingerprint_scale.py \
+        --tracks 1000000 --track-s 240 --shards 128 --queries 20
 """
 
 from __future__ import annotations
@@ -223,8 +236,10 @@ def partitioned_vote(mergers: list[FingerprintIndex], h: np.ndarray, t: np.ndarr
     64 best of those, the unsharded vote's candidates (``_votes``' ``max_candidates``).
     Round 2: each merger votes over its candidates' hits and sends its rows; the
     coordinator takes the best two. Returns the decision (best track, score, second
-    score) and the time in ms: routing the hits by track, then the slowest merger of each
-    round and the coordinator's steps.
+    score) and the time in ms: the slowest merger of each round and the coordinator's
+    steps. The shuffle (each shard sends each merger its tracks' hits) is done here
+    untimed: each shard's share of it, ordering its hits by merger, is timed in
+    :func:`lookup`; the transfer is not measured.
     """
     n = len(mergers)
     q, track, db_time = hits
@@ -232,7 +247,7 @@ def partitioned_vote(mergers: list[FingerprintIndex], h: np.ndarray, t: np.ndarr
     part = track % n
     order = np.argsort(part, kind="stable")
     bounds = np.searchsorted(part[order], np.arange(n + 1))
-    ms = (time.perf_counter() - t0) * 1000
+    ms = 0.0
     slowest, local = 0.0, []
     for m, merger in enumerate(mergers):
         t0 = time.perf_counter()
@@ -315,12 +330,15 @@ def lookup(full: FingerprintIndex, shards: list[FingerprintIndex], shard_of_key:
         order = np.argsort(route, kind="stable")
         bounds = np.searchsorted(route[order], np.arange(n_shards + 1))
         route_s = time.perf_counter() - t0
-        parts, shard_ms = [], []
+        parts, shard_ms, shard_route_ms = [], [], []
         for s, shard in enumerate(shards):
             mine = order[bounds[s]:bounds[s + 1]]
             t0 = time.perf_counter()
             q, track, db_time = shard._hits(h[mine])
-            shard_ms.append((time.perf_counter() - t0) * 1000)
+            t1 = time.perf_counter()
+            np.argsort(track % n_shards, kind="stable")  # its hits, in order of merger
+            shard_ms.append((t1 - t0) * 1000)
+            shard_route_ms.append((time.perf_counter() - t0) * 1000)
             parts.append((mine[q], track, db_time))
         t0 = time.perf_counter()
         merged = tuple(np.concatenate([part[k] for part in parts]) for k in range(3))
@@ -334,7 +352,7 @@ def lookup(full: FingerprintIndex, shards: list[FingerprintIndex], shard_of_key:
         track_want, score_want, second_want = best_two(expect[0], expect[2])
         same_decision += decision[1:] == (score_want, second_want) and (
             decision[0] == track_want or score_want == second_want)
-        rows["two_stage"].append(route_s * 1000 + max(shard_ms) + vote_ms)
+        rows["two_stage"].append(route_s * 1000 + max(shard_route_ms) + vote_ms)
     par = [a + b for a, b in zip(rows["slowest"], rows["merge"], strict=True)]
     ser = [a + b for a, b in zip(rows["sum"], rows["merge"], strict=True)]
     return {"max_list": max_list, "hashes_kept": float(np.mean(rows["kept"])),
@@ -578,9 +596,9 @@ def main() -> None:
           "(median over queries and shards); slowest: the slowest shard's gather; merge: "
           f"routing, joining the {args.shards} shards' hits and "
           "voting; parallel = slowest + merge; serial = every shard one after another + "
-          "merge; 2-stage: routing + slowest shard + routing the hits by track + two "
-          f"rounds of {args.shards} vote partitions by track (the slowest of each) and their "
-          "coordinator; same: sharded votes equal to "
+          "merge; 2-stage: routing + the slowest shard (gather, then its hits in order of "
+          f"vote partition) + two rounds of {args.shards} vote partitions by track (the "
+          "slowest of each) and their coordinator; same: sharded votes equal to "
           "the unsharded / 2-stage decision (best, its score, second score) equal)")
     results["lookup"] = rows
     equal = 0  # the shard built whole read the very postings of the restricted shard
