@@ -17,10 +17,10 @@ lookup measurable anyway:
   ``--shards`` shards, so each query's per-shard gather times are measured. The vote is
   measured two ways: one merger joins every shard's hits and votes
   (``FingerprintIndex._votes(..., hits=...)``, checked equal to the unsharded votes), or
-  each shard routes its hits by track to ``--shards`` vote partitions (two rounds: each sends its
-  64 tracks with the most hits, a coordinator keeps the best 64, the unsharded vote's
-  candidates; each then votes over those tracks' hits; the coordinator takes the best
-  two, checked against the unsharded decision). One real shard is also built whole (every
+  each shard orders its hits by track for ``--shards`` vote partitions (two rounds: each
+  partition sends its 64 tracks with the most hits, a coordinator keeps the best 64, the
+  unsharded vote's candidates; each partition then votes over those tracks' hits; the
+  coordinator takes the best two, checked against the unsharded decision). One real shard is also built whole (every
   posting of the catalogue whose hash it owns) for its size in bytes and its posting-list
   lengths, and its gather is checked to read exactly the postings of the restricted
   index's shard.
@@ -50,8 +50,9 @@ s) is the full :meth:`~musicrec.embedding.fingerprint.FingerprintIndex.identify`
 Nothing is written to disk; the indexes are held in memory (as a hot mmap'd index would
 be). Every timing is one process on one core, measured one query at a time; "parallel"
 figures add the slowest shard's time as if each shard ran on its own core, network
-excluded. Run by hand (about 20 minutes on the shared 2-core machine and 3.5 GB of
-memory with the defaults)::
+excluded. Run by hand (with the defaults: 12 minutes on the shared 2-core machine, 5.5
+CPU-minutes, and a peak of 5.2 GB of memory; the README's *Fingerprints* section has the
+numbers)::
 
     OPENBLAS_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_fingerprint_scale.py \
         --tracks 1000000 --track-s 240 --shards 128 --queries 20
