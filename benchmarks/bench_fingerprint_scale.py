@@ -20,10 +20,10 @@ lookup measurable anyway:
   each shard orders its hits by track for ``--shards`` vote partitions (two rounds: each
   partition sends its 64 tracks with the most hits, a coordinator keeps the best 64, the
   unsharded vote's candidates; each partition then votes over those tracks' hits; the
-  coordinator takes the best two, checked against the unsharded decision). One real shard is also built whole (every
-  posting of the catalogue whose hash it owns) for its size in bytes and its posting-list
-  lengths, and its gather is checked to read exactly the postings of the restricted
-  index's shard.
+  coordinator takes the best two, checked against the unsharded decision). One real
+  shard is also built whole (every posting of the catalogue whose hash it owns) for its
+  size in bytes and its posting-list lengths, and its gather is checked to read exactly
+  the postings of the restricted index's shard.
 * **Stop lists** (``--max-list``): the same lookups looking up only the query hashes
   whose posting list holds at most so many postings; the shard built whole says what
   share of the index such a stop list removes.
