@@ -11,8 +11,13 @@ The stages are:
    a GPU when the cluster has one; the actor runs
    :func:`~musicrec.embedding.batch.embed_paths` on its batch, so decoding, the
    one-by-one retry of a failing batch and every :class:`Failure` kind and reason are the
-   local code's; new vectors are written to the cache;
-4. **write** Parquet shards, which the driver merges into one :class:`EmbeddingResult`.
+   local code's; new vectors are written to the cache. Asked for fingerprints
+   (``fingerprint_params``, as ``build --engine ray`` does), the actor decodes each track
+   once for its vector and its fingerprint, as the local path does
+   (:func:`~musicrec.embedding.batch.decode_once`); a track whose vector is cached is
+   decoded for its fingerprint alone;
+4. **write** Parquet shards, which the driver merges into one :class:`EmbeddingResult`
+   (fingerprints travel in the shards as three columns: hashes, anchor times, duration).
 
 Ray is an optional extra (``pip install 'musicrec[ray]'``); without it every entry point
 raises :class:`RayNotInstalledError`. The cache folder and the audio files must be
@@ -37,6 +42,7 @@ from musicrec.embedding.batch import (
     EmbeddingCache,
     EmbeddingResult,
     Failure,
+    decode_once,
     embed_paths,
     read_catalog_paths,
     scan_folder,
@@ -51,7 +57,10 @@ INSTALL_HINT = "pip install 'musicrec[ray]'"
 
 #: Columns of every shard (and of every batch between the stages).
 _SHARD_COLUMNS = ("idx", "track_id", "path", "sha", "status", "embedding", "silent", "kind",
-                  "reason")
+                  "reason", "fp_hashes", "fp_times", "fp_duration")
+#: The fingerprint's columns: list<uint32> hashes and anchor times, float64 duration (NaN
+#: and empty lists: no fingerprint).
+_FP_COLUMNS = ("fp_hashes", "fp_times", "fp_duration")
 
 
 class RayNotInstalledError(MusicrecError, ImportError):
@@ -128,11 +137,58 @@ def list_source(source: str | Path) -> tuple[list[str], list[Path], list[Failure
     raise ParameterError(f"{source} is neither a folder nor a catalogue file")
 
 
+def _uint32_lists(arrays: list[np.ndarray]) -> Any:
+    import pyarrow as pa
+
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum([len(a) for a in arrays], out=offsets[1:])
+    values = (np.concatenate(arrays).astype(np.uint32, copy=False) if arrays
+              else np.zeros(0, np.uint32))
+    return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values, pa.uint32()))
+
+
+def _fingerprint_columns(prints: list[Any]) -> dict[str, Any]:
+    """The shard columns of ``prints`` (a :class:`Fingerprint` or None per row)."""
+    import pyarrow as pa
+
+    empty = np.zeros(0, np.uint32)
+    return {
+        "fp_hashes": _uint32_lists([empty if p is None else p.hashes for p in prints]),
+        "fp_times": _uint32_lists([empty if p is None else p.times for p in prints]),
+        "fp_duration": pa.array([np.nan if p is None else float(p.duration_s)
+                                 for p in prints], type=pa.float64()),
+    }
+
+
+def _fingerprints_of(table: Any) -> list[Any]:
+    """The :class:`Fingerprint` (or None) of each row of a shard table."""
+    from musicrec.embedding.fingerprint import Fingerprint
+
+    duration = table.column("fp_duration").to_numpy()
+    out: list[Any] = [None] * len(duration)
+    present = np.flatnonzero(~np.isnan(duration))
+    if not len(present):
+        return out
+    columns = {}
+    for name in ("fp_hashes", "fp_times"):
+        lists = table.column(name).combine_chunks()
+        offsets = lists.offsets.to_numpy()
+        values = lists.values.to_numpy()
+        columns[name] = (offsets, values)
+    for k in present:
+        (ho, hv), (to, tv) = columns["fp_hashes"], columns["fp_times"]
+        out[k] = Fingerprint(hashes=hv[ho[k]:ho[k + 1]].copy(),
+                             times=tv[to[k]:to[k + 1]].copy(), duration_s=float(duration[k]))
+    return out
+
+
 def _table(rows: dict[str, Any], dim: int) -> Any:
-    """A shard table: fixed-size float32 list embeddings, as :func:`write_embeddings`."""
+    """A shard table: fixed-size float32 list embeddings, as :func:`write_embeddings`, and
+    each row's fingerprint (``rows["fingerprint"]``: a Fingerprint or None per row)."""
     import pyarrow as pa
 
     vectors = np.asarray(rows["embedding"], dtype=np.float32).reshape(-1, dim)
+    prints = rows.get("fingerprint") or [None] * len(rows["idx"])
     return pa.table({
         "idx": pa.array(rows["idx"], type=pa.int64()),
         "track_id": pa.array(rows["track_id"], type=pa.string()),
@@ -144,6 +200,7 @@ def _table(rows: dict[str, Any], dim: int) -> Any:
         "silent": pa.array(rows["silent"], type=pa.bool_()),
         "kind": pa.array(rows["kind"], type=pa.string()),
         "reason": pa.array(rows["reason"], type=pa.string()),
+        **_fingerprint_columns(prints),
     })
 
 
@@ -182,11 +239,14 @@ class EmbedActor:
         Where new vectors are written.
     batch_size, n_workers
         :func:`~musicrec.embedding.batch.embed_paths` options.
+    fingerprint_params : FingerprintParams or None
+        Also fingerprint every track, from the decode that embeds it (a cached track is
+        decoded for its fingerprint alone).
     """
 
     def __init__(self, *, embedder_spec: str, embedder_options: dict[str, Any],
                  embedder_id: str, cache: EmbeddingCache | None, batch_size: int,
-                 n_workers: int) -> None:
+                 n_workers: int, fingerprint_params: Any = None) -> None:
         self.embedder = get_embedder(embedder_spec, **embedder_options)
         if self.embedder.id != embedder_id:
             raise RuntimeError(f"the worker's model {self.embedder.id} is not the driver's "
@@ -195,10 +255,21 @@ class EmbedActor:
         self.cache = cache
         self.batch_size = batch_size
         self.n_workers = n_workers
+        self.fp_params = fingerprint_params
+
+    def _fingerprint_alone(self, path: str) -> Any:
+        """The fingerprint of a track whose vector is cached, or None (logged): the build
+        then fingerprints it from its file and reports why it failed."""
+        try:
+            return decode_once(None, Path(path), self.fp_params)[1]
+        except Exception as exc:  # noqa: BLE001 - reported again by the build
+            log.warning("fingerprint of %s failed: %s", path, exc)
+            return None
 
     def __call__(self, batch: Any) -> Any:
         rows = {name: batch.column(name).to_pylist() for name in _SHARD_COLUMNS
-                if name != "embedding"}
+                if name != "embedding" and name not in _FP_COLUMNS}
+        prints: list[Any] = [None] * batch.num_rows
         dim = self.embedder.dim
         vectors = np.asarray(
             batch.column("embedding").combine_chunks().flatten().to_numpy(
@@ -208,12 +279,14 @@ class EmbedActor:
             keys = [str(k) for k in todo]
             result = embed_paths([rows["path"][k] for k in todo], embedder=self.embedder,
                                  track_ids=keys, use_cache=False, batch_size=self.batch_size,
-                                 n_workers=self.n_workers, show_progress=False)
+                                 n_workers=self.n_workers, show_progress=False,
+                                 fingerprint_params=self.fp_params)
             silent = set(result.silent)
             for key, vector in zip(result.track_ids, result.vectors, strict=True):
                 k = int(key)
                 vectors[k], rows["silent"][k] = vector, key in silent
                 rows["status"][k] = "embedded"
+                prints[k] = result.fingerprints.get(key)
                 if self.cache is not None and rows["sha"][k]:
                     self.cache.put(rows["sha"][k], vector, key in silent)
             for failure in result.failures:
@@ -221,7 +294,16 @@ class EmbedActor:
                 rows["status"][k] = "failed"
                 rows["kind"][k], rows["reason"][k] = failure.kind, failure.reason
                 rows["path"][k] = failure.path
+        cached = [k for k, status in enumerate(rows["status"]) if status == "cached"]
+        if self.fp_params is not None and cached:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=self.n_workers) as pool:
+                found = pool.map(self._fingerprint_alone, [rows["path"][k] for k in cached])
+                for k, fp in zip(cached, found, strict=True):
+                    prints[k] = fp
         rows["embedding"] = vectors
+        rows["fingerprint"] = prints
         return _table(rows, dim)
 
 
@@ -250,6 +332,7 @@ def embed_with_ray(
     n_workers: int = 2,
     shard_dir: str | Path | None = None,
     show_progress: bool = True,
+    fingerprint_params: Any = None,
 ) -> EmbeddingResult:
     """Embed a folder or catalogue on Ray; the same result as
     :func:`~musicrec.embedding.batch.embed_catalog`.
@@ -287,6 +370,10 @@ def embed_with_ray(
         removed after the merge.
     show_progress : bool
         Show Ray Data's progress bars.
+    fingerprint_params : FingerprintParams or None
+        Also fingerprint every embedded track from the same decode, on the actors
+        (``EmbeddingResult.fingerprints``, as :func:`~musicrec.embedding.batch.embed_paths`
+        gives them).
 
     Returns
     -------
@@ -322,6 +409,7 @@ def embed_with_ray(
     status = np.full(len(ids), "", dtype=object)
     silent = np.zeros(len(ids), dtype=bool)
     failures: dict[int, Failure] = {}
+    prints: dict[int, Any] = {}
     if ids:
         with ray_runtime(address=address, num_cpus=num_cpus) as ray:
             gpus = _auto_gpus(ray, num_gpus_per_actor)
@@ -354,9 +442,10 @@ def embed_with_ray(
                     fn_constructor_kwargs={
                         "embedder_spec": embedder_spec, "embedder_options": options,
                         "embedder_id": embedder.id, "cache": cache,
-                        "batch_size": batch_size, "n_workers": n_workers})
+                        "batch_size": batch_size, "n_workers": n_workers,
+                        "fingerprint_params": fingerprint_params})
                 ds.write_parquet(str(out))
-                _merge_shards(out, ids, vectors, status, silent, failures)
+                _merge_shards(out, ids, vectors, status, silent, failures, prints)
             finally:
                 if own_shards:
                     shutil.rmtree(out, ignore_errors=True)
@@ -370,7 +459,8 @@ def embed_with_ray(
         silent=[ids[i] for i in order if silent[i]],
         n_cached=int((status == "cached").sum()),
         n_embedded=int((status == "embedded").sum()),
-        embedder_id=embedder.id)
+        embedder_id=embedder.id,
+        fingerprints={ids[i]: prints[i] for i in order if i in prints})
     for f in result.failures[:len(failures)]:
         log.warning("could not embed %s: %s (%s)", f.path, f.kind, f.reason)
     if result.silent:
@@ -379,8 +469,10 @@ def embed_with_ray(
 
 
 def _merge_shards(folder: Path, ids: list[str], vectors: np.ndarray, status: np.ndarray,
-                  silent: np.ndarray, failures: dict[int, Failure]) -> None:
-    """Fill the driver's arrays from the Parquet shards, one shard at a time."""
+                  silent: np.ndarray, failures: dict[int, Failure],
+                  prints: dict[int, Any]) -> None:
+    """Fill the driver's arrays (and ``prints``: row to fingerprint) from the Parquet
+    shards, one shard at a time."""
     import pyarrow.parquet as pq
 
     for shard in sorted(folder.glob("*.parquet")):
@@ -393,6 +485,9 @@ def _merge_shards(folder: Path, ids: list[str], vectors: np.ndarray, status: np.
                                   dtype=np.float32).reshape(len(idx), -1)
         status[idx] = table.column("status").to_pylist()
         silent[idx] = table.column("silent").to_numpy(zero_copy_only=False)
+        for i, fp in zip(idx, _fingerprints_of(table), strict=True):
+            if fp is not None:
+                prints[int(i)] = fp
         for k, i in enumerate(idx):
             if status[i] == "failed":
                 failures[int(i)] = Failure(ids[i], table.column("path")[k].as_py(),

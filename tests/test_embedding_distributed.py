@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import builtins
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from musicrec.embedding.distributed import (  # noqa: E402
     embed_with_ray,
     ray_runtime,
 )
+from musicrec.embedding.fingerprint import FingerprintParams  # noqa: E402
 from musicrec.embedding.registry import get_embedder  # noqa: E402
 from musicrec.errors import MusicrecError  # noqa: E402
 
@@ -154,3 +156,38 @@ def test_without_ray_the_error_says_how_to_install(monkeypatch: pytest.MonkeyPat
     args = argparse.Namespace(engine="ray", source=music, out=tmp_path / "v.parquet")
     with pytest.raises(RayNotInstalledError, match=r"pip install 'musicrec\[ray\]'"):
         run_embed_engine(args)
+
+
+def test_ray_decodes_once_for_the_local_vectors_and_fingerprints(
+        ray_local: Any, librosa_audio_dir: Path, tmp_path: Path) -> None:
+    """With fingerprint_params the actors fingerprint what they embed (and, on a second
+    run, the tracks whose vectors are cached): the local path's vectors, fingerprints and
+    failures."""
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    for name in ("147793__setuniman__sweet-waltz-0i-22mi.hq.ogg", "198-209-0000.hq.ogg"):
+        shutil.copy(librosa_audio_dir / name, folder / name)
+    (folder / "bad.ogg").write_text("not audio")
+    params = FingerprintParams()
+    local = embed_catalog(folder, embedder=get_embedder("mfcc"), use_cache=False,
+                          show_progress=False, fingerprint_params=params)
+    assert len(local.track_ids) == 2 and sorted(local.fingerprints) == sorted(local.track_ids)
+    for run in ("computed", "cached"):
+        remote = embed_with_ray(folder, embedder_spec="mfcc", cache_dir=tmp_path / "cache",
+                                batch_size=2, show_progress=False, fingerprint_params=params)
+        assert remote.track_ids == local.track_ids, run
+        np.testing.assert_allclose(remote.vectors, local.vectors, atol=1e-6)
+        assert remote.failures == local.failures
+        assert [(f.track_id, f.kind) for f in remote.failures] == [("bad", "not_audio")]
+        assert sorted(remote.fingerprints) == sorted(local.track_ids), run
+        for track_id, mine in local.fingerprints.items():
+            theirs = remote.fingerprints[track_id]
+            assert len(theirs) == len(mine) > 100
+            np.testing.assert_array_equal(theirs.hashes, mine.hashes)
+            np.testing.assert_array_equal(theirs.times, mine.times)
+            assert theirs.hashes.dtype == theirs.times.dtype == np.uint32
+            assert theirs.duration_s == mine.duration_s
+    assert (remote.n_embedded, remote.n_cached) == (0, 2)
+    plain = embed_with_ray(folder, embedder_spec="mfcc", cache_dir=tmp_path / "cache",
+                           show_progress=False)
+    assert plain.fingerprints == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,3 +83,37 @@ def test_content_only_build_and_the_cpu_fallback(ray_local: Any, world: Any,
     gpu = CFModel(factors=4, iterations=3, random_state=1, use_gpu=True).fit(log)
     cpu = CFModel(factors=4, iterations=3, random_state=1).fit(log)
     np.testing.assert_allclose(gpu.item_factors_, cpu.item_factors_, atol=1e-6)
+
+
+def test_cli_ray_build_decodes_once_and_writes_the_local_fingerprints(
+        ray_local: Any, librosa_audio_dir: Path, tmp_path: Path) -> None:
+    """``build --engine ray`` fingerprints on the actors, from the decode that embeds each
+    track: the same vectors and the same fingerprint index, file for file, as locally."""
+    from musicrec.cli import main
+    from musicrec.embedding.fingerprint import FingerprintIndex, fingerprint
+
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    names = ["147793__setuniman__sweet-waltz-0i-22mi.hq.ogg", "198-209-0000.hq.ogg"]
+    for name in names:
+        shutil.copy(librosa_audio_dir / name, folder / name)
+    out = {}
+    for engine in ("local", "ray"):
+        out[engine] = tmp_path / engine
+        assert main(["build", "--catalog", str(folder), "--embedder", "mfcc", "--cache-dir",
+                     str(tmp_path / f"cache-{engine}"), "--out", str(out[engine]),
+                     "--engine", engine]) == 0
+    np.testing.assert_allclose(np.load(out["ray"] / "content.npy"),
+                               np.load(out["local"] / "content.npy"), atol=1e-6)
+    files = sorted(p.name for p in (out["local"] / "fingerprints").iterdir())
+    assert sorted(p.name for p in (out["ray"] / "fingerprints").iterdir()) == files
+    for name in files:
+        a, b = out["local"] / "fingerprints" / name, out["ray"] / "fingerprints" / name
+        if name.endswith(".npy"):
+            np.testing.assert_array_equal(np.load(a), np.load(b))
+    index = FingerprintIndex.load(out["ray"] / "fingerprints")
+    for name in names:
+        stored, alone = index.track_fingerprint(name.removesuffix(".ogg")), fingerprint(
+            folder / name)
+        assert sorted(zip(stored.hashes, stored.times, strict=True)) == sorted(
+            zip(alone.hashes, alone.times, strict=True))

@@ -94,9 +94,9 @@ def build_from_args(
                   "failed": len(result.failures)}
         if not args.no_fingerprints:
             embedded = set(result.track_ids)
-            # decode once: a fingerprint made with the vector is used as it is; a track
-            # without one (the Ray engine, a fingerprint that failed) is fingerprinted
-            # from its file
+            # decode once (both engines): a fingerprint made with the vector is used as
+            # it is; a track without one (its fingerprint failed) is fingerprinted from
+            # its file, and the failure reported
             made = result.fingerprints
             fingerprint_sources = [(t, made.get(t, p)) for t, p in _audio_sources(args.catalog)
                                    if t in embedded]

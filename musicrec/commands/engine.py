@@ -67,8 +67,13 @@ def _build(args: argparse.Namespace) -> int:
     from musicrec.recommender.distributed import build_with_ray
 
     def embed(source: Any, args: argparse.Namespace) -> Any:
+        from musicrec.embedding.fingerprint import FingerprintParams
+
+        # decode once, as the local build: each actor fingerprints the tracks it embeds
+        params = None if args.no_fingerprints else FingerprintParams()
         return embed_with_ray(source, embedder_spec=args.embedder, cache_dir=args.cache_dir,
-                              address=args.address, show_progress=True)
+                              address=args.address, show_progress=True,
+                              fingerprint_params=params)
 
     return build_from_args(args, embed=embed, build=partial(build_with_ray,
                                                             address=args.address))
