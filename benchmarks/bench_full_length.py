@@ -15,7 +15,10 @@ is ``2 * 3600 / CPU-s per track`` (the decoding threads and the model run in par
 
 Per track:
 
-- ``decode alone`` (the reference): the whole track decoded once at its own rate;
+- ``decode alone`` (the reference): the whole track decoded once at its own rate, as
+  ``load_audio`` does (block reads mixed down into one mono array); ``decode, one read``
+  is the previous way (one read of the interleaved track, then ``to_mono``), timed
+  beside it;
 - ``embed``: the embedder's windows decoded (seek + decode + resample) and the model
   (batches of ``--batch``), as ``musicrec embed`` does;
 - ``build``: one decode of the whole track, the embedder's windows cut from it and the
@@ -25,6 +28,13 @@ Per track:
   audio);
 - ``build, decoded twice``: the same with the windows and the fingerprint each decoded
   from the file, as before decode once.
+
+``--end-to-end`` also accounts for every thread of the process from
+``/proc/self/task/*/schedstat`` (sampled every 0.1 s): CPU seconds, and seconds a thread
+was ready to run but waited for a core (held by other jobs on a shared machine). Cores
+used = CPU / wall; cores wanted = (CPU + waiting) / wall. Wanted near 2 while used is
+lower means the machine's other jobs, not the GIL, kept the threads from the cores (a
+thread blocked on the GIL sleeps: it neither runs nor waits for a core).
 
 Prints one JSON line per model and a Markdown table.
 """
@@ -37,6 +47,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -77,6 +88,17 @@ def cpu(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     return value, time.process_time() - start
 
 
+def decode_one_read(path: Path) -> np.ndarray:
+    """The previous whole-track decode: one read of the interleaved track, then
+    ``to_mono`` (the reference for the block reads of ``load_audio``)."""
+    import soundfile as sf
+
+    with sf.SoundFile(path) as handle:
+        rate = handle.samplerate
+        data = handle.read(dtype="float32", always_2d=True)
+    return to_mono(data, sample_rate=rate, target_rate=rate)
+
+
 def run(tracks: list[tuple[str, Path, float]], models: list[str], batch: int,
         repeats: int = 2) -> list[dict]:
     params = FingerprintParams()
@@ -90,12 +112,18 @@ def run(tracks: list[tuple[str, Path, float]], models: list[str], batch: int,
     # what every model's build shares: decode, fingerprint
     for _, path, _ in tracks:
         # the two decodes alternate, each timed ``repeats`` times: the fastest counts
-        best = {"decode alone": np.inf, "fingerprint decode (apart)": np.inf}
+        best = {"decode alone": np.inf, "fingerprint decode (apart)": np.inf,
+                "decode, one read": np.inf}
         for _ in range(repeats):
             whole, t = cpu(load_audio, path, sample_rate=None)
             best["decode alone"] = min(best["decode alone"], t)
             _, t = cpu(load_audio, path, sample_rate=params.sr)
             best["fingerprint decode (apart)"] = min(best["fingerprint decode (apart)"], t)
+            previous, t = cpu(decode_one_read, path)
+            best["decode, one read"] = min(best["decode, one read"], t)
+            if not np.array_equal(previous, whole.windows[0]):
+                raise AssertionError(f"{path}: the block reads differ from one read")
+            del previous
         for key, t in best.items():
             shared[key] += t
         signal, t = cpu(to_mono, whole.windows[0], sample_rate=whole.sample_rate,
@@ -170,35 +198,80 @@ def run(tracks: list[tuple[str, Path, float]], models: list[str], batch: int,
     return rows
 
 
+class ThreadClock:
+    """CPU and run-queue wait of every thread of this process while it runs (Linux
+    ``schedstat``, sampled every ``every`` seconds so threads that end are counted up to
+    their last sample)."""
+
+    def __init__(self, every: float = 0.1) -> None:
+        self.every = every
+        self.first: dict[str, tuple[int, int]] = {}
+        self.last: dict[str, tuple[int, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _sample(self) -> None:
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/schedstat") as f:
+                    run_ns, wait_ns = (int(v) for v in f.read().split()[:2])
+            except OSError:  # the thread ended meanwhile
+                continue
+            self.first.setdefault(task, (run_ns, wait_ns))
+            self.last[task] = (run_ns, wait_ns)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample()
+
+    def __enter__(self) -> ThreadClock:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def totals(self) -> tuple[float, float]:
+        """(CPU seconds, seconds ready but waiting for a core) of all threads."""
+        run = sum(self.last[t][0] - self.first[t][0] for t in self.last)
+        wait = sum(self.last[t][1] - self.first[t][1] for t in self.last)
+        return run / 1e9, wait / 1e9
+
+
 def end_to_end(tracks: list[tuple[str, Path, float]], spec: str, batch: int) -> dict:
     """``embed_paths`` with fingerprints (2 decoding threads), as ``build`` runs it."""
-    import resource
-
     from musicrec.embedding.batch import embed_paths
 
     embedder = get_embedder(spec)
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    start = time.perf_counter()
-    result = embed_paths([t[1] for t in tracks], embedder=embedder, use_cache=False,
-                         batch_size=batch, n_workers=2, show_progress=False,
-                         fingerprint_params=FingerprintParams())
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    with ThreadClock() as clock:
+        start = time.perf_counter()
+        result = embed_paths([t[1] for t in tracks], embedder=embedder, use_cache=False,
+                             batch_size=batch, n_workers=2, show_progress=False,
+                             fingerprint_params=FingerprintParams())
+        wall = time.perf_counter() - start
+    used, waited = clock.totals()
     return {"model": spec, "end_to_end": "embed_paths + fingerprints, 2 threads",
             "tracks": len(result.track_ids), "fingerprints": len(result.fingerprints),
             "wall_s": round(wall, 2), "cpu_s": round(used, 2),
+            "waited_for_a_core_s": round(waited, 2),
+            "cores_used": round(used / wall, 2), "cores_wanted": round((used + waited) / wall, 2),
+            "load_1min": round(os.getloadavg()[0], 1),
             "tracks_per_hour_wall": round(len(tracks) * 3600 / wall)}
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | decode alone | embed: decode + model | build: decode once + model + "
-             "fingerprint + index | build, decoded twice | embed tracks/h | build tracks/h |",
+    lines = ["| model | decode alone (one read) | embed: decode + model | build: decode once + "
+             "model + fingerprint + index | build, decoded twice | embed tracks/h | "
+             "build tracks/h |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         c = r["cpu_s_per_track"]
         lines.append(
-            f"| {r['model']} | {c['decode alone']:.3f} | {c['window decode']:.3f} + "
+            f"| {r['model']} | {c['decode alone']:.3f} ({c['decode, one read']:.3f}) | "
+            f"{c['window decode']:.3f} + "
             f"{c['model']:.3f} = {r['embed_cpu_s']:.3f} | {r['decode_once_cpu_s']:.3f} + "
             f"{c['model']:.3f} + {c['fingerprint']:.3f} + "
             f"{c['fingerprint index'] + c['vector index']:.4f} = {r['build_cpu_s']:.3f} | "

@@ -169,14 +169,10 @@ def _fingerprints_of(table: Any) -> list[Any]:
     present = np.flatnonzero(~np.isnan(duration))
     if not len(present):
         return out
-    columns = {}
-    for name in ("fp_hashes", "fp_times"):
-        lists = table.column(name).combine_chunks()
-        offsets = lists.offsets.to_numpy()
-        values = lists.values.to_numpy()
-        columns[name] = (offsets, values)
+    (ho, hv), (to, tv) = [
+        (lists.offsets.to_numpy(), lists.values.to_numpy())
+        for lists in (table.column(name).combine_chunks() for name in ("fp_hashes", "fp_times"))]
     for k in present:
-        (ho, hv), (to, tv) = columns["fp_hashes"], columns["fp_times"]
         out[k] = Fingerprint(hashes=hv[ho[k]:ho[k + 1]].copy(),
                              times=tv[to[k]:to[k + 1]].copy(), duration_s=float(duration[k]))
     return out

@@ -137,3 +137,68 @@ def test_to_mono_mixes_like_numpy_mean(channels: int) -> None:
     np.testing.assert_array_equal(mixed, wave.mean(axis=1))
     np.testing.assert_allclose(to_mono(np.full((10, channels), 0.5, np.float32),
                                        sample_rate=8000, target_rate=8000), 0.5)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 8])
+def test_block_reads_give_the_samples_of_one_read(channels: int, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_audio reads block by block into one mono array: the same samples, bit for bit,
+    as reading the whole window and mixing it with to_mono, across block boundaries."""
+    import soundfile as sf
+
+    from musicrec.embedding import audio
+
+    monkeypatch.setattr(audio, "READ_BLOCK_FRAMES", 1000)
+    rng = np.random.default_rng(channels)
+    wave = (0.3 * rng.standard_normal((8123, channels))).astype(np.float32)
+    path = tmp_path / f"{channels}.flac"
+    sf.write(path, wave, 8000, subtype="PCM_24")
+    with sf.SoundFile(path) as handle:
+        whole = handle.read(dtype="float32", always_2d=True)
+    for seconds, n in ((None, 1), (0.3, 4)):
+        decoded = load_audio(path, sample_rate=None, window_seconds=seconds, n_windows=n)
+        width = len(whole) if seconds is None else 2400
+        starts = audio.window_starts(n_frames=len(whole), window_frames=width, n_windows=n)
+        assert len(decoded.windows) == len(starts)
+        for start, window in zip(starts, decoded.windows, strict=True):
+            expected = to_mono(whole[start:start + width], sample_rate=8000, target_rate=8000)
+            assert window.dtype == np.float32 and window.flags.c_contiguous
+            np.testing.assert_array_equal(window, expected)
+
+
+def test_parallel_decoding_equals_the_serial_path_and_survives_damaged_files(
+        recordings: list[Path], tmp_path: Path) -> None:
+    """Two decoding threads (the build's default) give the vectors, fingerprints and
+    failures of one thread, in input order; a damaged file is a failure that names it,
+    and the files after it are still embedded and fingerprinted."""
+    import soundfile as sf
+
+    data = recordings[0].read_bytes()
+    header = tmp_path / "header.ogg"
+    header.write_bytes(b"OggX" + data[4:])  # not an Ogg page: no decoder recognises it
+    stub = tmp_path / "stub.ogg"
+    stub.write_bytes(data[:200])  # an Ogg header, cut before the first audio page
+    cut = tmp_path / "cut.wav"
+    sf.write(cut, np.zeros((22050, 2), np.float32), 22050)
+    cut.write_bytes(cut.read_bytes()[:30000])  # the header declares more than follows
+    copy = tmp_path / "copy.ogg"
+    copy.write_bytes(data)
+    paths = [recordings[0], header, recordings[1], stub, cut, copy]
+    embedder = get_embedder("mfcc")
+    params = FingerprintParams()
+    runs = [embed_paths(paths, embedder=embedder, use_cache=False, show_progress=False,
+                        n_workers=n, batch_size=2, fingerprint_params=params)
+            for n in (1, 2)]
+    serial, parallel = runs
+    assert parallel.track_ids == serial.track_ids == [str(p) for p in
+                                                      (recordings[0], recordings[1], copy)]
+    np.testing.assert_array_equal(parallel.vectors, serial.vectors)
+    np.testing.assert_array_equal(parallel.vectors[0], parallel.vectors[2])
+    assert parallel.failures == serial.failures
+    assert [(f.path, f.kind) for f in parallel.failures] == [
+        (str(header), "corrupt"), (str(stub), "corrupt"), (str(cut), "truncated")]
+    for path in (recordings[0], recordings[1], copy):
+        alone = decode_once(embedder, path, params)[1]
+        for run in runs:
+            np.testing.assert_array_equal(run.fingerprints[str(path)].hashes, alone.hashes)
+            np.testing.assert_array_equal(run.fingerprints[str(path)].times, alone.times)
