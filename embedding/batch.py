@@ -1,7 +1,10 @@
 """Batch extraction over a folder or a catalogue file, with a content-addressed cache.
 
-Files are decoded in parallel threads (libsndfile and soxr release the GIL) while the
-model embeds the previous batch. Each vector is cached under
+Files are decoded in parallel threads while the model embeds the previous batch:
+libsndfile, soxr, numpy's FFT and scipy's filters release the GIL, so the threads use
+every core they get (py-spy found the decoding threads, fingerprinting included, holding
+the GIL in 2 % of their samples; the README's *Full-length catalogues* section).
+Each vector is cached under
 ``<cache>/embeddings/<hash of embedder id>/<sha256 of the file>.npz``, so a re-run embeds
 only new or changed files. An entry carries the sha256 of its vector: one that was
 damaged (flipped bytes, other values, NaN) is deleted, its file embedded again, and a
