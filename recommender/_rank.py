@@ -39,15 +39,44 @@ def top_n(scores: np.ndarray, n: int, exclude: np.ndarray | None = None) -> np.n
 def top_n_rows(
     scores: np.ndarray, n: int, exclude: sp.csr_matrix | None = None
 ) -> np.ndarray:
-    """Row-wise :func:`top_n` for a ``[n_rows, n_items]`` score matrix.
+    """Row-wise :func:`top_n` for a ``[n_rows, n_items]`` score matrix, vectorised.
 
-    Rows with fewer than ``n`` candidates are padded with -1.
+    Exactly :func:`top_n`'s choice and order for every row (ties go to the lower index;
+    excluded and non-finite scores never appear); rows with fewer than ``n`` candidates
+    are padded with -1. A row where the ``n``-th score is tied beyond the cut goes
+    through :func:`top_n` itself.
+
+    Parameters
+    ----------
+    scores : np.ndarray [shape=(n_rows, n_items)]
+    n : int
+    exclude : scipy.sparse.csr_matrix [shape=(n_rows, n_items)], optional
+        Row ``r``'s indices are never returned for row ``r``.
     """
-    out = np.full((scores.shape[0], n), -1, dtype=np.int64)
-    for row in range(scores.shape[0]):
-        excl = None
-        if exclude is not None:
-            excl = exclude.indices[exclude.indptr[row] : exclude.indptr[row + 1]]
-        best = top_n(scores[row], n, excl)
-        out[row, : len(best)] = best
+    scores = np.asarray(scores)
+    if not np.issubdtype(scores.dtype, np.floating):
+        scores = scores.astype(np.float64)
+    n_rows, width = scores.shape
+    bad = ~np.isfinite(scores)
+    if exclude is not None and exclude.nnz:
+        bad[np.repeat(np.arange(n_rows), np.diff(exclude.indptr)), exclude.indices] = True
+    if bad.any():
+        scores = np.where(bad, -np.inf, scores)
+    out = np.full((n_rows, n), -1, dtype=np.int64)
+    k = min(n, width)
+    if n_rows == 0 or k == 0:
+        return out
+    part = (np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < width
+            else np.broadcast_to(np.arange(width), (n_rows, width)))
+    values = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -values), axis=1)
+    best = np.take_along_axis(part, order, axis=1)
+    out[:, :k] = np.where(np.isfinite(np.take_along_axis(values, order, axis=1)), best, -1)
+    kth = values.min(axis=1)
+    # a finite k-th score tied by a track outside the cut: which one is kept is top_n's rule
+    tied = np.isfinite(kth) & ((scores >= kth[:, None]).sum(axis=1) > k)
+    for row in np.flatnonzero(tied):
+        picked = top_n(scores[row], n)
+        out[row] = -1
+        out[row, : len(picked)] = picked
     return out

@@ -176,6 +176,11 @@ class RecommenderBase:
         """The play rows of ``rows``: from ``user_items`` (one row per user) if given,
         else from the training matrix."""
         if user_items is None:
+            if len(rows) == 1:  # one user: a slice of the CSR arrays, not fancy indexing
+                plays = self.user_items_
+                lo, hi = plays.indptr[rows[0]], plays.indptr[rows[0] + 1]
+                return sp.csr_matrix((plays.data[lo:hi], plays.indices[lo:hi],
+                                      np.array([0, hi - lo])), shape=(1, self.n_items_))
             return self.user_items_[rows]
         matrix = sp.csr_matrix(user_items, dtype=np.float32)
         if matrix.shape != (len(rows), self.n_items_):

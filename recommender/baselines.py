@@ -26,13 +26,15 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from musicrec.errors import ParameterError
 from musicrec.recommender.base import RecommenderBase
-from musicrec.recommender.cf import confidence_weights
+from musicrec.recommender.cf import PER_PLAY, confidence_values, confidence_weights
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +145,22 @@ def topk_similarity(
         shape=(n, n), dtype=np.float32)
 
 
+#: Tracks up to which a neighbour model keeps a dense copy of its similarities to score
+#: one listener (at most 4096² float32: 64 MB)
+DENSE_NEIGHBOURS_BELOW = 4096
+
+
+def _one_listener(user_items: sp.csr_matrix, confidence: str, dense: np.ndarray
+                  ) -> np.ndarray | None:
+    """``weights @ dense`` for one listener's plays by gathering just the rows of the
+    played tracks (no sparse product); None where this does not apply (several rows, or
+    a weighting that needs the whole matrix)."""
+    if user_items.shape[0] != 1 or confidence not in PER_PLAY:
+        return None
+    weights = confidence_values(user_items.data, confidence)
+    return (weights @ dense[user_items.indices])[None]
+
+
 class _NeighbourModel(RecommenderBase):
     """Scores ``X_u @ S``: a user's weighted plays times a sparse item-item matrix whose
     rows hold each track's top-``k`` neighbours (``similarity_``, CSR)."""
@@ -157,8 +175,20 @@ class _NeighbourModel(RecommenderBase):
             raise ParameterError(f"k={self.k!r} must be a positive integer")
 
     def _scores(self, rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        if user_items.shape[0] == 1 and self.n_items_ <= DENSE_NEIGHBOURS_BELOW:
+            one = _one_listener(user_items, self.confidence, self._dense_similarity())
+            if one is not None:
+                return one
         weights = confidence_weights(user_items, self.confidence)
         return np.asarray((weights @ self.similarity_).toarray(), dtype=np.float32)
+
+    def _dense_similarity(self) -> np.ndarray:
+        """``similarity_`` as a dense array, made once (not saved): on a small catalogue a
+        listener's scores gather its played rows, cheaper than a sparse product."""
+        dense = getattr(self, "_dense", None)
+        if dense is None:
+            dense = self._dense = np.asarray(self.similarity_.toarray(), dtype=np.float32)
+        return dense
 
     def _similar_scores(self, items: np.ndarray) -> np.ndarray:
         return np.asarray(self.similarity_[items].toarray(), dtype=np.float32)
@@ -281,6 +311,9 @@ class EASEModel(RecommenderBase):
     name = "ease"
     description = "EASE, dense closed form (Steck 2019)"
     scores_from_plays = True
+    #: ease_l2_path's request to keep the sparse Gram matrix after fit (``_gram``)
+    _keep_gram = False
+    _gram: sp.csr_matrix | None = None
 
     def __init__(self, *, l2: float = 200.0, confidence: str = "none",
                  max_items: int = 20_000, n_threads: int | None = None) -> None:
@@ -290,11 +323,7 @@ class EASEModel(RecommenderBase):
         self.n_threads = n_threads
 
     def _fit(self, user_items: sp.csr_matrix, content: np.ndarray | None) -> None:
-        from scipy.linalg import lapack
-        from threadpoolctl import threadpool_limits
-
-        if not np.isfinite(self.l2) or self.l2 <= 0:
-            raise ParameterError(f"l2={self.l2!r} must be a positive number")
+        self._check_l2()
         if not isinstance(self.max_items, int | np.integer) or self.max_items < 1:
             raise ParameterError(f"max_items={self.max_items!r} must be a positive integer")
         weights = confidence_weights(user_items, self.confidence)
@@ -309,9 +338,24 @@ class EASEModel(RecommenderBase):
                         self.max_items, len(active))
             self.dropped_ = np.setdiff1d(active, active[keep])
             active = np.sort(active[keep])
-        started = time.perf_counter()
         x = weights[:, active].tocsc()
-        gram = np.asarray((x.T @ x).toarray(), dtype=np.float32, order="F")
+        self.active_ = active
+        gram = sp.csr_matrix(x.T @ x, dtype=np.float32)
+        if self._keep_gram:  # for ease_l2_path, which solves it again at other λ
+            self._gram = gram
+        self._solve(gram)
+
+    def _check_l2(self) -> None:
+        if not np.isfinite(self.l2) or self.l2 <= 0:
+            raise ParameterError(f"l2={self.l2!r} must be a positive number")
+
+    def _solve(self, gram_sparse: sp.csr_matrix) -> None:
+        """``b_`` from the sparse Gram matrix of the active tracks and ``l2``."""
+        from scipy.linalg import lapack
+        from threadpoolctl import threadpool_limits
+
+        started = time.perf_counter()
+        gram = np.asarray(gram_sparse.toarray(order="F"), dtype=np.float32, order="F")
         gram[np.diag_indices_from(gram)] += np.float32(self.l2)
         threads = self.n_threads or os.cpu_count() or 1
         with threadpool_limits(limits=threads):
@@ -328,15 +372,21 @@ class EASEModel(RecommenderBase):
         diag = inv.diagonal().copy()
         inv /= -diag[None, :]
         inv[np.diag_indices_from(inv)] = 0.0
-        self.active_ = active
         self.b_ = np.ascontiguousarray(inv)
         self.fit_seconds_ = time.perf_counter() - started
-        log.info("EASE: %d x %d inverse in %.1f s", len(active), len(active), self.fit_seconds_)
+        log.info("EASE: %d x %d inverse in %.1f s (l2=%g)", len(self.active_),
+                 len(self.active_), self.fit_seconds_, self.l2)
 
     def _scores(self, rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
-        weights = confidence_weights(user_items, self.confidence)[:, self.active_]
+        if len(self.active_) == self.n_items_:  # every track played: no column gather
+            one = _one_listener(user_items, self.confidence, self.b_)
+            if one is not None:
+                return one
+            weights = confidence_weights(user_items, self.confidence)
+            return np.asarray(weights @ self.b_, dtype=np.float32)
+        weights = confidence_weights(user_items, self.confidence)
         out = np.zeros((len(rows), self.n_items_), dtype=np.float32)
-        out[:, self.active_] = weights @ self.b_
+        out[:, self.active_] = weights[:, self.active_] @ self.b_
         out[:, self.dropped_] = -np.inf
         return out
 
@@ -359,3 +409,43 @@ def _symmetrise_lower(a: np.ndarray, *, block: int = 2048) -> None:
         a[start:stop, stop:] = a[stop:, start:stop].T
         tile = a[start:stop, start:stop]
         tile[np.triu_indices(stop - start, 1)] = tile.T[np.triu_indices(stop - start, 1)]
+
+
+def ease_l2_path(user_items: sp.spmatrix, l2s: list[float], **params: Any
+                 ) -> Iterator[EASEModel]:
+    """EASE fitted on the same plays at each ``λ`` of ``l2s``, in order.
+
+    The tracks kept and their (sparse) Gram matrix are computed once; each ``λ`` then
+    costs one dense factorisation. Each model is yielded as soon as it is fitted and not
+    kept here, so only one ``B`` is in memory at a time if the caller drops it.
+
+    Parameters
+    ----------
+    user_items : scipy.sparse matrix [shape=(n_users, n_tracks)]
+    l2s : list of float
+    **params :
+        Other hyper-parameters of :class:`EASEModel` (``confidence``, ``max_items``, ...).
+
+    Examples
+    --------
+    >>> for model in ease_l2_path(plays, [100.0, 1000.0]):  # doctest: +SKIP
+    ...     print(model.l2, model.recommend(0, n=5))
+    """
+    if not l2s:
+        raise ParameterError("l2s must hold at least one value")
+    first = EASEModel(l2=float(l2s[0]), **params)
+    first._keep_gram = True
+    first.fit(user_items)
+    gram, first._gram = first._gram, None
+    shared = {key: getattr(first, key) for key in ("users_", "tracks_", "n_users_",
+                                                   "n_items_", "user_items_", "active_",
+                                                   "dropped_")}
+    yield first
+    del first
+    for l2 in l2s[1:]:
+        model = EASEModel(**{**params, "l2": float(l2)})
+        model._check_l2()
+        for key, value in shared.items():
+            setattr(model, key, value)
+        model._solve(gram)
+        yield model

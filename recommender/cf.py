@@ -39,6 +39,20 @@ def gpu_als_available() -> bool:
     return bool(getattr(implicit.gpu, "HAS_CUDA", False))
 
 
+#: Weightings that weigh each play count on its own (bm25 needs the whole matrix).
+PER_PLAY = ("none", "log1p")
+
+
+def confidence_values(plays: np.ndarray, confidence: str) -> np.ndarray:
+    """The weights of play counts under a :data:`PER_PLAY` weighting (float32)."""
+    plays = np.asarray(plays, dtype=np.float32)
+    if confidence == "none":
+        return np.ones_like(plays)
+    if confidence == "log1p":
+        return np.log1p(plays)
+    raise ParameterError(f"confidence={confidence!r} must be one of {PER_PLAY}")
+
+
 def confidence_weights(user_items: sp.csr_matrix, confidence: str) -> sp.csr_matrix:
     """Transform raw play counts into preference weights.
 
@@ -46,10 +60,8 @@ def confidence_weights(user_items: sp.csr_matrix, confidence: str) -> sp.csr_mat
     ``bm25`` (K1=100, B=0.8, as in implicit's examples) also discounts popular tracks.
     """
     weighted = user_items.astype(np.float32, copy=True)
-    if confidence == "none":
-        weighted.data[:] = 1.0
-    elif confidence == "log1p":
-        weighted.data = np.log1p(weighted.data)
+    if confidence in PER_PLAY:
+        weighted.data = confidence_values(weighted.data, confidence)
     elif confidence == "bm25":
         from implicit.nearest_neighbours import bm25_weight
 

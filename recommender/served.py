@@ -3,13 +3,22 @@
 :class:`ServedModel` is a :class:`~musicrec.recommender.base.RecommenderBase` whose
 ``fit`` makes the choice: it cuts a random holdout (``fraction`` of each user's tracks,
 users with at least ``min_history``) from the plays it is given, fits every candidate at
-every point of its small grid on the rest, and scores NDCG@``k`` on the held-out part.
-The best is also blended with each of the others, ``w · s₁ + (1 - w) · s₂`` over per-user
-min-max normalised scores, for ``w`` in ``blend_weights``. The winner (one candidate, or
-the blend) is refitted on all the plays. Only the plays given to ``fit`` are read, so
-inside an evaluation it re-chooses within each training split and never sees the test set.
+every point of its grid on the rest, and scores NDCG@``k`` on the held-out part (EASE's
+``λ`` grid shares one Gram matrix, :func:`~musicrec.recommender.baselines.ease_l2_path`).
 
-``report_`` (JSON) records every candidate's validation score and the choice.
+Then an ensemble is grown greedily from the best candidate (forward selection with
+replacement, Caruana et al., ICML 2004): each step tries every candidate (the best point of
+each) at each weight ``w`` of ``blend_weights``, ``(1 - w) · ensemble + w · candidate``
+over per-user normalised scores, and keeps the trial that improves validation NDCG by more
+than ``min_gain``; it stops when none does, after ``max_steps`` steps, and never holds more
+than ``max_members`` models (serving cost grows with each). Each normalisation of
+``normalisations`` (per-user min-max, or z-score, over every track) grows its own
+ensemble; the best on validation wins. The winner (one candidate, or the ensemble) is
+refitted on all the plays. Only the plays given to ``fit`` are read, so inside an
+evaluation it re-chooses within each training split and never sees the test set.
+
+``report_`` (JSON) records every trial's validation score (each candidate's grid points and
+each ensemble tried) and the choice.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -26,28 +36,35 @@ from musicrec.data.logs import ListeningLog
 from musicrec.data.splits import random_holdout
 from musicrec.errors import ModelSkipped, ParameterError
 from musicrec.recommender import metrics as M
-from musicrec.recommender._rank import top_n
+from musicrec.recommender._rank import top_n_rows
 from musicrec.recommender.base import RecommenderBase
 
 log = logging.getLogger(__name__)
 
+#: EASE's λ grid: log-spaced over a few orders (each point costs one dense factorisation)
+EASE_L2 = (100.0, 300.0, 1000.0, 3000.0)
 #: Candidates and their grids: small, so that a choice costs a few fits of each.
 DEFAULT_GRIDS: dict[str, list[dict[str, Any]]] = {
     "als": [{}],
     "itemknn": [{"k": 100, "shrink": 0.0}, {"k": 400, "shrink": 50.0}],
     "rp3beta": [{"k": 200, "alpha": 1.0, "beta": 0.2}],
-    "ease": [{"l2": 200.0}],
+    "ease": [{"l2": l2} for l2 in EASE_L2],
 }
 #: The hybrid's grid, when there is content: the defaults, and a larger ALS (128 factors,
 #: λ=40) with a heavier content match (β=1), better on HetRec 2K's validation split
 #: (README, *HetRec 2K*).
 HYBRID_GRID: list[dict[str, Any]] = [
     {}, {"cf_params": {"factors": 128, "regularization": 40.0}, "content_weight": 1.0}]
-BLEND_WEIGHTS = (0.25, 0.5, 0.75)
+#: Weights of a candidate added to the ensemble at each step.
+BLEND_WEIGHTS = (0.1, 0.25, 0.5)
+NORMALISATIONS = ("minmax", "zscore")
+#: Memory for the candidates' validation scores (float32, users x tracks, one matrix per
+#: candidate and per normalisation): above it, a seeded sample of validation users.
+VALIDATION_BYTES = 2 * 2**30
 
 
 class ServedModel(RecommenderBase):
-    """The candidate (or blend of the best with another) that wins on validation.
+    """The candidate, or greedy ensemble of candidates, that wins on validation.
 
     Parameters
     ----------
@@ -59,23 +76,37 @@ class ServedModel(RecommenderBase):
     fraction, min_history :
         The validation holdout cut from the plays given to ``fit``.
     blend_weights : list of float
-        Weights of the best candidate in a blend with each other one; empty: no blends.
+        Weights ``w`` in (0, 1) of a candidate added to the ensemble; empty: no ensemble.
+    normalisations : list of {"minmax", "zscore"}, optional
+        Per-user score scalings to grow an ensemble with; default both.
+    max_members : int
+        Most models in the ensemble (at most 3: serving scores each of them).
+    max_steps : int
+        Most forward-selection steps.
+    min_gain : float
+        A step must improve validation NDCG@k by more than this.
     random_state : int, optional
         Seeds the validation split and every candidate with a ``random_state``.
     """
 
     name = "served"
-    description = "what build serves: the candidate or blend best on validation"
+    description = "what build serves: the candidate or greedy ensemble best on validation"
 
     def __init__(self, *, grids: dict[str, list[dict[str, Any]]] | None = None, k: int = 10,
                  fraction: float = 0.2, min_history: int = 5,
                  blend_weights: list[float] | None = None,
+                 normalisations: list[str] | None = None, max_members: int = 3,
+                 max_steps: int = 3, min_gain: float = 0.0,
                  random_state: int | None = None) -> None:
         self.grids = grids
         self.k = k
         self.fraction = fraction
         self.min_history = min_history
         self.blend_weights = blend_weights
+        self.normalisations = normalisations
+        self.max_members = max_members
+        self.max_steps = max_steps
+        self.min_gain = min_gain
         self.random_state = random_state
 
     def _candidate(self, name: str, params: dict[str, Any]) -> RecommenderBase:
@@ -87,6 +118,40 @@ class ServedModel(RecommenderBase):
                              else self.random_state)
         return model
 
+    def _fitted_points(self, name: str, points: list[dict[str, Any]], plays: sp.csr_matrix,
+                       content: np.ndarray | None
+                       ) -> Iterator[tuple[dict[str, Any], RecommenderBase]]:
+        """Each grid point's model fitted on ``plays``, one at a time; EASE points that
+        differ only in ``l2`` share one Gram matrix."""
+        others = [{key: v for key, v in p.items() if key != "l2"} for p in points]
+        if name == "ease" and len(points) > 1 and all("l2" in p for p in points) and all(
+                o == others[0] for o in others):
+            from musicrec.recommender.baselines import ease_l2_path
+
+            for params, model in zip(points, ease_l2_path(
+                    plays, [p["l2"] for p in points], **others[0]), strict=True):
+                yield dict(params), model
+            return
+        for params in points:
+            yield dict(params), self._candidate(name, dict(params)).fit(plays,
+                                                                        content=content)
+
+    def _check(self) -> tuple[list[float], list[str]]:
+        weights = list(BLEND_WEIGHTS if self.blend_weights is None else self.blend_weights)
+        if any(not 0 < w < 1 for w in weights):
+            raise ParameterError(f"blend_weights={weights!r} must each be in (0, 1)")
+        normalisations = list(NORMALISATIONS if self.normalisations is None
+                              else self.normalisations)
+        unknown = sorted(set(normalisations) - set(NORMALISE))
+        if unknown or not normalisations:
+            raise ParameterError(f"normalisations={normalisations!r} must name some of "
+                                 f"{list(NORMALISE)}")
+        if not 1 <= self.max_members <= 3 or not self.max_steps >= 0 or self.min_gain < 0:
+            raise ParameterError(f"max_members={self.max_members!r} must be 1, 2 or 3, "
+                                 f"max_steps={self.max_steps!r} and min_gain="
+                                 f"{self.min_gain!r} at least 0")
+        return weights, normalisations
+
     def _fit(self, user_items: sp.csr_matrix, content: np.ndarray | None) -> None:
         grids = self.grids
         if grids is None:  # the hybrid (ALS + content) joins them when there is content
@@ -95,59 +160,69 @@ class ServedModel(RecommenderBase):
         if not grids or any(not points for points in grids.values()):
             raise ParameterError(f"grids={grids!r} must name candidates, each with at least "
                                  "one parameter set")
-        weights = list(BLEND_WEIGHTS if self.blend_weights is None else self.blend_weights)
+        weights, normalisations = self._check()
+        seed = 1 if self.random_state is None else self.random_state
         coo = user_items.tocoo()
         plays = ListeningLog(self.users_, self.tracks_, coo.row.astype(np.int32),
                              coo.col.astype(np.int32), coo.data.astype(np.float32))
         split = random_holdout(plays, fraction=self.fraction, min_history=self.min_history,
-                               seed=1 if self.random_state is None else self.random_state)
-        trials: list[dict[str, Any]] = []
-        fitted: list[tuple[float, str, dict[str, Any], RecommenderBase]] = []
+                               seed=seed)
         if len(split.test) == 0:
             raise ModelSkipped(f"served: no listener has {self.min_history} plays, so there "
                                "is no validation split to choose on (lower min_history)")
         train = split.train.to_csr()
         users = np.unique(split.test.user_idx).astype(np.int64)
-        relevant = _relevant(split.test, users)
+        # room for each candidate's scores, raw and normalised, and two more matrices
+        most = max(1, VALIDATION_BYTES // (4 * self.n_items_ * (2 * len(grids) + 2)))
+        if len(users) > most:
+            users = np.sort(np.random.default_rng(seed).choice(users, most, replace=False))
+        validation = _Validation(train, users, _relevant(split.test, users), self.k)
+        trials: list[dict[str, Any]] = []
+        best_of: dict[str, tuple[float, dict[str, Any], np.ndarray]] = {}
         for name, points in grids.items():
-            for params in points:
-                started = time.perf_counter()
-                model = self._candidate(name, dict(params)).fit(train, content=content)
-                score = _ndcg(lambda rows, m=model: m.scores(rows), train, users, relevant,
-                              self.k)
-                trials.append({"model": name, "params": dict(params), "ndcg": round(score, 5),
+            started = time.perf_counter()
+            for params, model in self._fitted_points(name, points, train, content):
+                scores = validation.scores_of(model)
+                del model  # EASE's is n_tracks² floats
+                score = validation.ndcg(scores.copy())
+                trials.append({"model": name, "params": params, "ndcg": round(score, 5),
                                "seconds": round(time.perf_counter() - started, 2)})
-                fitted.append((score, name, dict(params), model))
-                log.info("served: %s %s validation ndcg@%d %.4f", name, params, self.k, score)
-        # the best point of each candidate, best candidate first
-        best_of: dict[str, tuple[float, str, dict[str, Any], RecommenderBase]] = {}
-        for entry in fitted:
-            if entry[1] not in best_of or entry[0] > best_of[entry[1]][0]:
-                best_of[entry[1]] = entry
-        ranked = sorted(best_of.values(), key=lambda e: -e[0])
-        choice: dict[str, Any] = {"model": ranked[0][1], "params": ranked[0][2],
-                                  "ndcg": round(ranked[0][0], 5)}
-        best_score, weight, partner = ranked[0][0], 1.0, 0
-        for other in range(1, len(ranked)):  # the best candidate with each of the others
-            for w in weights:
-                score = _ndcg(lambda rows, w=w, a=ranked[0][3], b=ranked[other][3]: _blend(
-                    a.scores(rows), b.scores(rows), w), train, users, relevant, self.k)
-                trials.append({"model": "blend", "params": {"first": ranked[0][1],
-                                                            "second": ranked[other][1],
-                                                            "weight": w},
-                               "ndcg": round(score, 5)})
+                log.info("served: %s %s validation ndcg@%d %.4f", name, params, self.k,
+                         score)
+                if name not in best_of or score > best_of[name][0]:
+                    best_of[name] = (score, params, scores)
+                started = time.perf_counter()
+        ranked = sorted(best_of, key=lambda n: -best_of[n][0])  # stable: grid order on ties
+        best_score = best_of[ranked[0]][0]
+        members, how = {ranked[0]: 1.0}, "minmax"
+        if weights and len(ranked) > 1:
+            for norm in normalisations:
+                score, chosen = _forward_selection(
+                    {name: normalise_rows(best_of[name][2], norm) for name in ranked},
+                    {name: best_of[name][0] for name in ranked}, validation,
+                    weights=weights, max_members=self.max_members, max_steps=self.max_steps,
+                    min_gain=self.min_gain, trials=trials, normalisation=norm)
                 if score > best_score:
-                    best_score, weight, partner = score, w, other
-        # free the validation fits (EASE's is n_tracks² floats) before refitting
-        winners = [(name, params) for _, name, params, _ in (ranked[0], ranked[partner])]
-        del fitted, best_of, ranked
-        self.first_ = self._candidate(*winners[0]).fit(user_items, content=content)
-        self.second_: RecommenderBase | None = None
-        if weight < 1.0:
-            self.second_ = self._candidate(*winners[1]).fit(user_items, content=content)
-            choice = {"model": "blend", "first": winners[0][0], "second": winners[1][0],
-                      "weight": weight, "ndcg": round(best_score, 5)}
-        self.weight_ = float(weight)
+                    best_score, members, how = score, chosen, norm
+        params_of = {name: best_of[name][1] for name in members}
+        del best_of, validation  # free the validation scores before refitting
+        order = sorted(members, key=lambda n: -members[n])
+        fitted = [self._candidate(name, dict(params_of[name])).fit(user_items,
+                                                                    content=content)
+                  for name in order]
+        self.first_ = fitted[0]
+        self.second_: RecommenderBase | None = fitted[1] if len(fitted) > 1 else None
+        self.third_: RecommenderBase | None = fitted[2] if len(fitted) > 2 else None
+        self.weights_ = np.array([members[name] for name in order], dtype=np.float64)
+        self.normalisation_ = how
+        if len(order) == 1:
+            choice: dict[str, Any] = {"model": order[0], "params": params_of[order[0]],
+                                      "ndcg": round(best_score, 5)}
+        else:
+            choice = {"model": "blend", "normalisation": how,
+                      "members": [{"model": name, "params": params_of[name],
+                                   "weight": round(members[name], 4)} for name in order],
+                      "ndcg": round(best_score, 5)}
         self.report_ = json.dumps({"metric": f"ndcg@{self.k}", "trials": trials,
                                    "choice": choice,
                                    "validation": {"fraction": self.fraction,
@@ -161,33 +236,123 @@ class ServedModel(RecommenderBase):
         self._check_fitted()
         return dict(json.loads(self.report_))
 
+    def _members(self) -> list[RecommenderBase]:
+        return [m for m in (self.first_, self.second_, self.third_) if m is not None]
+
+    def _combine(self, parts: list[np.ndarray]) -> np.ndarray:
+        """The weighted sum of the members' normalised scores (one member: as it is)."""
+        if len(parts) == 1:
+            return parts[0]
+        total = np.zeros(parts[0].shape, dtype=np.float32)
+        for part, weight in zip(parts, self.weights_, strict=True):
+            total += np.float32(weight) * normalise_rows(part, self.normalisation_)
+        return total
+
     def _scores(self, rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
-        first = self.first_.scores(rows, user_items)
-        if self.second_ is None:
-            return first
-        return _blend(first, self.second_.scores(rows, user_items), self.weight_)
+        # the members' own _scores: rows and plays were checked once, by scores()
+        return self._combine([m._scores(rows, user_items) for m in self._members()])
 
     def _new_scores(self, user_items: sp.csr_matrix) -> np.ndarray:
-        """As for a known user: the chosen model's (or blend's) scores of the plays, each
-        model scoring a new listener its own way (item-item models through their
+        """As for a known user: the chosen model's (or ensemble's) scores of the plays,
+        each model scoring a new listener its own way (item-item models through their
         neighbour matrix, ALS by fold-in)."""
-        first = self.first_.scores_new(user_items)
-        if self.second_ is None:
-            return first
-        return _blend(first, self.second_.scores_new(user_items), self.weight_)
+        return self._combine([m._new_scores(user_items) for m in self._members()])
 
     def _similar_scores(self, items: np.ndarray) -> np.ndarray:
         return self.first_._similar_scores(items)
 
+    def _loaded(self) -> None:
+        """A served model saved before ensembles (``first_``, ``second_``, ``weight_``)."""
+        if not hasattr(self, "weights_"):
+            weight = float(getattr(self, "weight_", 1.0))
+            self.weights_ = np.array([weight] if self.second_ is None
+                                     else [weight, 1.0 - weight])
+            self.third_ = None
+            self.normalisation_ = "minmax"
 
-def _blend(a: np.ndarray, b: np.ndarray, weight: float) -> np.ndarray:
-    """``weight · a + (1 - weight) · b``, each row min-max scaled to [0, 1] over its finite
-    entries (a track one model cannot score stays at -inf)."""
-    return (weight * minmax_rows(a) + (1 - weight) * minmax_rows(b)).astype(np.float32)
+    def parts(self) -> list[tuple[RecommenderBase, float]]:
+        """The fitted model(s) this choice serves, each with its weight in the ensemble
+        (weights sum to 1), heaviest first."""
+        self._check_fitted()
+        return [(m, float(w)) for m, w in zip(self._members(), self.weights_, strict=True)]
+
+
+class _Validation:
+    """The validation users' held-out tracks, and NDCG@k of score matrices over them."""
+
+    def __init__(self, train: sp.csr_matrix, users: np.ndarray,
+                 relevant: list[np.ndarray], k: int) -> None:
+        self.users, self.relevant, self.k = users, relevant, k
+        self.n_relevant = np.array([len(r) for r in relevant])
+        played = train[users]
+        self.played = (np.repeat(np.arange(len(users)), np.diff(played.indptr))
+                       * train.shape[1] + played.indices)
+
+    def scores_of(self, model: RecommenderBase, batch: int = 256) -> np.ndarray:
+        """The model's scores of every track for the validation users (float32)."""
+        out = np.empty((len(self.users), model.n_items_), dtype=np.float32)
+        for start in range(0, len(self.users), batch):
+            out[start: start + batch] = model.scores(self.users[start: start + batch])
+        return out
+
+    def ndcg(self, scores: np.ndarray) -> float:
+        """Mean NDCG@k of ``scores`` (overwritten: training tracks are set to -inf)."""
+        scores.ravel()[self.played] = -np.inf
+        ranked = top_n_rows(scores, self.k)
+        values = M.accuracy_from_hits(M.hits_matrix(ranked, self.relevant), self.n_relevant,
+                                      [self.k], ["ndcg"])
+        return float(values[f"ndcg@{self.k}"].mean())
+
+
+def _forward_selection(scores: dict[str, np.ndarray], singles: dict[str, float],
+                       validation: _Validation, *, weights: list[float], max_members: int,
+                       max_steps: int, min_gain: float, trials: list[dict[str, Any]],
+                       normalisation: str) -> tuple[float, dict[str, float]]:
+    """Greedy forward selection with replacement (Caruana et al. 2004).
+
+    Starts from the best single candidate (first of ``singles``' best, ``scores`` in that
+    order); each step scores ``(1 - w) · ensemble + w · candidate`` for every candidate
+    and weight, appends each trial to ``trials``, and keeps the best one if it beats the
+    ensemble by more than ``min_gain``. Returns the final validation score and the
+    members' weights (summing to 1).
+    """
+    names = list(scores)
+    start = max(names, key=lambda n: singles[n])
+    members, current, best = {start: 1.0}, scores[start], singles[start]
+    for _ in range(max_steps):
+        step: tuple[float, str, float] | None = None
+        for name in names:
+            if (name not in members and len(members) >= max_members) or (
+                    list(members) == [name]):
+                continue
+            for w in weights:
+                blend = np.float32(1 - w) * current + np.float32(w) * scores[name]
+                score = validation.ndcg(blend)
+                mix = {m: v * (1 - w) for m, v in members.items()}
+                mix[name] = mix.get(name, 0.0) + w
+                trials.append({"model": "blend", "params": {
+                    "normalisation": normalisation,
+                    "members": {m: round(v, 4) for m, v in mix.items()}},
+                    "ndcg": round(score, 5)})
+                if score > best + min_gain and (step is None or score > step[0]):
+                    step = (score, name, w)
+        if step is None:
+            break
+        best, name, w = step
+        current = np.float32(1 - w) * current + np.float32(w) * scores[name]
+        members = {m: v * (1 - w) for m, v in members.items()}
+        members[name] = members.get(name, 0.0) + w
+        log.info("served: %s ensemble %s validation ndcg@%d %.4f", normalisation,
+                 {m: round(v, 3) for m, v in members.items()}, validation.k, best)
+    return best, members
 
 
 def minmax_rows(scores: np.ndarray) -> np.ndarray:
     """Each row scaled to [0, 1] over its finite entries; -inf stays -inf."""
+    if np.isfinite(scores).all():  # the usual case, in fewer passes
+        lo = scores.min(axis=1, keepdims=True)
+        span = scores.max(axis=1, keepdims=True) - lo
+        return (scores - lo) / np.where(span > 0, span, 1.0).astype(scores.dtype)
     finite = np.isfinite(scores)
     lo = np.where(finite, scores, np.inf).min(axis=1, keepdims=True)
     hi = np.where(finite, scores, -np.inf).max(axis=1, keepdims=True)
@@ -195,22 +360,32 @@ def minmax_rows(scores: np.ndarray) -> np.ndarray:
     return np.where(finite, (scores - lo) / span, -np.inf)
 
 
+def zscore_rows(scores: np.ndarray) -> np.ndarray:
+    """Each row's finite entries minus their mean, over their standard deviation (1 where
+    it is 0); -inf stays -inf."""
+    if np.isfinite(scores).all():
+        mean = scores.mean(axis=1, keepdims=True)
+        std = scores.std(axis=1, keepdims=True)
+        return (scores - mean) / np.where(std > 0, std, 1.0).astype(scores.dtype)
+    finite = np.isfinite(scores)
+    count = np.maximum(finite.sum(axis=1, keepdims=True), 1)
+    values = np.where(finite, scores, 0.0)
+    mean = values.sum(axis=1, keepdims=True) / count
+    std = np.sqrt((np.where(finite, values - mean, 0.0) ** 2).sum(axis=1, keepdims=True)
+                  / count)
+    return np.where(finite, (scores - mean) / np.where(std > 0, std, 1.0), -np.inf)
+
+
+NORMALISE = {"minmax": minmax_rows, "zscore": zscore_rows}
+
+
+def normalise_rows(scores: np.ndarray, how: str) -> np.ndarray:
+    """``scores`` scaled per row by ``how`` (see :data:`NORMALISE`), as float32."""
+    return np.asarray(NORMALISE[how](scores), dtype=np.float32)
+
+
 def _relevant(test: ListeningLog, users: np.ndarray) -> list[np.ndarray]:
     order = np.argsort(test.user_idx, kind="stable")
-    bounds = np.append(np.searchsorted(test.user_idx[order], users), len(order))
-    return [test.track_idx[order[bounds[i]: bounds[i + 1]]] for i in range(len(users))]
-
-
-def _ndcg(score: Any, train: sp.csr_matrix, users: np.ndarray, relevant: list[np.ndarray],
-          k: int, batch: int = 256) -> float:
-    """Mean NDCG@k of ``score(rows)`` with each user's training tracks excluded."""
-    ranked = np.full((len(users), k), -1, dtype=np.int64)
-    for start in range(0, len(users), batch):
-        rows = users[start: start + batch]
-        scores = score(rows)
-        for i, u in enumerate(rows):
-            best = top_n(scores[i], k, train.indices[train.indptr[u]: train.indptr[u + 1]])
-            ranked[start + i, : len(best)] = best
-    values = M.accuracy_from_hits(M.hits_matrix(ranked, relevant),
-                                  np.array([len(r) for r in relevant]), [k], ["ndcg"])
-    return float(values[f"ndcg@{k}"].mean())
+    bounds = np.searchsorted(test.user_idx[order], users)
+    ends = np.searchsorted(test.user_idx[order], users, side="right")
+    return [test.track_idx[order[bounds[i]: ends[i]]] for i in range(len(users))]

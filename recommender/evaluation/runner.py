@@ -49,6 +49,9 @@ class ModelResult:
     per_user: dict[str, np.ndarray] = field(default_factory=dict)
     coverage: dict[str, float] = field(default_factory=dict)
     ranked: np.ndarray | None = None
+    #: what a model that chooses (``served``) chose inside this training split: its
+    #: ``report`` (every trial's validation score and the choice); None for the others
+    choice: dict[str, Any] | None = None
 
     def mean(self, metric: str) -> float:
         """The mean over users with a value; NaN when the metric is undefined for all."""
@@ -322,6 +325,8 @@ def evaluate(
             results.append(result)
             continue
         result.fit_seconds = time.perf_counter() - started
+        report = getattr(model, "report", None)
+        result.choice = report if isinstance(report, dict) else None
         started = time.perf_counter()
         with tqdm(total=len(users), desc=f"evaluate {name}", unit="user",
                   disable=not show_progress, leave=False) as bar:
