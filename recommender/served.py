@@ -90,7 +90,7 @@ class ServedModel(RecommenderBase):
     """
 
     name = "served"
-    description = "what build serves: the candidate or greedy ensemble best on validation"
+    description = "what build serves: the candidate or blend best on validation"
 
     def __init__(self, *, grids: dict[str, list[dict[str, Any]]] | None = None, k: int = 10,
                  fraction: float = 0.2, min_history: int = 5,
@@ -192,14 +192,15 @@ class ServedModel(RecommenderBase):
                 if name not in best_of or score > best_of[name][0]:
                     best_of[name] = (score, params, scores)
                 started = time.perf_counter()
-        ranked = sorted(best_of, key=lambda n: -best_of[n][0])  # stable: grid order on ties
-        best_score = best_of[ranked[0]][0]
+        single = {name: found[0] for name, found in best_of.items()}
+        ranked = sorted(single, key=lambda n: -single[n])  # stable: grid order on ties
+        best_score = single[ranked[0]]
         members, how = {ranked[0]: 1.0}, "minmax"
         if weights and len(ranked) > 1:
             for norm in normalisations:
                 score, chosen = _forward_selection(
                     {name: normalise_rows(best_of[name][2], norm) for name in ranked},
-                    {name: best_of[name][0] for name in ranked}, validation,
+                    single, validation,
                     weights=weights, max_members=self.max_members, max_steps=self.max_steps,
                     min_gain=self.min_gain, trials=trials, normalisation=norm)
                 if score > best_score:

@@ -14,6 +14,7 @@ from musicrec.recommender.baselines import (
     PopularityModel,
     RandomModel,
     RP3betaModel,
+    ease_l2_path,
 )
 from musicrec.recommender.cf import CFModel
 
@@ -55,6 +56,30 @@ def test_ease_matches_the_closed_form() -> None:
     expected[:, 3] = 0.0  # t3 has no plays: its column of B is zero (it decouples)
     got = EASEModel(l2=l2, confidence="none").fit(log).scores(np.arange(3))
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_ease_l2_path_matches_a_fit_at_each_lambda() -> None:
+    """One Gram matrix, several λ: each model is the closed form at its own λ, exactly
+    as a separate fit, for a known user and for one listener's plays (the gather path)."""
+    log = tiny()
+    x = log.to_csr().toarray().astype(np.float64)
+    x[x > 0] = 1.0
+    path = list(ease_l2_path(log, [0.5, 2.0, 8.0], confidence="none"))
+    assert [m.l2 for m in path] == [0.5, 2.0, 8.0]
+    for model in path:
+        p = np.linalg.inv(x.T @ x + model.l2 * np.eye(4))
+        b = np.eye(4) - p / np.diag(p)
+        b[3, :] = b[:, 3] = 0.0  # t3 has no plays: it decouples
+        np.testing.assert_allclose(model.scores(np.arange(3)), x @ b, atol=1e-5)
+        alone = EASEModel(l2=model.l2, confidence="none").fit(log)
+        np.testing.assert_allclose(model.b_, alone.b_, atol=1e-6)
+        one = model.scores(np.array([1]))  # a single user goes through the gather path
+        np.testing.assert_allclose(one, (x @ b)[[1]], atol=1e-5)
+        assert model._gram is None  # the Gram matrix is not kept on the models
+    with pytest.raises(ParameterError, match="l2s must hold at least one value"):
+        next(ease_l2_path(log, []))
+    with pytest.raises(ParameterError, match="l2=-1.0 must be a positive number"):
+        list(ease_l2_path(log, [1.0, -1.0]))
 
 
 def test_symmetrise_lower_across_blocks(rng: np.random.Generator) -> None:

@@ -12,6 +12,7 @@ import pytest
 import scipy.sparse as sp
 
 from musicrec.errors import ModelSkipped, ParameterError
+from musicrec.recommender._rank import top_n, top_n_rows
 from musicrec.recommender.base import RecommenderBase
 from musicrec.recommender.served import (
     ServedModel,
@@ -185,3 +186,26 @@ def test_errors() -> None:
         ServedModel(normalisations=["rank"]).fit(two_groups())
     with pytest.raises(ParameterError, match="max_members=4 must be 1, 2 or 3"):
         ServedModel(max_members=4).fit(two_groups())
+
+
+def test_top_n_rows_is_top_n_on_every_row(rng: np.random.Generator) -> None:
+    """The vectorised row-wise selection the validation ranks with keeps top_n's choice
+    and order on every row: many tied scores, -inf and NaN, excluded tracks, n larger
+    than the row."""
+    for _ in range(200):
+        n_rows, width = int(rng.integers(1, 6)), int(rng.integers(1, 25))
+        scores = rng.integers(0, 4, (n_rows, width)).astype(np.float32)
+        scores[rng.random((n_rows, width)) < 0.1] = -np.inf
+        scores[rng.random((n_rows, width)) < 0.05] = np.nan
+        exclude = sp.csr_matrix(rng.random((n_rows, width)) < 0.2)
+        n = int(rng.integers(1, 30))
+        got = top_n_rows(scores, n, exclude)
+        for r in range(n_rows):
+            expected = top_n(scores[r], n, exclude.indices[exclude.indptr[r]:
+                                                          exclude.indptr[r + 1]])
+            assert got[r, : len(expected)].tolist() == expected.tolist()
+            assert (got[r, len(expected):] == -1).all()
+    # by hand: ties go to the lower index, the excluded track 1 never appears
+    np.testing.assert_array_equal(
+        top_n_rows(np.array([[1.0, 3.0, 2.0, 2.0]]), 3, sp.csr_matrix([[0, 1, 0, 0]])),
+        [[2, 3, 0]])
