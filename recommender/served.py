@@ -10,8 +10,10 @@ Then an ensemble is grown greedily from the best candidate (forward selection wi
 replacement, Caruana et al., ICML 2004): each step tries every candidate (the best point of
 each) at each weight ``w`` of ``blend_weights``, ``(1 - w) · ensemble + w · candidate``
 over per-user normalised scores, and keeps the trial that improves validation NDCG by more
-than ``min_gain``; it stops when none does, after ``max_steps`` steps, and never holds more
-than ``max_members`` models (serving cost grows with each). Each normalisation of
+than ``min_gain`` and by more than ``min_z`` standard errors of the per-user paired
+differences (a gain the validation users' noise explains is not taken); it stops when none
+does, after ``max_steps`` steps, and never holds more than ``max_members`` models (serving
+cost grows with each). Each normalisation of
 ``normalisations`` (per-user min-max, or z-score, over every track) grows its own
 ensemble; the best on validation wins. The winner (one candidate, or the ensemble) is
 refitted on all the plays. Only the plays given to ``fit`` are read, so inside an
@@ -42,7 +44,7 @@ from musicrec.recommender.base import RecommenderBase
 log = logging.getLogger(__name__)
 
 #: EASE's λ grid: log-spaced over a few orders (each point costs one dense factorisation)
-EASE_L2 = (100.0, 300.0, 1000.0, 3000.0)
+EASE_L2 = (30.0, 100.0, 300.0, 1000.0, 3000.0)
 #: Candidates and their grids: small, so that a choice costs a few fits of each.
 DEFAULT_GRIDS: dict[str, list[dict[str, Any]]] = {
     "als": [{}],
@@ -85,6 +87,8 @@ class ServedModel(RecommenderBase):
         Most forward-selection steps.
     min_gain : float
         A step must improve validation NDCG@k by more than this.
+    min_z : float
+        ... and by more than this many standard errors of the per-user differences.
     random_state : int, optional
         Seeds the validation split and every candidate with a ``random_state``.
     """
@@ -96,7 +100,7 @@ class ServedModel(RecommenderBase):
                  fraction: float = 0.2, min_history: int = 5,
                  blend_weights: list[float] | None = None,
                  normalisations: list[str] | None = None, max_members: int = 3,
-                 max_steps: int = 3, min_gain: float = 0.0,
+                 max_steps: int = 3, min_gain: float = 0.0, min_z: float = 2.0,
                  random_state: int | None = None) -> None:
         self.grids = grids
         self.k = k
@@ -107,6 +111,7 @@ class ServedModel(RecommenderBase):
         self.max_members = max_members
         self.max_steps = max_steps
         self.min_gain = min_gain
+        self.min_z = min_z
         self.random_state = random_state
 
     def _candidate(self, name: str, params: dict[str, Any]) -> RecommenderBase:
@@ -146,10 +151,11 @@ class ServedModel(RecommenderBase):
         if unknown or not normalisations:
             raise ParameterError(f"normalisations={normalisations!r} must name some of "
                                  f"{list(NORMALISE)}")
-        if not 1 <= self.max_members <= 3 or not self.max_steps >= 0 or self.min_gain < 0:
+        if (not 1 <= self.max_members <= 3 or not self.max_steps >= 0 or self.min_gain < 0
+                or self.min_z < 0):
             raise ParameterError(f"max_members={self.max_members!r} must be 1, 2 or 3, "
-                                 f"max_steps={self.max_steps!r} and min_gain="
-                                 f"{self.min_gain!r} at least 0")
+                                 f"max_steps={self.max_steps!r}, min_gain="
+                                 f"{self.min_gain!r} and min_z={self.min_z!r} at least 0")
         return weights, normalisations
 
     def _fit(self, user_items: sp.csr_matrix, content: np.ndarray | None) -> None:
@@ -178,19 +184,20 @@ class ServedModel(RecommenderBase):
             users = np.sort(np.random.default_rng(seed).choice(users, most, replace=False))
         validation = _Validation(train, users, _relevant(split.test, users), self.k)
         trials: list[dict[str, Any]] = []
-        best_of: dict[str, tuple[float, dict[str, Any], np.ndarray]] = {}
+        best_of: dict[str, tuple[float, dict[str, Any], np.ndarray, np.ndarray]] = {}
         for name, points in grids.items():
             started = time.perf_counter()
             for params, model in self._fitted_points(name, points, train, content):
                 scores = validation.scores_of(model)
                 del model  # EASE's is n_tracks² floats
-                score = validation.ndcg(scores.copy())
+                per_user = validation.per_user(scores.copy())
+                score = float(per_user.mean())
                 trials.append({"model": name, "params": params, "ndcg": round(score, 5),
                                "seconds": round(time.perf_counter() - started, 2)})
                 log.info("served: %s %s validation ndcg@%d %.4f", name, params, self.k,
                          score)
                 if name not in best_of or score > best_of[name][0]:
-                    best_of[name] = (score, params, scores)
+                    best_of[name] = (score, params, scores, per_user)
                 started = time.perf_counter()
         single = {name: found[0] for name, found in best_of.items()}
         ranked = sorted(single, key=lambda n: -single[n])  # stable: grid order on ties
@@ -200,9 +207,10 @@ class ServedModel(RecommenderBase):
             for norm in normalisations:
                 score, chosen = _forward_selection(
                     {name: normalise_rows(best_of[name][2], norm) for name in ranked},
-                    single, validation,
+                    {name: best_of[name][3] for name in ranked}, validation,
                     weights=weights, max_members=self.max_members, max_steps=self.max_steps,
-                    min_gain=self.min_gain, trials=trials, normalisation=norm)
+                    min_gain=self.min_gain, min_z=self.min_z, trials=trials,
+                    normalisation=norm)
                 if score > best_score:
                     best_score, members, how = score, chosen, norm
         params_of = {name: best_of[name][1] for name in members}
@@ -296,56 +304,76 @@ class _Validation:
             out[start: start + batch] = model.scores(self.users[start: start + batch])
         return out
 
-    def ndcg(self, scores: np.ndarray) -> float:
-        """Mean NDCG@k of ``scores`` (overwritten: training tracks are set to -inf)."""
+    def per_user(self, scores: np.ndarray) -> np.ndarray:
+        """Each validation user's NDCG@k of ``scores`` (overwritten: training tracks are
+        set to -inf)."""
         scores.ravel()[self.played] = -np.inf
         ranked = top_n_rows(scores, self.k)
         values = M.accuracy_from_hits(M.hits_matrix(ranked, self.relevant), self.n_relevant,
                                       [self.k], ["ndcg"])
-        return float(values[f"ndcg@{self.k}"].mean())
+        return np.asarray(values[f"ndcg@{self.k}"], dtype=np.float64)
+
+    def ndcg(self, scores: np.ndarray) -> float:
+        """Mean NDCG@k of ``scores`` (overwritten, as by :meth:`per_user`)."""
+        return float(self.per_user(scores).mean())
 
 
-def _forward_selection(scores: dict[str, np.ndarray], singles: dict[str, float],
+def _forward_selection(scores: dict[str, np.ndarray], singles: dict[str, np.ndarray],
                        validation: _Validation, *, weights: list[float], max_members: int,
-                       max_steps: int, min_gain: float, trials: list[dict[str, Any]],
-                       normalisation: str) -> tuple[float, dict[str, float]]:
+                       max_steps: int, min_gain: float, min_z: float,
+                       trials: list[dict[str, Any]], normalisation: str
+                       ) -> tuple[float, dict[str, float]]:
     """Greedy forward selection with replacement (Caruana et al. 2004).
 
-    Starts from the best single candidate (first of ``singles``' best, ``scores`` in that
-    order); each step scores ``(1 - w) · ensemble + w · candidate`` for every candidate
-    and weight, appends each trial to ``trials``, and keeps the best one if it beats the
-    ensemble by more than ``min_gain``. Returns the final validation score and the
-    members' weights (summing to 1).
+    Starts from the best single candidate (by mean of ``singles``, each candidate's
+    per-user NDCG; the first on ties); each step scores ``(1 - w) · ensemble + w ·
+    candidate`` for every candidate and weight and appends each trial to ``trials``, with
+    ``z``: its gain over the ensemble in standard errors of the per-user differences. The
+    best trial whose gain exceeds ``min_gain`` and ``min_z`` standard errors is kept.
+    Returns the final validation score and the members' weights (summing to 1).
     """
     names = list(scores)
-    start = max(names, key=lambda n: singles[n])
-    members, current, best = {start: 1.0}, scores[start], singles[start]
+    start = max(names, key=lambda n: float(singles[n].mean()))
+    members, current, now = {start: 1.0}, scores[start], singles[start]
     for _ in range(max_steps):
-        step: tuple[float, str, float] | None = None
+        step: tuple[float, str, float, np.ndarray] | None = None
         for name in names:
             if (name not in members and len(members) >= max_members) or (
                     list(members) == [name]):
                 continue
             for w in weights:
                 blend = np.float32(1 - w) * current + np.float32(w) * scores[name]
-                score = validation.ndcg(blend)
+                per_user = validation.per_user(blend)
+                gain, z = _paired_gain(per_user, now)
                 mix = {m: v * (1 - w) for m, v in members.items()}
                 mix[name] = mix.get(name, 0.0) + w
                 trials.append({"model": "blend", "params": {
                     "normalisation": normalisation,
                     "members": {m: round(v, 4) for m, v in mix.items()}},
-                    "ndcg": round(score, 5)})
-                if score > best + min_gain and (step is None or score > step[0]):
-                    step = (score, name, w)
+                    "ndcg": round(float(per_user.mean()), 5), "z": round(z, 2)})
+                if gain > min_gain and z > min_z and (
+                        step is None or per_user.mean() > step[3].mean()):
+                    step = (gain, name, w, per_user)
         if step is None:
             break
-        best, name, w = step
+        _, name, w, now = step
         current = np.float32(1 - w) * current + np.float32(w) * scores[name]
         members = {m: v * (1 - w) for m, v in members.items()}
         members[name] = members.get(name, 0.0) + w
         log.info("served: %s ensemble %s validation ndcg@%d %.4f", normalisation,
-                 {m: round(v, 3) for m, v in members.items()}, validation.k, best)
-    return best, members
+                 {m: round(v, 3) for m, v in members.items()}, validation.k, now.mean())
+    return float(now.mean()), members
+
+
+def _paired_gain(new: np.ndarray, old: np.ndarray) -> tuple[float, float]:
+    """The mean per-user gain of ``new`` over ``old`` and that gain in standard errors
+    (``inf`` when every user gains the same positive amount, 0 when nobody's changes)."""
+    diff = new - old
+    gain = float(diff.mean())
+    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    if se > 0:
+        return gain, gain / se
+    return gain, (np.inf if gain > 0 else 0.0)
 
 
 def minmax_rows(scores: np.ndarray) -> np.ndarray:

@@ -82,29 +82,33 @@ ABC = {"a": np.array([[1.0, 0.0, 0.7], [0.0, 0.8, 1.0]], dtype=np.float32),
 
 def test_forward_selection_adds_a_member_only_when_validation_improves() -> None:
     validation = validation_of_two_users()
-    singles = {name: validation.ndcg(s.copy()) for name, s in ABC.items()}
-    assert singles == {"a": 0.5, "b": 0.5, "c": 0.5}
-    trials: list[dict[str, Any]] = []
-    score, members = _forward_selection(
-        dict(ABC), singles, validation, weights=[0.5], max_members=3, max_steps=3,
-        min_gain=0.0, trials=trials, normalisation="minmax")
-    assert score == 1.0 and members == {"a": 0.5, "b": 0.5}  # C never joins
-    # step 1 from A (first of the tied best): + B, + C; step 2: A, B, C again (C's zeros
-    # halve the others without reordering them), none beats 1.0, so the selection stops
-    assert [(t["params"]["members"], t["ndcg"]) for t in trials] == [
-        ({"a": 0.5, "b": 0.5}, 1.0), ({"a": 0.5, "c": 0.5}, 0.5),
-        ({"a": 0.75, "b": 0.25}, 1.0), ({"a": 0.25, "b": 0.75}, 0.5),
-        ({"a": 0.25, "b": 0.25, "c": 0.5}, 1.0)]
-    # a gain of 0.5 is not more than min_gain=0.5: A alone stays
-    assert _forward_selection(dict(ABC), singles, validation, weights=[0.5], max_members=3,
-                              max_steps=3, min_gain=0.5, trials=[],
-                              normalisation="minmax") == (0.5, {"a": 1.0})
+    singles = {name: validation.per_user(s.copy()) for name, s in ABC.items()}
+    assert {n: v.tolist() for n, v in singles.items()} == {
+        "a": [1.0, 0.0], "b": [0.0, 1.0], "c": [1.0, 0.0]}
+
+    def select(**options: Any) -> tuple[tuple[float, dict[str, float]], list[Any]]:
+        trials: list[dict[str, Any]] = []
+        settings = {"weights": [0.5], "max_members": 3, "max_steps": 3, "min_gain": 0.0,
+                    "min_z": 0.0, **options}
+        found = _forward_selection(dict(ABC), singles, validation, trials=trials,
+                                   normalisation="minmax", **settings)
+        return found, [(t["params"]["members"], t["ndcg"], t["z"]) for t in trials]
+
+    found, trials = select()
+    assert found == (1.0, {"a": 0.5, "b": 0.5})  # C never joins
+    # step 1 from A (first of the tied best): + B gains (0, +1) per user: mean 0.5, its
+    # standard error 0.5 (sd 0.707 over 2 users), z = 1; + C changes nothing. Step 2: A, B,
+    # C again (C's zeros halve the others without reordering them), none beats 1.0
+    assert trials == [
+        ({"a": 0.5, "b": 0.5}, 1.0, 1.0), ({"a": 0.5, "c": 0.5}, 0.5, 0.0),
+        ({"a": 0.75, "b": 0.25}, 1.0, 0.0), ({"a": 0.25, "b": 0.75}, 0.5, -1.0),
+        ({"a": 0.25, "b": 0.25, "c": 0.5}, 1.0, 0.0)]
+    # a gain of 0.5 is not more than min_gain=0.5, nor is z = 1 more than min_z=1
+    assert select(min_gain=0.5)[0] == (0.5, {"a": 1.0})
+    assert select(min_z=1.0)[0] == (0.5, {"a": 1.0})
+    assert select(min_z=0.99)[0] == (1.0, {"a": 0.5, "b": 0.5})
     # one member at most: nothing to try
-    trials = []
-    assert _forward_selection(dict(ABC), singles, validation, weights=[0.5], max_members=1,
-                              max_steps=3, min_gain=0.0, trials=trials,
-                              normalisation="minmax") == (0.5, {"a": 1.0})
-    assert trials == []
+    assert select(max_members=1) == ((0.5, {"a": 1.0}), [])
 
 
 def test_normalisations_by_hand() -> None:
@@ -186,6 +190,8 @@ def test_errors() -> None:
         ServedModel(normalisations=["rank"]).fit(two_groups())
     with pytest.raises(ParameterError, match="max_members=4 must be 1, 2 or 3"):
         ServedModel(max_members=4).fit(two_groups())
+    with pytest.raises(ParameterError, match="min_z=-1.0 at least 0"):
+        ServedModel(min_z=-1.0).fit(two_groups())
 
 
 def test_top_n_rows_is_top_n_on_every_row(rng: np.random.Generator) -> None:
