@@ -15,7 +15,8 @@ differences (a gain the validation users' noise explains is not taken); it stops
 does, after ``max_steps`` steps, and never holds more than ``max_members`` models (serving
 cost grows with each). Each normalisation of
 ``normalisations`` (per-user min-max, or z-score, over every track) grows its own
-ensemble; the best on validation wins. The winner (one candidate, or the ensemble) is
+ensemble; a later one replaces the first one's only if it passes the same gate against
+it. The winner (one candidate, or the ensemble) is
 refitted on all the plays. Only the plays given to ``fit`` are read, so inside an
 evaluation it re-chooses within each training split and never sees the test set.
 
@@ -204,15 +205,20 @@ class ServedModel(RecommenderBase):
         best_score = single[ranked[0]]
         members, how = {ranked[0]: 1.0}, "minmax"
         if weights and len(ranked) > 1:
+            kept: np.ndarray | None = None  # the per-user scores of the ensemble kept
             for norm in normalisations:
-                score, chosen = _forward_selection(
+                chosen, per_user = _forward_selection(
                     {name: normalise_rows(best_of[name][2], norm) for name in ranked},
                     {name: best_of[name][3] for name in ranked}, validation,
                     weights=weights, max_members=self.max_members, max_steps=self.max_steps,
                     min_gain=self.min_gain, min_z=self.min_z, trials=trials,
                     normalisation=norm)
-                if score > best_score:
-                    best_score, members, how = score, chosen, norm
+                # a later normalisation replaces the first one's ensemble only past the
+                # same gate as a step (its steps already passed it against the best single)
+                if len(chosen) > 1 and (kept is None or _passes(
+                        per_user, kept, self.min_gain, self.min_z)):
+                    best_score, members, how = float(per_user.mean()), chosen, norm
+                    kept = per_user
         params_of = {name: best_of[name][1] for name in members}
         del best_of, validation  # free the validation scores before refitting
         order = sorted(members, key=lambda n: -members[n])
@@ -322,7 +328,7 @@ def _forward_selection(scores: dict[str, np.ndarray], singles: dict[str, np.ndar
                        validation: _Validation, *, weights: list[float], max_members: int,
                        max_steps: int, min_gain: float, min_z: float,
                        trials: list[dict[str, Any]], normalisation: str
-                       ) -> tuple[float, dict[str, float]]:
+                       ) -> tuple[dict[str, float], np.ndarray]:
     """Greedy forward selection with replacement (Caruana et al. 2004).
 
     Starts from the best single candidate (by mean of ``singles``, each candidate's
@@ -330,7 +336,7 @@ def _forward_selection(scores: dict[str, np.ndarray], singles: dict[str, np.ndar
     candidate`` for every candidate and weight and appends each trial to ``trials``, with
     ``z``: its gain over the ensemble in standard errors of the per-user differences. The
     best trial whose gain exceeds ``min_gain`` and ``min_z`` standard errors is kept.
-    Returns the final validation score and the members' weights (summing to 1).
+    Returns the members' weights (summing to 1) and the ensemble's per-user NDCG.
     """
     names = list(scores)
     start = max(names, key=lambda n: float(singles[n].mean()))
@@ -351,7 +357,7 @@ def _forward_selection(scores: dict[str, np.ndarray], singles: dict[str, np.ndar
                     "normalisation": normalisation,
                     "members": {m: round(v, 4) for m, v in mix.items()}},
                     "ndcg": round(float(per_user.mean()), 5), "z": round(z, 2)})
-                if gain > min_gain and z > min_z and (
+                if _passes(per_user, now, min_gain, min_z) and (
                         step is None or per_user.mean() > step[3].mean()):
                     step = (gain, name, w, per_user)
         if step is None:
@@ -362,7 +368,13 @@ def _forward_selection(scores: dict[str, np.ndarray], singles: dict[str, np.ndar
         members[name] = members.get(name, 0.0) + w
         log.info("served: %s ensemble %s validation ndcg@%d %.4f", normalisation,
                  {m: round(v, 3) for m, v in members.items()}, validation.k, now.mean())
-    return float(now.mean()), members
+    return members, now
+
+
+def _passes(new: np.ndarray, old: np.ndarray, min_gain: float, min_z: float) -> bool:
+    """Whether per-user scores ``new`` beat ``old`` by the selection's gate."""
+    gain, z = _paired_gain(new, old)
+    return gain > min_gain and z > min_z
 
 
 def _paired_gain(new: np.ndarray, old: np.ndarray) -> tuple[float, float]:

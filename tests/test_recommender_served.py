@@ -90,9 +90,11 @@ def test_forward_selection_adds_a_member_only_when_validation_improves() -> None
         trials: list[dict[str, Any]] = []
         settings = {"weights": [0.5], "max_members": 3, "max_steps": 3, "min_gain": 0.0,
                     "min_z": 0.0, **options}
-        found = _forward_selection(dict(ABC), singles, validation, trials=trials,
-                                   normalisation="minmax", **settings)
-        return found, [(t["params"]["members"], t["ndcg"], t["z"]) for t in trials]
+        members, per_user = _forward_selection(dict(ABC), singles, validation,
+                                               trials=trials, normalisation="minmax",
+                                               **settings)
+        return ((float(per_user.mean()), members),
+                [(t["params"]["members"], t["ndcg"], t["z"]) for t in trials])
 
     found, trials = select()
     assert found == (1.0, {"a": 0.5, "b": 0.5})  # C never joins
