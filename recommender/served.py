@@ -179,6 +179,16 @@ class ServedModel(RecommenderBase):
     def _similar_scores(self, items: np.ndarray) -> np.ndarray:
         return self.first_._similar_scores(items)
 
+    # -- added for similar tracks and the radio (h15sim, issue 15): the one method that
+    # -- recommender/similarity.py reads; keep it true if the blend changes shape
+    def parts(self) -> list[tuple[RecommenderBase, float]]:
+        """The fitted model(s) this choice serves, each with its weight in the blend
+        (weights sum to 1): ``[(first_, 1.0)]``, or ``[(first_, w), (second_, 1 - w)]``."""
+        self._check_fitted()
+        if self.second_ is None:
+            return [(self.first_, 1.0)]
+        return [(self.first_, self.weight_), (self.second_, 1.0 - self.weight_)]
+
 
 def _blend(a: np.ndarray, b: np.ndarray, weight: float) -> np.ndarray:
     """``weight · a + (1 - weight) · b``, each row min-max scaled to [0, 1] over its finite
