@@ -153,11 +153,14 @@ def test_a_blend_weighs_its_members_scaled_rows(world) -> None:  # type: ignore[
     log = world[0]
     knn = ItemKNNModel(k=10).fit(log)
     ease = EASEModel(l2=50.0).fit(log)
-    served = ServedModel()
-    served.first_, served.second_, served.weight_ = knn, ease, 0.75
-    served.n_items_ = knn.n_items_
-    assert served.parts() == [(knn, 0.75), (ease, 0.25)]
-    row = ChosenSimilarity(served).row(7)
+
+    class Blend:  # what ChosenSimilarity reads of a ServedModel whose choice is a blend
+        n_items_ = knn.n_items_
+
+        def parts(self) -> list[tuple[object, float]]:
+            return [(knn, 0.75), (ease, 0.25)]
+
+    row = ChosenSimilarity(Blend()).row(7)  # type: ignore[arg-type]
     assert row is not None
     k = np.asarray(knn.similarity_[7].toarray(), dtype=np.float64)[0]
     e = np.asarray(ease.b_[np.searchsorted(ease.active_, 7)], dtype=np.float64)

@@ -1,0 +1,161 @@
+"""Similar tracks from the chosen model against the factor cosine, on held-out plays.
+
+The item-to-item protocol: a per-user random holdout (``fraction`` of each user's tracks,
+users with at least ``min_history``, as ``musicrec evaluate --protocol random-holdout``).
+A model directory is built from the training part as ``musicrec build --cf auto`` builds
+it (ALS with seed ``--seed``, the model chosen on validation of the training part only,
+and content vectors when given). For each test user the seed is their most played
+training track (ties: the lowest track index); ``similar(seed, n=10, alpha)`` excludes the
+user's other training tracks, and its hits are the user's held-out tracks. Per user:
+hit rate@10, NDCG@10 (binary relevance, IDCG over min(10, |held out|)) and recall@10
+(hits / |held out|); means with 95 % percentile-bootstrap CIs over users, and the paired
+difference of the chosen model's similarity (``Recommender(similarity="served")``) minus
+the factor cosine (``similarity="factors"``, what similar tracks served before) on the
+same users and the same model directory. Each call's CPU time (``time.process_time``, so
+other load on the machine hardly moves it) is reported as a median.
+
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_similar.py \\
+        --interactions demo/data/plays.csv --content demo/model --alphas 0,0.5
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_similar.py \\
+        --hetrec ../shared/datasets/hetrec2011-lastfm-2k [--tags] --alphas 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from musicrec.data.logs import ListeningLog, read_log
+from musicrec.data.splits import random_holdout
+from musicrec.recommender import metrics as M
+from musicrec.recommender.cf import CFModel
+from musicrec.recommender.evaluation.stats import (
+    bootstrap_ci,
+    bootstrap_indices,
+    paired_comparison,
+)
+from musicrec.recommender.facade import Recommender
+from musicrec.recommender.pipeline import build_model_dir
+from musicrec.recommender.served import ServedModel
+
+K = 10
+METRICS = ("hit_rate", "ndcg", "recall")
+
+
+def load(args: argparse.Namespace) -> tuple[ListeningLog, list[str] | None, np.ndarray | None,
+                                            str]:
+    if args.hetrec:
+        from musicrec.data.hetrec import read_hetrec
+
+        return read_hetrec(args.hetrec).log, None, None, "HetRec 2K"
+    log = read_log(args.interactions)
+    if args.content is None:
+        return log, None, None, str(args.interactions)
+    from musicrec.commands.evaluate import read_content
+
+    ids = np.asarray(log.tracks.ids, dtype=str)
+    return log, list(ids), read_content(args.content, ids), str(args.interactions)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--interactions", type=Path, help="a listening log (plays.csv)")
+    source.add_argument("--hetrec", type=Path, help="the HetRec 2011 Last.fm 2K folder")
+    parser.add_argument("--content", type=Path, help="content vectors (a model directory, "
+                        "an embedding file) for --interactions")
+    parser.add_argument("--tags", action="store_true", help="HetRec: tag vectors as content "
+                        "(built without the held-out pairs' tags)")
+    parser.add_argument("--alphas", default="0")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--json", type=Path, help="write the per-method results here")
+    args = parser.parse_args()
+    alphas = [float(a) for a in args.alphas.split(",")]
+
+    log, content_ids, content, name = load(args)
+    split = random_holdout(log, fraction=0.2, min_history=5, seed=args.seed)
+    if args.hetrec and args.tags:
+        from musicrec.data.hetrec import read_hetrec_tags
+        from musicrec.data.tags import tag_vectors
+
+        held_out = pd.DataFrame({"user": log.users.ids[split.test.user_idx],
+                                 "track": log.tracks.ids[split.test.track_idx]})
+        content, _ = tag_vectors(read_hetrec_tags(args.hetrec), log.tracks, dim=64,
+                                 exclude_pairs=held_out, seed=args.seed)
+        content_ids = list(log.tracks.ids)
+    train = split.train.to_csr()
+    users = np.unique(split.test.user_idx)
+    with tempfile.TemporaryDirectory(prefix="bench-similar-") as tmp:
+        started = time.perf_counter()
+        out = build_model_dir(Path(tmp) / "m", log=split.train, content_ids=content_ids,
+                              content=content, cf_model=CFModel(random_state=args.seed),
+                              served=ServedModel(random_state=args.seed))
+        build_s = time.perf_counter() - started
+        recs = {"factors": Recommender(out, similarity="factors"),
+                "served": Recommender(out)}
+        choice = recs["served"].manifest["served"]["choice"]
+        tracks = recs["served"].tracks
+        order = np.argsort(split.test.user_idx, kind="stable")
+        bounds = np.searchsorted(split.test.user_idx[order], np.append(users, log.n_users))
+        per: dict[str, dict[str, list[float]]] = {}
+        seconds: dict[str, list[float]] = {}
+        for i, u in enumerate(users):
+            lo, hi = train.indptr[u], train.indptr[u + 1]
+            played, plays = train.indices[lo:hi], train.data[lo:hi]
+            seed = int(played[np.lexsort((played, -plays))[0]])
+            seed_id = str(log.tracks.ids[seed])
+            others = [str(t) for t in log.tracks.ids[played] if t != seed_id]
+            held = log.tracks.ids[split.test.track_idx[order[bounds[i]:bounds[i + 1]]]]
+            truth = set(tracks.to_idx_many([str(t) for t in held]).tolist())
+            for alpha in alphas:
+                for kind, rec in recs.items():
+                    t0 = time.process_time()
+                    found = rec.similar(seed_id, n=K, alpha=alpha, exclude=others)
+                    seconds.setdefault(f"{kind} α={alpha:g}", []).append(
+                        time.process_time() - t0)
+                    ranked = tracks.to_idx_many([r.track_id for r in found])
+                    values = per.setdefault(f"{kind} α={alpha:g}", {m: [] for m in METRICS})
+                    values["hit_rate"].append(M.hit_rate_at_k(ranked, truth, K))
+                    values["ndcg"].append(M.ndcg_at_k(ranked, truth, K))
+                    values["recall"].append(M.recall_at_k(ranked, truth, K))
+    indices = bootstrap_indices(len(users), n_resamples=args.bootstrap, seed=args.seed)
+    print(f"{name}: {len(users)} test users, {len(tracks)} tracks; build {build_s:.1f} s; "
+          f"chosen: {json.dumps(choice)}\n")
+    print(f"| similarity | α | hit rate@{K} | NDCG@{K} | recall@{K} | CPU µs / call, median |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    results: dict[str, dict[str, object]] = {}
+    for label, values in per.items():
+        cells = []
+        results[label] = {}
+        for metric in METRICS:
+            array = np.asarray(values[metric])
+            low, high = bootstrap_ci(array, indices=indices)
+            cells.append(f"{array.mean():.4f} [{low:.4f}, {high:.4f}]")
+            results[label][metric] = {"mean": float(array.mean()), "ci": [low, high]}
+        kind, alpha = label.split(" α=")
+        micros = 1e6 * float(np.median(seconds[label]))
+        results[label]["median_us"] = micros
+        print(f"| {kind} | {alpha} | " + " | ".join(cells) + f" | {micros:.0f} |")
+    print("\nchosen − factor cosine, 95 % paired bootstrap CI (Wilcoxon p):")
+    for alpha in alphas:
+        for metric in METRICS:
+            a = np.asarray(per[f"served α={alpha:g}"][metric])
+            b = np.asarray(per[f"factors α={alpha:g}"][metric])
+            c = paired_comparison(a, b, indices=indices, seed=args.seed)
+            print(f"  α={alpha:g} {metric}@{K}: {c.mean_diff:+.4f} [{c.ci_low:+.4f}, "
+                  f"{c.ci_high:+.4f}] (p={c.p_wilcoxon:.1e})")
+            results[f"served α={alpha:g}"][f"{metric}_diff"] = c.to_dict()
+    if args.json:
+        args.json.write_text(json.dumps({"data": name, "users": int(len(users)),
+                                         "choice": choice, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
