@@ -18,6 +18,16 @@ other load on the machine hardly moves it) is reported as a median.
         --interactions demo/data/plays.csv --content demo/model --alphas 0,0.5
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_similar.py \\
         --hetrec ../shared/datasets/hetrec2011-lastfm-2k [--tags] --alphas 0
+
+``--sessions plays.csv --content DIR`` instead runs the session-continuation protocol
+(``musicrec evaluate --protocol sessions``) twice on the same held-out sessions: built
+without a chosen model (the factor cosine) and with one (``build --cf auto``), for the
+radio and the top 10 similar to the last seed, with paired bootstrap CIs of the
+differences.
+
+``--cost DIR`` instead times ``similar(n=10)`` on an existing model directory (``make
+demo``'s, say) for random seed tracks, both similarities in alternating passes: CPU
+microseconds per call (median and 99th percentile).
 """
 
 from __future__ import annotations
@@ -63,9 +73,76 @@ def load(args: argparse.Namespace) -> tuple[ListeningLog, list[str] | None, np.n
     return log, list(ids), read_content(args.content, ids), str(args.interactions)
 
 
+def cost(model: Path, alphas: list[float], calls: int, seed: int) -> None:
+    """CPU per ``similar(n=10)`` call on ``model``, each similarity, alternating passes."""
+    recs = {"factors": Recommender(model, similarity="factors"), "served": Recommender(model)}
+    if recs["served"].chosen_similarity is None:
+        raise SystemExit(f"{model} has no chosen model (served/): nothing to compare")
+    tracks = recs["served"].tracks
+    seeds = tracks.ids[np.random.default_rng(seed).integers(len(tracks), size=calls)]
+    print(f"{model}: {len(tracks)} tracks; chosen: "
+          f"{json.dumps(recs['served'].manifest['served']['choice'])}")
+    times: dict[tuple[str, float], list[float]] = {}
+    for round_ in range(3):
+        for kind, rec in list(recs.items())[:: 1 if round_ % 2 == 0 else -1]:
+            for alpha in alphas:
+                for track in seeds:
+                    t0 = time.process_time()
+                    rec.similar(str(track), n=K, alpha=alpha)
+                    times.setdefault((kind, alpha), []).append(time.process_time() - t0)
+    print("| similarity | α | CPU µs / call, median | p99 |\n| --- | --- | --- | --- |")
+    for (kind, alpha), values in times.items():
+        micros = 1e6 * np.asarray(values)
+        print(f"| {kind} | {alpha:g} | {np.median(micros):.0f} | "
+              f"{np.percentile(micros, 99):.0f} |")
+
+
+def sessions(plays: Path, content_dir: Path, seed: int, n_bootstrap: int) -> None:
+    """The session protocol without and with the chosen model, paired by session."""
+    from musicrec.commands.evaluate import read_content
+    from musicrec.data.catalog import TrackCatalog
+    from musicrec.data.logs import read_play_events
+    from musicrec.recommender.evaluation.sessions import METRICS as SESSION_METRICS
+    from musicrec.recommender.evaluation.sessions import evaluate_sessions
+
+    events = read_play_events(plays)
+    catalog = TrackCatalog.load(content_dir / "catalog.parquet")
+    ids = list(dict.fromkeys([*events.frame["track"].tolist(), *catalog.track_ids]))
+    content = read_content(content_dir, np.asarray(ids))
+    methods = ["radio", "similar-last"]
+    results = {kind: evaluate_sessions(events, content_ids=ids, content=content,
+                                       catalog=catalog, methods=methods, seed=seed,
+                                       n_bootstrap=n_bootstrap,
+                                       served=ServedModel(random_state=seed)
+                                       if kind == "served" else None)
+               for kind in ("factors", "served")}
+    n = len(results["served"].per_session["radio"]["hit_rate"])
+    print(f"{plays}: {n} held-out sessions\n")
+    print("| method | similarity | " + " | ".join(f"{m}@10" for m in SESSION_METRICS) + " |")
+    print("|" + " --- |" * (len(SESSION_METRICS) + 2))
+    for method in methods:
+        for kind, result in results.items():
+            cells = [f"{result.mean(method, m):.3f} [{result.intervals[method][m][0]:.3f}, "
+                     f"{result.intervals[method][m][1]:.3f}]" for m in SESSION_METRICS]
+            print(f"| {method} | {kind} | " + " | ".join(cells) + " |")
+    indices = bootstrap_indices(n, n_resamples=n_bootstrap, seed=seed)
+    print("\nchosen − factor cosine, 95 % paired bootstrap CI (Wilcoxon p):")
+    for method in methods:
+        for metric in SESSION_METRICS:
+            c = paired_comparison(results["served"].per_session[method][metric],
+                                  results["factors"].per_session[method][metric],
+                                  indices=indices, seed=seed)
+            print(f"  {method} {metric}@10: {c.mean_diff:+.3f} [{c.ci_low:+.3f}, "
+                  f"{c.ci_high:+.3f}] (p={c.p_wilcoxon:.1e})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--sessions", type=Path, metavar="PLAYS",
+                        help="the session protocol on this timestamped log (with --content)")
+    source.add_argument("--cost", type=Path, metavar="DIR",
+                        help="only time similar() on this model directory")
     source.add_argument("--interactions", type=Path, help="a listening log (plays.csv)")
     source.add_argument("--hetrec", type=Path, help="the HetRec 2011 Last.fm 2K folder")
     parser.add_argument("--content", type=Path, help="content vectors (a model directory, "
@@ -76,8 +153,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--json", type=Path, help="write the per-method results here")
+    parser.add_argument("--calls", type=int, default=2000, help="--cost: seeds per pass")
     args = parser.parse_args()
     alphas = [float(a) for a in args.alphas.split(",")]
+    if args.cost:
+        cost(args.cost, alphas, args.calls, args.seed)
+        return
+    if args.sessions:
+        if args.content is None:
+            parser.error("--sessions needs --content (a model directory: vectors, artists)")
+        sessions(args.sessions, args.content, args.seed, args.bootstrap)
+        return
 
     log, content_ids, content, name = load(args)
     split = random_holdout(log, fraction=0.2, min_history=5, seed=args.seed)

@@ -83,6 +83,20 @@ def test_alpha_0_is_the_chosen_item_knn_scaled_to_its_best(rec: Recommender) -> 
         [r.track_id for r in rec.similar("t000", n=10, alpha=0.0)]
 
 
+def test_through_the_indexes_the_neighbour_list_supplies_the_candidates(
+        rec: Recommender) -> None:
+    indexed = Recommender(rec.model_dir, exact_below=50)  # 121 tracks: ANN candidates
+    knn = rec.served.first_  # type: ignore[union-attr]
+    for seed in ("t002", "t064"):
+        expected, _ = knn.similar_items(rec.tracks.to_idx(seed), n=10)
+        # no vector index is asked at alpha=0: the chosen model's row is the candidates
+        assert [r.track_id for r in indexed.similar(seed, n=10, alpha=0.0)] == \
+            rec.tracks.to_ids(expected)
+        # at alpha=0.5: the content index's candidates and the neighbours, re-scored
+        assert [(r.track_id, r.score) for r in indexed.similar(seed, n=10, alpha=0.5)] == \
+            [(r.track_id, r.score) for r in rec.similar(seed, n=10, alpha=0.5)]
+
+
 def test_alpha_blends_content_with_the_scaled_neighbour_list(rec: Recommender) -> None:
     seed = rec.tracks.to_idx("t005")
     s = rec.served.first_.similarity_  # type: ignore[union-attr]
