@@ -17,7 +17,8 @@ machine whose load drifts, that pairing is what makes "before" and "after" compa
 The summary then adds each round's throughput of this code over the baseline's.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_api.py [--seconds 20] \
-        [--connections 4] [--rounds 2] [--model DIR] [--baseline DIR]
+        [--connections 4] [--rounds 2] [--model DIR] [--baseline DIR] \
+        [--in-process N [--clock cpu]]
 """
 
 from __future__ import annotations
