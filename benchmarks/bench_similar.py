@@ -136,6 +136,18 @@ def sessions(plays: Path, content_dir: Path, seed: int, n_bootstrap: int) -> Non
                   f"{c.ci_high:+.3f}] (p={c.p_wilcoxon:.1e})")
 
 
+def _unscaled(row: np.ndarray, seed: int) -> np.ndarray | None:
+    """``similarity._scaled`` without the scaling (the ``--unscaled`` ablation): the
+    member's own values, the seed given the best of them; None without a positive one."""
+    others = np.delete(row, seed)
+    top = float(others.max()) if len(others) else 0.0
+    if not top > 0:
+        return None
+    out = row.copy()
+    out[seed] = top
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
@@ -154,8 +166,18 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--json", type=Path, help="write the per-method results here")
     parser.add_argument("--calls", type=int, default=2000, help="--cost: seeds per pass")
+    parser.add_argument("--unscaled", action="store_true", help="ablation: the chosen "
+                        "model's raw similarity values, without scaling each seed's best "
+                        "neighbour to 1")
+    parser.add_argument("--each", action="store_true", help="also serve each candidate of "
+                        "the default grid alone (its best grid point on validation), to "
+                        "compare every kind of similarity with the factor cosine")
     args = parser.parse_args()
     alphas = [float(a) for a in args.alphas.split(",")]
+    if args.unscaled:
+        from musicrec.recommender import similarity
+
+        similarity._scaled = _unscaled  # type: ignore[assignment]
     if args.cost:
         cost(args.cost, alphas, args.calls, args.seed)
         return
@@ -187,6 +209,16 @@ def main() -> None:
         recs = {"factors": Recommender(out, similarity="factors"),
                 "served": Recommender(out)}
         choice = recs["served"].manifest["served"]["choice"]
+        if args.each:
+            from musicrec.recommender.served import DEFAULT_GRIDS
+
+            for candidate, grid in DEFAULT_GRIDS.items():
+                forced = ServedModel(grids={candidate: grid}, blend_weights=[],
+                                     random_state=args.seed)
+                recs[candidate] = Recommender(build_model_dir(
+                    Path(tmp) / candidate, log=split.train, content_ids=content_ids,
+                    content=content, cf_model=CFModel(random_state=args.seed),
+                    served=forced))
         tracks = recs["served"].tracks
         order = np.argsort(split.test.user_idx, kind="stable")
         bounds = np.searchsorted(split.test.user_idx[order], np.append(users, log.n_users))
@@ -230,14 +262,15 @@ def main() -> None:
         results[label]["median_us"] = micros
         print(f"| {kind} | {alpha} | " + " | ".join(cells) + f" | {micros:.0f} |")
     print("\nchosen − factor cosine, 95 % paired bootstrap CI (Wilcoxon p):")
-    for alpha in alphas:
-        for metric in METRICS:
-            a = np.asarray(per[f"served α={alpha:g}"][metric])
-            b = np.asarray(per[f"factors α={alpha:g}"][metric])
-            c = paired_comparison(a, b, indices=indices, seed=args.seed)
-            print(f"  α={alpha:g} {metric}@{K}: {c.mean_diff:+.4f} [{c.ci_low:+.4f}, "
-                  f"{c.ci_high:+.4f}] (p={c.p_wilcoxon:.1e})")
-            results[f"served α={alpha:g}"][f"{metric}_diff"] = c.to_dict()
+    for kind in [k for k in recs if k != "factors"]:
+        for alpha in alphas:
+            for metric in METRICS:
+                a = np.asarray(per[f"{kind} α={alpha:g}"][metric])
+                b = np.asarray(per[f"factors α={alpha:g}"][metric])
+                c = paired_comparison(a, b, indices=indices, seed=args.seed)
+                print(f"  {kind} α={alpha:g} {metric}@{K}: {c.mean_diff:+.4f} "
+                      f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}] (p={c.p_wilcoxon:.1e})")
+                results[f"{kind} α={alpha:g}"][f"{metric}_diff"] = c.to_dict()
     if args.json:
         args.json.write_text(json.dumps({"data": name, "users": int(len(users)),
                                          "choice": choice, "results": results}, indent=1))
