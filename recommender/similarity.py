@@ -19,8 +19,9 @@ then clipped below at −1: the seed's best neighbour scores 1 in every model, a
 closest track's cosine nearly does, and the CF part stays on a cosine's range whatever the
 model. Without this, α would mean something different per model: RP3beta's entries are
 random-walk probabilities of order 1e-3 and EASE's weights of order 1e-2, so content would
-decide every α > 0. The rule was compared on validation against the directory's ALS cosine
-(``benchmarks/bench_similar.py``; the README's *Similar tracks from the chosen model*).
+decide every α > 0. The rule was not tuned; ``benchmarks/bench_similar.py`` checks it
+(``--unscaled``) and compares the result with the factor cosine on held-out plays (the
+README's *Similar tracks from the chosen model*).
 
 **Seeds the chosen model cannot place.** A seed with no row (no plays, added later by
 ``add-tracks``, dropped by EASE above ``max_items``, or whose neighbour list is empty) keeps
