@@ -17,7 +17,8 @@ machine whose load drifts, that pairing is what makes "before" and "after" compa
 The summary then adds each round's throughput of this code over the baseline's.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_api.py [--seconds 20] \
-        [--connections 4] [--rounds 2] [--model DIR] [--baseline DIR]
+        [--connections 4] [--rounds 2] [--model DIR] [--baseline DIR] \
+        [--in-process N [--clock cpu]]
 """
 
 from __future__ import annotations
@@ -111,12 +112,14 @@ def endpoints_of(tracks: list[str], users: list[str]
         ("search_tracks", "/v1/tracks?q=%s&offset=0&limit=10", tracks, None)]
 
 
-def in_process(model: str, number: int) -> None:
+def in_process(model: str, number: int, clock: str = "wall") -> None:
     """(Run in a subprocess.) For each line on stdin, one pass of ``number`` requests per
     endpoint through the app itself (Flask's test client: no sockets, no gunicorn), the
     same random ids every pass; prints one JSON line of microseconds per request by
     endpoint. For the line ``calls``, the pass runs under cProfile and the line gives the
-    Python function calls per request instead: a count that no other load can change."""
+    Python function calls per request instead: a count that no other load can change.
+    ``clock="cpu"`` times the passes by this process's CPU time (``time.process_time``),
+    which other load on a shared machine moves far less than wall time."""
     import cProfile
     import pstats
     import random
@@ -134,12 +137,13 @@ def in_process(model: str, number: int) -> None:
         picked = [rng.choice(ids) for _ in range(number)]
         plan.append((label, [(template % i, None) if body is None else (template, body % i)
                              for i in picked]))
+    now = time.process_time if clock == "cpu" else time.perf_counter
     print("ready", flush=True)
     for command in sys.stdin:
         times = {}
         for label, calls in plan:
             profiler = cProfile.Profile() if command == "calls\n" else None
-            started = time.perf_counter()
+            started = now()
             if profiler is not None:
                 profiler.enable()
             for url, data in calls:
@@ -150,7 +154,7 @@ def in_process(model: str, number: int) -> None:
                 profiler.disable()
                 times[label] = round(pstats.Stats(profiler).total_calls / number, 1)
             else:
-                times[label] = round((time.perf_counter() - started) / number * 1e6, 1)
+                times[label] = round((now() - started) / number * 1e6, 1)
         print(json.dumps(times), flush=True)
 
 
@@ -283,7 +287,7 @@ def compare_in_process(model: Path, args: argparse.Namespace, tmp: Path) -> None
         codes["baseline"] = {**env, "PYTHONPATH": str(link_tree(args.baseline,
                                                                  tmp / "baseline"))}
     workers = {code: subprocess.Popen([sys.executable, __file__, "_in_process", str(model),
-                                       str(args.in_process)], env=code_env, cwd=tmp,
+                                       str(args.in_process), args.clock], env=code_env, cwd=tmp,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       text=True)
                for code, code_env in codes.items()}
@@ -330,8 +334,8 @@ def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "_bare":
         run_bare(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
         return
-    if len(sys.argv) == 4 and sys.argv[1] == "_in_process":
-        in_process(sys.argv[2], int(sys.argv[3]))
+    if len(sys.argv) == 5 and sys.argv[1] == "_in_process":
+        in_process(sys.argv[2], int(sys.argv[3]), sys.argv[4])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=20, help="per endpoint")
@@ -344,6 +348,8 @@ def main() -> None:
     parser.add_argument("--in-process", type=int, metavar="N", help="instead of wrk: time "
                         "passes of N requests per endpoint through the app itself, one "
                         "pass per round, alternating with --baseline's; best pass")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="--in-process: time passes by wall time or by CPU time")
     parser.add_argument("--profile", type=Path, help="after the rounds, profile one worker "
                         "per endpoint under the same load with py-spy; collapsed stacks "
                         "go to this folder and a summary to stderr")

@@ -26,6 +26,7 @@ from musicrec.recommender.model_dir import (
 )
 from musicrec.recommender.radio import RadioPage, RadioState
 from musicrec.recommender.served import minmax_rows
+from musicrec.recommender.similarity import ChosenSimilarity
 from musicrec.recommender.tags import DEFAULT_TAU, TagSearch, TextQuery
 from musicrec.recommender.types import Recommendation
 
@@ -72,7 +73,7 @@ class Recommender:
     """Recommendations, similar tracks and query by example from one model directory."""
 
     def __init__(self, model_dir: str | Path, *, exact_below: int = EXACT_BELOW,
-                 candidates: int | None = None) -> None:
+                 candidates: int | None = None, similarity: str = "served") -> None:
         """Load a model directory.
 
         Parameters
@@ -86,7 +87,14 @@ class Recommender:
             with ``ef`` of at least this many). ``None``: ``max(100, 10 * n)``, with which
             the manifest's recall was measured. Fewer are faster, with less recall and
             less room for the per-artist filter.
+        similarity : {"served", "factors"}
+            The CF part of similar tracks and the radio: ``"served"``, the model chosen on
+            validation where the directory has one (:mod:`~musicrec.recommender.similarity`),
+            else the factor cosine; ``"factors"``, the factor cosine always (as models
+            built without a chosen model answer).
         """
+        if similarity not in ("served", "factors"):
+            raise ParameterError(f"similarity={similarity!r} must be 'served' or 'factors'")
         if candidates is not None and (isinstance(candidates, bool)
                                        or not isinstance(candidates, int) or candidates < 1):
             raise ParameterError(f"candidates={candidates!r} must be a positive integer")
@@ -102,6 +110,10 @@ class Recommender:
         self.cf: CFModel | None = files.hybrid.cf_
         #: the model chosen on validation that ranks users (``build --cf auto``)
         self.served = files.served
+        #: the chosen model's track-to-track similarity (None: the factor cosine)
+        self.chosen_similarity = (ChosenSimilarity(files.served)
+                                  if files.served is not None and similarity == "served"
+                                  else None)
         self.content = files.arrays["content"]
         self.items = files.arrays["items"]
         # unit CF-space vectors for similarity, precomputed at build time so server
@@ -391,23 +403,24 @@ class Recommender:
         exclude: Sequence[str] = (),
         max_per_artist: int | None = None,
     ) -> list[Recommendation]:
-        """Tracks similar to a seed: ``alpha * content cosine + (1 - alpha) * CF cosine``.
+        """Tracks similar to a seed: ``alpha * content cosine + (1 - alpha) * CF similarity``.
 
         ``alpha=1`` means "sounds like", ``alpha=0`` "listeners also played"; the default
-        is 0.5 on a hybrid model, and whichever part exists otherwise.
+        is 0.5 on a hybrid model, and whichever part exists otherwise. The CF similarity
+        is that of the model chosen on validation (``build --cf auto``: item-kNN's or
+        RP3beta's neighbour lists, EASE's weights, factor cosines, or their blend), scaled
+        so that the seed's closest track scores 1
+        (:mod:`~musicrec.recommender.similarity`); on a model without one, and for a seed
+        it does not know, the cosine of the tracks' CF vectors. Candidates on a large
+        catalogue: the content index's (``alpha > 0``) and the chosen model's top
+        neighbours of the seed (or the CF index's), re-scored exactly.
         """
         self._validate(n, max_per_artist)
         i = self.tracks.to_idx(track_id)
         alpha = self._alpha(alpha, i)
-        k = self._k(n)
-        content, unit_cf = self._content[i], self._unit_items[i]
-        queries: list[tuple[str, np.ndarray]] = []
-        if alpha > 0:
-            queries.append(("content", content))
-        if alpha < 1:
-            queries.append(("cf", unit_cf))
-        cand = self._candidates(queries, k)
-        scores = self._blend_scores(cand, content, unit_cf, alpha)
+        row = self._cf_row(i, alpha)
+        cand = self._similar_candidates(np.array([i]), [row], alpha, self._k(n))
+        scores = self._blend_scores(cand, self._content[i], self._unit_items[i], alpha, row)
         skip = {i} | set(self.tracks.to_idx_many(exclude).tolist()) if exclude else {i}
         kind = "content" if alpha >= 0.5 else "cf"
         ids = self.tracks.ids
@@ -429,12 +442,59 @@ class Recommender:
                                   "none; use alpha=1")
         return float(alpha)
 
+    def _cf_row(self, i: int, alpha: float) -> np.ndarray | None:
+        """The chosen model's CF similarity of every track to seed ``i`` (scaled), or None
+        where the factor cosine answers (no chosen model, a seed it does not know, or
+        ``alpha == 1``, where no CF part is needed)."""
+        if alpha == 1 or self.chosen_similarity is None:
+            return None
+        return self.chosen_similarity.row(int(i))
+
+    def _similar_candidates(self, seeds: np.ndarray, rows: Sequence[np.ndarray | None],
+                            alpha: float, k: int) -> np.ndarray:
+        """Tracks to score exactly for seeds (every track on a small catalogue): the ``k``
+        nearest of each seed in the content index (``alpha > 0``) and, for ``alpha < 1``,
+        its ``k`` best by the chosen model's ``rows`` (an item-item model needs no index
+        for that), or the CF index's where a seed has no row."""
+        queries: list[tuple[str, np.ndarray]] = []
+        for s, row in zip(seeds.tolist(), rows, strict=True):
+            if alpha > 0:
+                queries.append(("content", self._content[s]))
+            if alpha < 1 and row is None:
+                queries.append(("cf", self._unit_items[s]))
+        cand = self._candidates(queries, k)
+        if len(cand) == len(self.tracks) or alpha == 1:
+            return cand
+        tops = [_best_positive(row, k) for row in rows if row is not None]
+        return np.unique(np.concatenate([cand, *tops])) if tops else cand
+
+    def _row_at(self, row: np.ndarray, cand: np.ndarray, every: bool = False) -> np.ndarray:
+        """``row`` (over the chosen model's tracks) at track indices ``cand`` (``every``:
+        they are every track, in order); 0 for the tracks it does not know."""
+        if every:
+            out = np.zeros(len(cand), dtype=np.float32)
+            out[: len(row)] = row
+            return out
+        known = cand < len(row)
+        if known.all():
+            return row[cand]
+        out = np.zeros(len(cand), dtype=np.float32)
+        out[known] = row[cand[known]]
+        return out
+
     def _blend_scores(self, cand: np.ndarray, content: np.ndarray, unit_cf: np.ndarray,
-                      alpha: float) -> np.ndarray:
-        """``alpha * content cosine + (1 - alpha) * CF cosine`` of each candidate."""
+                      alpha: float, row: np.ndarray | None = None) -> np.ndarray:
+        """``alpha * content cosine + (1 - alpha) * CF similarity`` of each candidate: the
+        chosen model's ``row`` (:meth:`_cf_row`) where given, else the CF cosine."""
         if len(cand) == 0:
             return np.zeros(0, dtype=np.float64)
         every = len(cand) == len(self.tracks)  # every track, in order: no gather needed
+        if row is not None:
+            cf = self._row_at(row, cand, every)
+            if alpha == 0:
+                return cf
+            return alpha * ((self._content if every else self._content[cand]) @ content
+                            ).astype(np.float64) + (1 - alpha) * cf
         if alpha == 1 or alpha == 0:  # one part: its cosines as they are (float32)
             vectors, query = (self._content, content) if alpha else (self._unit_items, unit_cf)
             return (vectors if every else vectors[cand]) @ query
@@ -446,17 +506,31 @@ class Recommender:
                                     @ unit_cf)
         return total
 
-    def blend_parts(self, rows: np.ndarray, cols: np.ndarray
+    def blend_parts(self, rows: np.ndarray, cols: np.ndarray, *,
+                    cache: dict[int, np.ndarray | None] | None = None
                     ) -> tuple[np.ndarray, np.ndarray]:
-        """Content and CF cosines between tracks ``rows`` and ``cols``.
+        """Content cosines and CF similarities between tracks ``rows`` and seeds ``cols``.
 
         Returns two ``[len(rows), len(cols)]`` float64 arrays; the similarity of
-        :meth:`similar` is ``alpha * content + (1 - alpha) * cf``.
+        :meth:`similar` to seed ``cols[c]`` is ``alpha * content + (1 - alpha) * cf`` in
+        column ``c``. The CF part is the one :meth:`similar` uses: the chosen model's
+        similarity to each seed (scaled), else the CF cosine. ``cache`` (seed -> its
+        chosen row) spares a caller that asks about the same seeds again (the radio).
         """
         content = np.asarray(self.content[rows], dtype=np.float64) @ \
             np.asarray(self.content[cols], dtype=np.float64).T
         cf = np.asarray(self.unit_items[rows], dtype=np.float64) @ \
             np.asarray(self.unit_items[cols], dtype=np.float64).T
+        if self.chosen_similarity is not None:
+            rows = np.asarray(rows, dtype=np.int64)
+            for c, seed in enumerate(np.asarray(cols).tolist()):
+                if cache is None or seed not in cache:
+                    row = self.chosen_similarity.row(int(seed))
+                    if cache is not None:
+                        cache[seed] = row
+                row = row if cache is None else cache[seed]
+                if row is not None:
+                    cf[:, c] = self._row_at(row, rows)
         return content, cf
 
     def radio(
@@ -519,7 +593,7 @@ class Recommender:
         alpha = self._alpha(alpha, i)
         everything = np.arange(len(self.tracks))
         scores = self._blend_scores(everything, np.asarray(self.content[i]),
-                                    self.unit_items[i], alpha)
+                                    self.unit_items[i], alpha, self._cf_row(i, alpha))
         scores[i] = -np.inf
         order = np.lexsort((everything, -scores))[:n]
         return self.tracks.to_ids(order)
@@ -693,3 +767,11 @@ class Recommender:
         info.update({"has_content": bool(self.has_content[i]),
                      "listeners": int(self.evidence[i])})
         return info
+
+
+def _best_positive(row: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the (at most) ``k`` largest positive entries of ``row``, unordered."""
+    if len(row) > k:
+        top = np.argpartition(-row, k - 1)[:k]
+        return top[row[top] > 0]
+    return np.flatnonzero(row > 0)

@@ -2,8 +2,11 @@
 
 :meth:`musicrec.recommender.facade.Recommender.radio` calls :func:`play`. A radio starts
 from seeds (tracks, an artist's tracks, or a user's most played tracks) and picks one
-track at a time. With ``sim(a, b) = alpha * cos(c_a, c_b) + (1 - alpha) * cos(y_a, y_b)``
-(the blend of similar tracks: "sounds like" and "listeners also played"):
+track at a time. With ``sim(a, b) = alpha * cos(c_a, c_b) + (1 - alpha) * cf(a, b)``, the
+similarity of :meth:`~musicrec.recommender.facade.Recommender.similar` ("sounds like" and
+"listeners also played"; ``cf`` is the chosen model's similarity to ``a``, scaled so that
+``a``'s closest track scores 1, or the CF cosine on a model without one; see
+:mod:`musicrec.recommender.similarity`):
 
 * **relevance** of a candidate ``j`` is ``seed_weight * mean_s sim(j, s)`` over the seeds
   plus ``(1 - seed_weight) * sum_k w_k sim(j, r_k)`` over the ``recent`` tracks played last
@@ -212,8 +215,9 @@ def play(rec: Recommender, state: RadioState, n: int) -> RadioPage:
     alpha = rec._alpha(p.alpha)
     seeds = rec.tracks.to_idx_many(state.seeds).astype(np.int64)
     played = rec.tracks.to_idx_many(state.played).astype(np.int64)
-    pool = _pool(rec, seeds, alpha, p.reach)
-    seed_content, seed_cf = rec.blend_parts(pool, seeds)
+    rows: dict[int, np.ndarray | None] = {}  # the chosen model's row of each anchor
+    pool = _pool(rec, seeds, alpha, p.reach, rows)
+    seed_content, seed_cf = rec.blend_parts(pool, seeds, cache=rows)
     seed_sim = (alpha * seed_content + (1 - alpha) * seed_cf).mean(axis=1)
     prior = np.zeros(len(pool))
     if p.popularity > 0 and len(pool):
@@ -230,7 +234,7 @@ def play(rec: Recommender, state: RadioState, n: int) -> RadioPage:
         recent = history[::-1][: p.recent]
         weights = 0.5 ** np.arange(len(recent))
         weights /= weights.sum()
-        recent_content, recent_cf = rec.blend_parts(pool, recent)
+        recent_content, recent_cf = rec.blend_parts(pool, recent, cache=rows)
         recent_part = (alpha * recent_content + (1 - alpha) * recent_cf) * weights
         relevance = p.seed_weight * seed_sim + (1 - p.seed_weight) * recent_part.sum(axis=1)
         relevance = relevance + prior
@@ -238,7 +242,7 @@ def play(rec: Recommender, state: RadioState, n: int) -> RadioPage:
         radio_played = history[len(seeds):]
         memory = radio_played[::-1][: p.memory]
         if len(memory) and p.variety > 0:
-            mem_content, mem_cf = rec.blend_parts(pool, memory)
+            mem_content, mem_cf = rec.blend_parts(pool, memory, cache=rows)
             mmr = mmr - p.variety * (alpha * mem_content + (1 - alpha) * mem_cf).max(axis=1)
         if p.temperature > 0:
             rng = np.random.default_rng([p.seed, position])
@@ -263,22 +267,21 @@ def play(rec: Recommender, state: RadioState, n: int) -> RadioPage:
     return RadioPage(items, new_state, exhausted)
 
 
-def _pool(rec: Recommender, seeds: np.ndarray, alpha: float, reach: int) -> np.ndarray:
-    """The ``reach`` tracks most similar to the seeds (seeds excluded), by track index."""
+def _pool(rec: Recommender, seeds: np.ndarray, alpha: float, reach: int,
+          rows: dict[int, np.ndarray | None]) -> np.ndarray:
+    """The ``reach`` tracks most similar to the seeds (seeds excluded), by track index:
+    candidates as :meth:`Recommender.similar` finds them, for every seed (``rows``
+    caches the chosen model's row of each)."""
     from musicrec.recommender.facade import CANDIDATES_PER_RESULT, MIN_CANDIDATES
 
     k = max(MIN_CANDIDATES, reach + CANDIDATES_PER_RESULT)
-    queries: list[tuple[str, np.ndarray]] = []
-    for s in seeds:
-        if alpha > 0:
-            queries.append(("content", np.asarray(rec.content[s])))
-        if alpha < 1:
-            queries.append(("cf", np.asarray(rec.unit_items[s])))
-    cand = rec._candidates(queries, k)
+    for s in seeds.tolist():
+        rows[s] = rec._cf_row(s, alpha)
+    cand = rec._similar_candidates(seeds, [rows[s] for s in seeds.tolist()], alpha, k)
     cand = cand[~np.isin(cand, seeds)]
     if len(cand) == 0:
         return cand
-    content, cf = rec.blend_parts(cand, seeds)
+    content, cf = rec.blend_parts(cand, seeds, cache=rows)
     sim = (alpha * content + (1 - alpha) * cf).mean(axis=1)
     top = cand[np.lexsort((cand, -sim))[:reach]]
     return np.sort(top)

@@ -82,6 +82,24 @@ def test_protocol_on_clustered_sessions(data: dict[str, Path], tmp_path: Path) -
     assert "| radio |" in paths["md"].read_text()
 
 
+def test_the_protocol_can_build_with_a_chosen_model(data: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    from musicrec.recommender.facade import Recommender
+    from musicrec.recommender.served import ServedModel
+
+    with np.load(data["content"]) as arrays:
+        ids, vectors = arrays["track_ids"].astype(str).tolist(), arrays["vectors"]
+    served = ServedModel(grids={"itemknn": [{"k": 20}]}, blend_weights=[], random_state=0)
+    result = evaluate_sessions(read_play_events(data["plays"]), content_ids=ids,
+                               content=vectors, methods=["similar-last"], n_bootstrap=50,
+                               model_dir=tmp_path / "model", served=served)
+    rec = Recommender(tmp_path / "model")
+    assert rec.manifest["served"]["choice"]["model"] == "itemknn"
+    assert rec.chosen_similarity is not None
+    # listeners stay in their cluster: the neighbour lists continue most sessions
+    assert result.mean("similar-last", "hit_rate") > 0.8
+
+
 def test_artists_and_coherence_by_hand(data: dict[str, Path], tmp_path: Path) -> None:
     assert distinct_artists(np.array(["a", "b", "a", "", ""], dtype=object)) == 4
 

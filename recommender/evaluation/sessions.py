@@ -29,7 +29,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,6 +43,9 @@ from musicrec.recommender.evaluation.stats import (
     bootstrap_indices,
     paired_comparison,
 )
+
+if TYPE_CHECKING:
+    from musicrec.recommender.served import ServedModel
 
 METHODS = ("radio", "similar-last", "popularity", "user")
 METRICS = ("hit_rate", "ndcg", "artists", "coherence")
@@ -121,12 +124,16 @@ def evaluate_sessions(
     confidence: float = 0.95,
     radio_options: Mapping[str, Any] | None = None,
     model_dir: str | Path | None = None,
+    served: ServedModel | None = None,
     show_progress: bool = False,
 ) -> SessionResult:
     """Run the session-continuation protocol (see the module docstring).
 
     ``model_dir`` keeps the model built from the training sessions (default: a
-    temporary folder, removed afterwards).
+    temporary folder, removed afterwards). ``served``: an unfitted
+    :class:`~musicrec.recommender.served.ServedModel` to choose a model on the training
+    sessions, as ``build --cf auto`` does (similar tracks and the radio then use its
+    similarity); default none, the ALS + content blend.
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
@@ -141,16 +148,17 @@ def evaluate_sessions(
                           seed=seed, tracks=IdMap(ids, kind="track"))
     if model_dir is not None:
         return _run(split, Path(model_dir), content_ids, content, catalog, methods, k, seed,
-                    n_bootstrap, confidence, radio_options, show_progress)
+                    n_bootstrap, confidence, radio_options, show_progress, served)
     with tempfile.TemporaryDirectory(prefix="musicrec-sessions-") as tmp:
         return _run(split, Path(tmp) / "model", content_ids, content, catalog, methods, k,
-                    seed, n_bootstrap, confidence, radio_options, show_progress)
+                    seed, n_bootstrap, confidence, radio_options, show_progress, served)
 
 
 def _run(split: SessionSplit, model_dir: Path, content_ids: Sequence[str] | None,
          content: np.ndarray | None, catalog: TrackCatalog | None, methods: Sequence[str],
          k: int, seed: int, n_bootstrap: int, confidence: float,
-         radio_options: Mapping[str, Any] | None, show_progress: bool) -> SessionResult:
+         radio_options: Mapping[str, Any] | None, show_progress: bool,
+         served: ServedModel | None = None) -> SessionResult:
     from tqdm.auto import tqdm
 
     from musicrec.recommender.cf import CFModel
@@ -159,7 +167,7 @@ def _run(split: SessionSplit, model_dir: Path, content_ids: Sequence[str] | None
 
     build_model_dir(model_dir, log=split.train, catalog=catalog,
                     content_ids=None if content_ids is None else list(content_ids),
-                    content=content, cf_model=CFModel(random_state=seed))
+                    content=content, cf_model=CFModel(random_state=seed), served=served)
     rec = Recommender(model_dir)
     options = {"seed": seed, **dict(radio_options or {})}
     popular = np.lexsort((np.arange(len(rec.tracks)), -np.asarray(rec.evidence)))
