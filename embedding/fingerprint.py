@@ -106,16 +106,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.fft
 from scipy import ndimage, signal, stats
 
 from musicrec.errors import DataFormatError, ModelFormatError, ParameterError
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _META_FILE = "fingerprint.json"
 _ARRAYS = ("keys", "starts", "postings", "track_ids", "n_hashes", "durations")
-_ARRAYS_V1 = ("hashes", "track_idx", "times", "track_ids", "n_hashes", "durations")
 #: A posting packs ``track_idx << TIME_BITS | anchor_time`` into 48 bits (three uint16):
 #: up to 2**28 tracks of up to 2**20 frames (6.7 hours) each.
 TIME_BITS = 20
@@ -146,11 +146,12 @@ class FingerprintParams:
     fan_out: int = 5
     max_dt: int = 63
     max_df: int = 127
-    query_peaks_per_s: int = 20
-    query_fan_out: int = 5
+    query_peaks_per_s: int = 40
+    query_fan_out: int = 10
     query_dt_tolerance: int = 0
     query_df_tolerance: int = 0
-    votes_per_anchor: int = 0
+    fmin_hz: float = 300.0
+    fmax_hz: float = 3400.0
 
     def __post_init__(self) -> None:
         for name in ("sr", "n_fft", "hop_length", "freq_bits", "dt_bits", "peak_freq_size",
@@ -159,13 +160,14 @@ class FingerprintParams:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ParameterError(f"{name}={value!r} must be a positive integer")
-        if not isinstance(self.votes_per_anchor, int) or self.votes_per_anchor < 0:
-            raise ParameterError(
-                f"votes_per_anchor={self.votes_per_anchor!r} must be an integer >= 0")
         for name in ("query_dt_tolerance", "query_df_tolerance"):
             value = getattr(self, name)
             if not isinstance(value, int) or not 0 <= value <= 3:
                 raise ParameterError(f"{name}={value!r} must be an integer in 0..3")
+        if not 0 <= self.fmin_hz < self.fmax_hz <= self.sr / 2:
+            raise ParameterError(
+                f"fmin_hz={self.fmin_hz!r}, fmax_hz={self.fmax_hz!r}: need "
+                f"0 <= fmin_hz < fmax_hz <= sr/2={self.sr / 2:g}")
         if 2 * self.freq_bits + self.dt_bits > 32:
             raise ParameterError(
                 f"2*freq_bits+dt_bits={2 * self.freq_bits + self.dt_bits} must be <= 32")
@@ -345,17 +347,33 @@ def _as_signal(
 
 
 # -- fingerprinting -----------------------------------------------------------------------
-def _spectrogram_db(y: np.ndarray, params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
-    """Log-magnitude STFT ``[shape=(2**freq_bits, n_frames)]`` without the DC bin, and the
-    level of each frame in dBFS RMS ``[shape=(n_frames,)]``."""
+def _band_bins(params: FingerprintParams) -> tuple[int, int]:
+    """The STFT bins ``lo..hi`` (inclusive, 1-based as in the hashes) where peaks are
+    picked: ``fmin_hz..fmax_hz`` within ``1..2**freq_bits``."""
+    hz_per_bin = params.sr / params.n_fft
+    lo = max(1, math.ceil(params.fmin_hz / hz_per_bin))
+    hi = min(2**params.freq_bits, math.floor(params.fmax_hz / hz_per_bin))
+    return lo, hi
+
+
+def _spectrogram_db(
+    y: np.ndarray, params: FingerprintParams, *, first: int, last: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log power STFT of bins ``first..last`` ``[shape=(last - first + 1, n_frames)]``,
+    and the level of each frame in dBFS RMS ``[shape=(n_frames,)]``."""
     n_fft, hop = params.n_fft, params.hop_length
+    y = np.asarray(y, dtype=np.float32)
     if y.size < n_fft:
         y = np.pad(y, (0, n_fft - y.size))
     frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop]
-    level = 10.0 * np.log10(np.mean(np.square(frames, dtype=np.float64), axis=1) + 1e-20)
+    # frame energy from a running sum of squares: no second pass over the frames
+    energy = np.concatenate([[0.0], np.cumsum(np.square(y, dtype=np.float64))])
+    start = np.arange(frames.shape[0]) * hop
+    level = 10.0 * np.log10((energy[start + n_fft] - energy[start]) / n_fft + 1e-20)
     window = signal.get_window("hann", n_fft).astype(np.float32)
-    spec = np.abs(np.fft.rfft(frames * window, axis=1)).T[1 : 1 + 2**params.freq_bits]
-    return (20.0 * np.log10(spec + 1e-10)).astype(np.float32), level
+    spec = scipy.fft.rfft(frames * window, axis=1)[:, first : last + 1].T  # complex64
+    power = np.square(spec.real) + np.square(spec.imag)
+    return 10.0 * np.log10(power + np.float32(1e-20)), level
 
 
 def find_peaks(y: np.ndarray, *, params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
@@ -366,12 +384,17 @@ def find_peaks(y: np.ndarray, *, params: FingerprintParams) -> tuple[np.ndarray,
     times : np.ndarray [shape=(n,), dtype=int64]
         Frame of each peak, sorted by time then frequency.
     freqs : np.ndarray [shape=(n,), dtype=int64]
-        Frequency bin of each peak, ``1..2**freq_bits``.
+        Frequency bin of each peak, within ``fmin_hz..fmax_hz`` (``1..2**freq_bits``).
     """
     empty = np.zeros(0, dtype=np.int64)
     if y.size == 0:
         return empty, empty
-    db, frame_level = _spectrogram_db(y, params)
+    # the band and a margin of half a neighbourhood each side, so that a bin at the band's
+    # edge is a peak only when it is one in the whole spectrum (not the top of a slope)
+    lo, hi = _band_bins(params)
+    first = max(1, lo - params.peak_freq_size // 2)
+    last = min(2**params.freq_bits, hi + params.peak_freq_size // 2)
+    db, frame_level = _spectrogram_db(y, params, first=first, last=last)
     n_frames = db.shape[1]
     size = (params.peak_freq_size, params.peak_time_size)
     local_max = ndimage.maximum_filter(db, size=size, mode="nearest")
@@ -384,6 +407,8 @@ def find_peaks(y: np.ndarray, *, params: FingerprintParams) -> tuple[np.ndarray,
         & (db >= db.max() - params.dynamic_range_db)
         & (frame_level >= params.silence_db)[None, :]
     )
+    is_peak[: lo - first] = False
+    is_peak[hi - first + 1 :] = False
     freqs, times = np.nonzero(is_peak)
     if times.size == 0:
         return empty, empty
@@ -398,7 +423,7 @@ def find_peaks(y: np.ndarray, *, params: FingerprintParams) -> tuple[np.ndarray,
     times, freqs = times[keep], freqs[keep]
     order = np.lexsort((freqs, times))
     log.debug("%d peaks in %d frames", order.size, n_frames)
-    return times[order].astype(np.int64), (freqs[order] + 1).astype(np.int64)
+    return times[order].astype(np.int64), (freqs[order] + first).astype(np.int64)
 
 
 def hash_peaks(
@@ -576,8 +601,8 @@ class FingerprintIndex:
         self,
         *,
         params: FingerprintParams | None = None,
-        min_votes: int = 12,
-        min_ratio: float = 2.0,
+        min_votes: int = 8,
+        min_ratio: float = 1.0,
         min_clip_s: float = 1.0,
     ) -> None:
         self.params = params or FingerprintParams()
@@ -775,15 +800,17 @@ class FingerprintIndex:
 
     def _votes(
         self, hashes: np.ndarray, times: np.ndarray, *, max_candidates: int = 64,
-        per_anchor: bool = True,
+        distinct_anchors: bool = True,
         hits: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
         """Aligned votes per ``(track, offset)``.
 
-        With ``per_anchor`` the landmarks that share a query anchor peak give at most
-        ``params.votes_per_anchor`` votes per ``(track, offset)``. ``hits`` are the
-        :meth:`_hits` of ``hashes`` when they were gathered elsewhere (from the shards of
-        a sharded index, in any order); by default they are gathered here.
+        With ``distinct_anchors`` (a query) the score of a ``(track, offset)`` bin is the
+        number of distinct query anchor peaks with a landmark in that bin or a neighbour
+        (offset ±1): the landmarks of one anchor (its fan-out and their tolerant variants)
+        count once. Without it (track against track), every landmark is one vote. ``hits``
+        are the :meth:`_hits` of ``hashes`` when they were gathered elsewhere (from the
+        shards of a sharded index, in any order); by default they are gathered here.
 
         Two stages: every hit counts once for its track (``np.bincount``), then offset
         histograms are made only for the ``max_candidates`` tracks with the most hits (an
@@ -807,22 +834,29 @@ class FingerprintIndex:
             track, db_time, q = track[chosen], db_time[chosen], q[chosen]
         anchor = times[q].astype(np.int64)
         offset = db_time - anchor
+        if distinct_anchors:
+            # a vote is (track, offset, query anchor); each counts for its own offset bin and
+            # both neighbours, and a bin's score is its number of *distinct* query anchors
+            local, track = np.unique(track, return_inverse=True)
+            off_lo = int(offset.min()) - 1
+            anchor_bits = int(anchor.max(initial=0)).bit_length()
+            span = 1 << (int(offset.max()) - off_lo + 2).bit_length()
+            bins = track * span + (offset - off_lo)
+            triple = np.concatenate([bins - 1, bins, bins + 1])
+            pairs = np.unique((triple << anchor_bits) | np.tile(anchor, 3))
+            uniq, score = np.unique(pairs >> anchor_bits, return_counts=True)
+            # ties (a bin and its neighbours share their anchors) go to the bin with the
+            # most anchors of its own: rows come sorted by that, and the ranking is stable
+            own_bins, own = np.unique(np.unique((bins << anchor_bits) | anchor) >> anchor_bits,
+                                      return_counts=True)
+            at = np.minimum(np.searchsorted(own_bins, uniq), own_bins.size - 1)
+            order = np.argsort(-np.where(own_bins[at] == uniq, own[at], 0), kind="stable")
+            uniq, score = uniq[order], score[order]
+            return (local[uniq // span], uniq % span + off_lo, score.astype(np.int64), total,
+                    n_tracks_hit)
         span = 1 << 33
         keys = track * span + (offset + (1 << 32))
-        cap = self.params.votes_per_anchor if per_anchor else 0
-        if cap:
-            # at most `cap` votes per query peak: the landmarks of one anchor (its fan-out
-            # and their tolerant variants) agree together or not at all
-            order = np.lexsort((anchor, keys))
-            keys, anchor = keys[order], anchor[order]
-            new = np.ones(keys.size, dtype=bool)
-            new[1:] = (keys[1:] != keys[:-1]) | (anchor[1:] != anchor[:-1])
-            first = np.flatnonzero(new)
-            weight = np.minimum(np.diff(np.append(first, keys.size)), cap)
-            uniq, inverse = np.unique(keys[first], return_inverse=True)
-            n = np.bincount(inverse, weights=weight).astype(np.int64)
-        else:
-            uniq, n = np.unique(keys, return_counts=True)
+        uniq, n = np.unique(keys, return_counts=True)
         # add the votes of offsets ±1 (neighbouring keys of the same track)
         score = n.copy()
         for step in (-1, 1):
@@ -1055,9 +1089,14 @@ class FingerprintIndex:
         except (OSError, ValueError) as error:
             raise ModelFormatError(f"{meta_path}: unreadable ({error})") from None
         version = meta.get("format_version") if isinstance(meta, dict) else None
-        if version not in (1, FORMAT_VERSION):
+        if version in (1, 2):
             raise ModelFormatError(
-                f"{meta_path}: format_version={version!r}, this musicrec reads 1 and "
+                f"{meta_path}: fingerprint index of format {version}, made by an older "
+                f"musicrec with other peaks (no phone band) and thresholds; this musicrec "
+                f"reads format {FORMAT_VERSION}: rebuild the fingerprints (`musicrec build`)")
+        if version != FORMAT_VERSION:
+            raise ModelFormatError(
+                f"{meta_path}: format_version={version!r}, this musicrec reads "
                 f"{FORMAT_VERSION}")
         try:
             saved = FingerprintParams(**meta["params"])
@@ -1069,11 +1108,14 @@ class FingerprintIndex:
             raise ModelFormatError(
                 f"{meta_path}: saved with other fingerprint parameters "
                 f"(saved, expected): {diff}")
-        index = cls(params=saved, min_votes=int(meta.get("min_votes", 12)),
-                    min_ratio=float(meta.get("min_ratio", 2.0)),
-                    min_clip_s=float(meta.get("min_clip_s", 1.0)))
+        try:
+            index = cls(params=saved, min_votes=int(meta["min_votes"]),
+                        min_ratio=float(meta["min_ratio"]),
+                        min_clip_s=float(meta["min_clip_s"]))
+        except (TypeError, KeyError, ValueError) as error:
+            raise ModelFormatError(f"{meta_path}: bad thresholds ({error!r})") from None
         arrays: dict[str, np.ndarray] = {}
-        for name in _ARRAYS if version == FORMAT_VERSION else _ARRAYS_V1:
+        for name in _ARRAYS:
             file = path / f"{name}.npy"
             try:
                 arrays[name] = np.load(file, mmap_mode="r" if mmap else None,
@@ -1082,24 +1124,15 @@ class FingerprintIndex:
                 raise ModelFormatError(f"{file}: unreadable ({error})") from None
         n_tracks = {arrays[k].shape for k in ("track_ids", "n_hashes", "durations")}
         n_postings = meta.get("n_postings")
-        if version == FORMAT_VERSION:
-            keys, starts, postings = arrays["keys"], arrays["starts"], arrays["postings"]
-            ok = (keys.ndim == 1 and starts.shape == (keys.size + 1,)
-                  and postings.shape == (n_postings, 3) and postings.dtype == np.uint16
-                  and int(starts[-1]) == n_postings)
-        else:
-            ok = len({arrays[k].shape for k in ("hashes", "track_idx", "times")}) == 1 \
-                and arrays["hashes"].shape == (n_postings,)
+        keys, starts, postings = arrays["keys"], arrays["starts"], arrays["postings"]
+        ok = (keys.ndim == 1 and starts.shape == (keys.size + 1,)
+              and postings.shape == (n_postings, 3) and postings.dtype == np.uint16
+              and int(starts[-1]) == n_postings)
         if not ok or len(n_tracks) != 1 or n_tracks != {(meta.get("n_tracks"),)}:
             raise ModelFormatError(f"{path}: array lengths disagree with {_META_FILE}")
         for name in ("track_ids", "n_hashes", "durations"):
             setattr(index, f"{name}_", arrays[name])
-        if version == FORMAT_VERSION:
-            index.keys_, index.starts_, index.postings_ = keys, starts, postings
-        else:
-            log.warning("%s: fingerprint index of format 1, packed in memory (not shared "
-                        "between workers); rebuild the model to store it packed", path)
-            index._pack(*(np.asarray(arrays[k]) for k in ("hashes", "track_idx", "times")))
+        index.keys_, index.starts_, index.postings_ = keys, starts, postings
         index._id_to_idx = {str(t): i for i, t in enumerate(index.track_ids_)}
         return index
 
@@ -1157,7 +1190,7 @@ def find_duplicates(
         h = hashes_all[bounds[a]:bounds[a + 1]]
         t = times_all[bounds[a]:bounds[a + 1]]
         tracks, offsets, scores, _, _ = index._votes(h, t, max_candidates=256,
-                                                     per_anchor=False)
+                                                     distinct_anchors=False)
         mask = tracks > a  # each pair once, never the track itself
         if not mask.any():
             continue
