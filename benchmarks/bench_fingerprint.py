@@ -265,6 +265,7 @@ def phone_in_a_room(args: argparse.Namespace, params: FingerprintParams, music: 
     out: dict[str, object] = {"tracks": len(index), "postings": index.n_postings,
                               "bytes": index.nbytes, "clips": counts, "negatives": n_neg}
     null: list[int] = []
+    false_list: list[tuple[str, str, str, int, int]] = []
     for name, transform in room_conditions(rng).items():
         right = dict.fromkeys(counts, 0)
         false = false_shared = 0
@@ -280,6 +281,9 @@ def phone_in_a_room(args: argparse.Namespace, params: FingerprintParams, music: 
                 false_shared += match is not None
             else:
                 false += match is not None
+                if match is not None:
+                    false_list.append((name, track_id, match.track_id, match.score,
+                                       match.second_score))
                 ranked = index.query(y, sr=SR_QUERY, n=1)
                 null.append(ranked[0][2] if ranked else 0)
         ms = float(np.median(times)) * 1000
@@ -290,6 +294,9 @@ def phone_in_a_room(args: argparse.Namespace, params: FingerprintParams, music: 
               f"{false_shared:3d}/{n_shared:<2d} {ms:9.1f}")
         out[name] = {"top1": rates, "top1_all": total, "false": false,
                      "false_shared": false_shared, "ms_median": ms}
+    for name, clip_of, matched, score, second in false_list:
+        print(f"  false match ({name}): a clip of {clip_of} -> {matched}, score {score}, "
+              f"second {second}")
     per_hash = index.nbytes / max(1, index.n_postings)
     print(f"  identify = fingerprint the 5-s clip + lookup; index {per_hash:.2f} bytes a hash")
     print(f"  null best score (not in the catalogue, not sharing audio; every condition): "
