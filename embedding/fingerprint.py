@@ -11,10 +11,14 @@ Pipeline
    dropped, which costs nothing for identification and removes the band that lossy codecs
    and 8-kHz telephone paths damage most.
 2. **STFT**: Hann window of ``n_fft`` samples (1,024 = 93 ms), hop ``hop_length`` (256
-   samples = 23.2 ms, the time unit of every hash and offset), log magnitude in dB. Only
-   bins ``1..2**freq_bits`` (the DC bin is dropped) are kept, so a frequency fits
-   ``freq_bits`` bits.
-3. **Peaks** (the "constellation"): a bin is a peak when it equals the maximum of its
+   samples = 23.2 ms, the time unit of every hash and offset), log power in dB
+   (``scipy.fft`` in float32). A frequency is its bin ``1..2**freq_bits`` (the DC bin is
+   dropped), so it fits ``freq_bits`` bits.
+3. **Peaks** (the "constellation") are picked only in the **phone band**
+   ``fmin_hz..fmax_hz`` (300–3400 Hz: bins 28–315), where a telephone or a phone's
+   microphone passes them, so that a clip recorded that way still holds the catalogue's
+   landmarks; only that band (and a margin of half a neighbourhood each side, so that a
+   band edge on a slope is no peak) is computed. A bin is a peak when it equals the maximum of its
    ``peak_freq_size`` × ``peak_time_size`` neighbourhood (a 2-D max filter; 31 bins ×
    15 frames ≈ 334 Hz × 350 ms), rises at least ``peak_min_prominence_db`` (6 dB) above the
    mean of a wider ``2·peak_freq_size+1`` × ``2·peak_time_size+1`` neighbourhood (the
@@ -34,19 +38,14 @@ The hash uses only relative quantities (two frequencies and a time difference), 
 unchanged by gain, by where the clip starts and, largely, by noise and codecs that leave
 the strongest peaks in place.
 
-6. **Query side** (options, off by default). A clip may keep more peaks per second
-   (``query_peaks_per_s``) and pair each with more partners (``query_fan_out``) than a
-   catalogue track, so the catalogue's pairs are still found among the extra peaks that
-   noise creates, and each query landmark may also look up its neighbours
+6. **Query side**. A clip keeps more peaks per second (``query_peaks_per_s``, 40) and
+   pairs each with more partners (``query_fan_out``, 10) than a catalogue track (20 and
+   5), so the catalogue's pairs are still found among the extra peaks that noise and
+   reverb create. As an option each query landmark also looks up its neighbours
    ``Δt ± query_dt_tolerance`` frames and ``f1, f2 ± query_df_tolerance`` bins
-   (:func:`tolerant_hashes`; 27 variants at 1 and 1). The stored index is unchanged by
-   these: they cost query time, not index size. ``votes_per_anchor`` caps the votes that
-   the landmarks of one query anchor peak give one ``(track, offset)`` (0: no cap, one
-   vote a landmark): one shared note (the same instrument sample in two tracker-music
-   soundtracks) fires many landmarks from one or two anchors. The defaults are the
-   previous behaviour; ``benchmarks/bench_fingerprint.py --params`` measures the others
-   (the README's *Fingerprints* section has the numbers: they help a phone in a room and
-   hurt near-duplicate catalogues, so they stay options).
+   (:func:`tolerant_hashes`; 27 variants at 1 and 1; off by default: it raised chance
+   scores more than true ones). The stored index is unchanged by these: they cost query
+   time, not index size.
 
 Index and search
 ----------------
@@ -54,40 +53,49 @@ Index and search
 by hash, packed: the distinct hashes (``keys``, ``uint32``), where each one's postings
 start (``starts``) and the postings themselves in 6 bytes each (``track_idx << 20 |
 anchor_time`` in 48 bits), so an index costs 6 bytes a hash plus a few bytes per distinct
-hash (against 12 bytes a hash in format 1). Saved as ``.npy`` and loaded with mmap, the
-pages are shared by every server process. A query fingerprints the clip, finds each query
-hash's postings by binary search (``np.searchsorted`` on ``keys``), and every hit votes
-for ``(track, t_db - t_query)``: the true recording piles its votes on one offset, chance
-hits spread over many. Hits are first counted per track; offset histograms are made only
-for the 64 tracks with the most hits (an aligned score never exceeds a track's hits),
-which keeps a query fast at 100k tracks. Votes of the neighbouring offsets ±1 frame are
-added (a clip cut between two frames can move a peak by one frame). The best
-``(track, offset)`` bin gives ``score`` (its aligned votes) and ``offset_s`` (where the
-clip starts in the track).
+hash (against 12 bytes a hash in format 1's plain arrays). Saved as ``.npy`` and loaded
+with mmap, the pages are shared by every server process. A query fingerprints the clip,
+finds each query hash's postings by binary search (``np.searchsorted`` on ``keys``), and
+every hit votes for ``(track, t_db - t_query)``: the true recording piles its votes on one
+offset, chance hits spread over many. Hits are first counted per track; offset histograms
+are made only for the 64 tracks with the most hits (an aligned score never exceeds a
+track's hits), which keeps a query fast at 100k tracks. A bin's ``score`` is the number of
+**distinct query anchor times** with a landmark at that offset or a neighbouring one (±1
+frame: a clip cut between two frames can move a peak by one frame): the many landmarks of
+one anchor (its fan-out) count once, so one shared note or chord (the same instrument
+sample in two rendered or tracker-music tracks) cannot outvote a whole clip that agrees.
+Ties between neighbouring offsets go to the offset with the most anchors of its own. The
+best ``(track, offset)`` bin gives ``score`` and ``offset_s`` (where the clip starts in
+the track).
 
 Calibrated decision
 -------------------
 A match is returned only when ``score >= min_votes`` **and** ``score >= min_ratio *
 (second + 1)``, where ``second`` is the best score of any *other* track (a ratio test as
 in Lowe's SIFT matching: a clip that is not in the catalogue has a best and a second best
-of the same small size). The defaults (``min_votes=12``, ``min_ratio=2.0``) were
-calibrated by ``benchmarks/bench_fingerprint.py`` on clips that are *not* in the
-catalogue: leave-one-out music (each real recording queried against an index of all the
-others), speech, a dog, a robin, a whale, white and pink noise; they set the false-match
-rate to 0 of the non-catalogue clips measured there while keeping top-1 ≥ 0.98 on 10-s
-clips at 10 dB SNR (see the benchmark's output for the null score quantiles). Its
-phone-in-a-room section adds half of the real-music set held out of the catalogue.
+of the same small size). The defaults (``min_votes=8`` distinct anchors, ``min_ratio=1.0``:
+strictly more than the runner-up, so a tie names no track) were chosen with
+``benchmarks/bench_fingerprint.py`` on clips that are *not* in the catalogue: leave-one-out
+music (each real recording queried against an index of all the others), speech, a dog, a
+robin, a whale, white and pink noise, and half of the real-music set held out of the
+catalogue, clean and through a phone in a room (null best scores: median 3, p99 6 there);
+a stricter ratio lost more of the demo's rendered tracks, whose runner-up is often another
+rendering with the same instrument samples, than it saved false matches.
 :meth:`FingerprintIndex.calibrate` repeats that procedure on the caller's own negatives.
 
 ``confidence`` is ``1 - p``, where ``p`` bounds the probability that chance alone gives
 some track a score this high: chance votes in one ``(track, offset)`` bin are taken as
 Poisson with mean ``λ = hits / bins`` (hits = all postings retrieved, bins = the offset
 range times the tracks hit, each offset bin three frames wide), and ``p = min(1, bins ·
-P[Poisson(λ) >= score])`` (a Bonferroni bound over the bins). It is near 1 for a clear
-match and near 0 for a score chance explains.
+P[Poisson(λ) >= score])`` (a Bonferroni bound over the bins). Hits count landmarks and the
+score anchors, so ``λ`` is pessimistic and the bound loose. It is near 1 for a clear
+match and near 0 for a score chance explains; the decision does not use it (landmarks
+of one anchor are not independent, so the Poisson model does not calibrate).
 
 Parameters are stored with a saved index; an index saved with other parameters or another
-format version is refused on load with :class:`~musicrec.errors.ModelFormatError`.
+format version is refused on load with :class:`~musicrec.errors.ModelFormatError`. Format 3
+(band-limited peaks, anchor scores) replaced format 2 (whole-band peaks, the same packed
+layout) and format 1 (three ``uint32`` arrays): an index of either says to rebuild.
 """
 
 from __future__ import annotations
@@ -568,9 +576,10 @@ class FingerprintIndex:
     params : FingerprintParams or None
         Fingerprint parameters (default ``FingerprintParams()``).
     min_votes : int
-        Least aligned votes (query anchors) for a match (calibrated default 12).
+        Least score (distinct aligned query anchors) for a match (default 8).
     min_ratio : float
-        Least ratio of the best score to ``second best + 1`` (calibrated default 2.0).
+        Least ratio of the best score to ``second best + 1`` (default 1.0: strictly more
+        than the runner-up).
     min_clip_s : float
         Shortest clip :meth:`identify` accepts, in seconds.
 
