@@ -37,6 +37,9 @@ one offset is listed as sharing audio, and its clips' matches are counted apart 
 "shared"), not as false matches. Times are medians of ``identify`` on one 5-s clip
 (fingerprinting the clip included).
 
+Cost (``--sections cost``): CPU seconds of ``fingerprint`` on ``--cost-tracks`` full-length
+recordings of the real-music set (>= 3 min), from signals already at ``params.sr``.
+
 Scale: index size (bytes per track) and query time at 1k, 10k and 100k tracks. The tracks
 beyond the real ones are *synthetic hash streams with realistic statistics*: each is a
 random ``--synthetic-s``-second window of a real recording's landmarks, pitch-shifted by
@@ -83,7 +86,7 @@ NOT_MUSIC = ("198-209-0000", "3436-172162-0000", "5703-47212-0000", "pibble",
              "456440__inspectorj__bird-whistling-robin-single-13", "glacier-bay-humpback")
 SR_QUERY = 22050
 KBPS: dict[str, list[float]] = {}  # measured bitrates of the re-encoded clips
-SECTIONS = ("conditions", "room", "false", "duplicates", "scale")
+SECTIONS = ("conditions", "room", "false", "duplicates", "scale", "cost")
 
 
 def recordings(data: Path) -> tuple[list[str], list[str]]:
@@ -306,6 +309,30 @@ def phone_in_a_room(args: argparse.Namespace, params: FingerprintParams, music: 
     return out
 
 
+def fingerprint_cost(args: argparse.Namespace, params: FingerprintParams) -> dict[str, float]:
+    """CPU seconds of :func:`fingerprint` on full-length recordings (>= 3 min of the
+    real-music set), from a signal already at ``params.sr`` (decoding excluded)."""
+    real = args.real_music / "catalog.csv"
+    with real.open() as f:
+        rows = [r for r in csv.DictReader(f)
+                if r["label"] != "librosa" and float(r["duration_s"]) >= 180]
+    rows = rows[:: max(1, len(rows) // args.cost_tracks)][: args.cost_tracks]
+    signals = [load_audio(args.real_music / r["audio_path"], sr=params.sr) for r in rows]
+    seconds = sum(y.size for y in signals) / params.sr
+    cpu = []
+    for _ in range(3):
+        t0 = time.process_time()
+        for y in signals:
+            fingerprint(y, sr=params.sr, params=params)
+        cpu.append(time.process_time() - t0)
+    per_track = min(cpu) / len(signals)
+    per_260 = min(cpu) / seconds * 260
+    print(f"\nfingerprint cost: {len(signals)} full-length tracks ({seconds / len(signals):.0f} s "
+          f"mean), best of 3: {per_track:.3f} CPU-s a track, {per_260:.3f} CPU-s per 4:20 of "
+          f"audio (decoding excluded)")
+    return {"tracks": len(signals), "cpu_s_per_track": per_track, "cpu_s_per_260_s": per_260}
+
+
 def synthetic_stream(fp: Fingerprint, *, seconds: float, params: FingerprintParams,
                      rng: np.random.Generator) -> Fingerprint:
     """A random window of ``fp`` pitch-shifted and time-stretched in hash space."""
@@ -363,6 +390,8 @@ def main() -> None:
     parser.add_argument("--demo-tracks", type=int, default=150)
     parser.add_argument("--room-offsets", type=int, default=3,
                         help="5-s clips per recording in the phone-in-a-room section")
+    parser.add_argument("--cost-tracks", type=int, default=12,
+                        help="full-length recordings timed in the cost section")
     parser.add_argument("--shared-votes", type=int, default=30,
                         help="whole-track aligned landmarks from which a held-out track "
                         "counts as sharing audio with the catalogue")
@@ -534,6 +563,8 @@ def main() -> None:
         results["scale"] = scale_results
     if "room" in args.sections:
         results["room"] = phone_in_a_room(args, params, music, other, rng)
+    if "cost" in args.sections:
+        results["cost"] = fingerprint_cost(args, params)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
