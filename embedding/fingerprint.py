@@ -78,7 +78,7 @@ strictly more than the runner-up, so a tie names no track) were chosen with
 ``benchmarks/bench_fingerprint.py`` on clips that are *not* in the catalogue: leave-one-out
 music (each real recording queried against an index of all the others), speech, a dog, a
 robin, a whale, white and pink noise, and half of the real-music set held out of the
-catalogue, clean and through a phone in a room (null best scores: median 3, p99 6 there);
+catalogue, clean and through a phone in a room (null best scores: median 3-4, p99 6-7);
 a stricter ratio lost more of the demo's rendered tracks, whose runner-up is often another
 rendering with the same instrument samples, than it saved false matches.
 :meth:`FingerprintIndex.calibrate` repeats that procedure on the caller's own negatives.
