@@ -1,75 +1,185 @@
-"""Speed of the musicnn taggers in torch: seconds per 10 s of audio, and tracks per hour.
+"""Speed of the musicnn embedders on full-length real recordings, before and after: CPU
+seconds per track, split by stage, for this checkout's ``embedding/musicnn.py`` and for
+the same file at another git revision, measured in one run, with their agreement.
 
-* **model**: one 10-s window (three 3-s patches: spectrogram and network), median of
-  ``--repeats`` runs, with 1 and with 2 torch threads; also the mean CPU time per run
-  (on a shared machine the wall time of one thread includes waiting for a core).
-* **tracks/h**: ``embed_paths`` over librosa's 8 full-length music recordings
-  (``../shared/datasets/librosa-audio/*.hq.ogg``, 25 s to 3 min), decoding included, no
-  cache, the embedder's defaults (10 windows of 3 s per track), 2 threads.
+    OPENBLAS_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_musicnn.py \
+        --models musicnn --limit 30 --baseline main
 
-Usage::
+The recordings are those of ``bench_full_length.py`` (the real-music set's tracks of at
+least ``--min-seconds``, ``--limit`` of them taken in turn from each soundtrack). Every
+stage runs on one torch thread and is timed in CPU seconds (``time.process_time``, every
+thread of the process), each the fastest of ``--repeats`` rounds, the two versions taking
+turns in every round, so that both see the same load. Per track:
 
-    nice -n 10 .venv/bin/python benchmarks/bench_musicnn.py --repeats 5
+- ``window decode``: the embedder's windows decoded from the file (``embedder.load``:
+  seek, decode, resample; the same code for both versions);
+- ``log-mel``: the spectrograms of the windows and their 3-s patches;
+- ``net <name>``: one network's forward passes over the track's patches, one patch per
+  pass (a combined embedder runs two networks on every patch);
+- ``model``: ``embed_decoded`` on batches of ``--batch`` tracks with the embedder's
+  defaults, all of the above but the decode (what ``bench_full_length.py`` calls model);
+- tracks/hour on 2 cores: ``2 * 3600 / (window decode + model)``.
 
-Prints one JSON line per model; peak RSS of the process is reported at the end.
+Agreement, the baseline's output against this checkout's on every track: the smallest
+cosine of the track vectors, the largest difference of a tag probability, and the tracks
+whose 10 most probable tags differ (names or order).
+
+Prints one JSON line per model and version, then a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
-import resource
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
-from bench_cf import median_seconds
+from bench_full_length import full_length_tracks
 
-from musicrec.embedding.batch import embed_paths
-from musicrec.embedding.registry import get_embedder
+from musicrec.embedding import musicnn
+from musicrec.embedding.base import resolve_cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-AUDIO = ROOT.parent / "shared" / "datasets" / "librosa-audio"
-SPEECH_AND_ANIMALS = ("198-209-0000", "3436-172162-0000", "5703-47212-0000", "pibble",
-                      "glacier-bay-humpback", "456440__inspectorj__bird-whistling-robin")
+
+
+def load_revision(ref: str, folder: Path) -> ModuleType:
+    """``embedding/musicnn.py`` as it is at git revision ``ref``, imported as a module of
+    its own (it imports the rest of musicrec from this checkout)."""
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:embedding/musicnn.py"],
+                            check=True, capture_output=True, text=True).stdout
+    name = "musicnn_at_" + "".join(c if c.isalnum() else "_" for c in ref)
+    path = folder / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
+
+
+def cpu(fn: Any, *args: Any) -> tuple[Any, float]:
+    start = time.process_time()
+    value = fn(*args)
+    return value, time.process_time() - start
+
+
+def stages(module: ModuleType, embedder: Any, decoded: list, batch: int) -> dict[str, float]:
+    """CPU seconds of each stage, summed over the tracks."""
+    import torch
+
+    out: dict[str, float] = {}
+    windows = [w for track in decoded for w in track.windows]
+
+    def cut() -> Any:
+        return torch.from_numpy(np.concatenate(
+            [module.patches(module.log_mel(w)) for w in windows]))
+
+    batch_of_patches, out["log-mel"] = cpu(cut)
+    with torch.inference_mode():
+        for part, net in zip(module.COMBINED.get(embedder.name, (embedder.name,)),
+                             embedder._nets, strict=True):
+            _, out[f"net {part}"] = cpu(lambda net=net: [
+                net(batch_of_patches[i:i + 1]) for i in range(len(batch_of_patches))])
+    out["model"] = sum(cpu(embedder.embed_decoded, decoded[k:k + batch])[1]
+                       for k in range(0, len(decoded), batch))
+    return out
+
+
+def agreement(after: tuple[np.ndarray, np.ndarray], before: tuple[np.ndarray, np.ndarray],
+              *, k: int = 10) -> dict[str, float | int]:
+    vectors, tags = after
+    old_vectors, old_tags = before
+    top = np.argsort(-tags, axis=1, kind="stable")[:, :k]
+    old_top = np.argsort(-old_tags, axis=1, kind="stable")[:, :k]
+    return {"min_cosine": round(float(np.min(np.sum(vectors * old_vectors, axis=1))), 8),
+            "max_tag_difference": float(np.abs(tags - old_tags).max()),
+            f"tracks_whose_top{k}_tags_differ": int(np.sum(np.any(top != old_top, axis=1)))}
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="musicnn")
+    ap.add_argument("--baseline", default="main", help="git revision to compare with")
+    ap.add_argument("--set", type=Path, help="the real-music set (default "
+                                              "$MUSICREC_CACHE/real_music)")
+    ap.add_argument("--min-seconds", type=float, default=180.0)
+    ap.add_argument("--limit", type=int, default=30)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import torch
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+",
-                        default=["musicnn-mtt", "musicnn-msd", "musicnn-mtt-vgg",
-                                 "musicnn-msd-vgg"])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--audio", type=Path, default=AUDIO)
-    args = parser.parse_args()
-    music = sorted(p for p in args.audio.glob("*.hq.ogg")
-                   if not p.name.startswith(SPEECH_AND_ANIMALS))
-    wave = np.random.default_rng(0).normal(scale=0.1, size=160_000).astype(np.float32)
-    for name in args.models:
-        row: dict[str, object] = {"model": name}
-        for threads in (1, 2):
-            emb = get_embedder(name, window_seconds=10.0, n_windows=1, num_threads=threads)
-            emb._embed_windows_tagged([wave])  # warm up
-            cpu = time.process_time()
-            row[f"s_per_10s_{threads}t"] = round(median_seconds(
-                lambda emb=emb: emb._embed_windows_tagged([wave]), args.repeats), 4)
-            # CPU seconds per run: on a machine shared with other jobs, the wall time of
-            # one thread overstates what it costs on an idle core; CPU time does not.
-            row[f"cpu_s_per_10s_{threads}t"] = round(
-                (time.process_time() - cpu) / args.repeats, 4)
-        emb = get_embedder(name, num_threads=2)
-        start = time.perf_counter()
-        result = embed_paths(music, embedder=emb, use_cache=False, show_progress=False)
-        seconds = time.perf_counter() - start
-        assert len(result.track_ids) == len(music), result.failures
-        row.update({"tracks": len(music), "tracks_per_h_2t": round(3600 * len(music) / seconds),
-                    "load_avg_1min": os.getloadavg()[0], "torch": torch.__version__})
-        print(json.dumps(row), flush=True)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"peak_rss_mb": round(peak_mb)}))
+    torch.set_num_threads(1)
+    folder = args.set or resolve_cache_dir(None) / "real_music"
+    tracks = full_length_tracks(folder, min_seconds=args.min_seconds, limit=args.limit)
+    if not tracks:
+        sys.exit(f"no track of at least {args.min_seconds:g} s in {folder}")
+    n = len(tracks)
+    print(f"{n} tracks, {sum(t[2] for t in tracks) / n:.0f} s on average", file=sys.stderr)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        versions = {"this checkout": musicnn,
+                    args.baseline: load_revision(args.baseline, Path(tmp))}
+        for name in [m for m in args.models.split(",") if m]:
+            embedders = {v: module.MusicnnEmbedder(model=name)
+                         for v, module in versions.items()}
+            current = embedders["this checkout"]
+            for _, path, _ in tracks:  # the files in the page cache
+                path.read_bytes()
+            decoded, decode = [], 0.0
+            for _, path, _ in tracks:
+                best = np.inf
+                for _ in range(args.repeats):
+                    track, t = cpu(current.load, path)
+                    best = min(best, t)
+                decoded.append(track)
+                decode += best
+            for embedder in embedders.values():  # first calls: imports, mel basis
+                embedder.embed_decoded(decoded[:1])
+            best_stages: dict[str, dict[str, float]] = {v: {} for v in versions}
+            for _ in range(args.repeats):
+                for v, module in versions.items():
+                    for key, t in stages(module, embedders[v], decoded, args.batch).items():
+                        best_stages[v][key] = min(best_stages[v].get(key, np.inf), t)
+            outputs = {v: e.embed_decoded_tagged(decoded) for v, e in embedders.items()}
+            for v in versions:
+                per = {"window decode": decode / n,
+                       **{key: t / n for key, t in best_stages[v].items()}}
+                embed = per["window decode"] + per["model"]
+                row = {"model": name, "code": v, "tracks": n,
+                       "cpu_s_per_track": {key: round(t, 4) for key, t in per.items()},
+                       "embed_cpu_s": round(embed, 4),
+                       "embed_tracks_per_hour_2_cores": round(2 * 3600 / embed),
+                       "load_avg_1min": round(os.getloadavg()[0], 1)}
+                if v != "this checkout":
+                    row["agreement"] = agreement(outputs["this checkout"], outputs[v])
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    print(table(rows))
+
+
+def table(rows: list[dict]) -> str:
+    nets = sorted({k for r in rows for k in r["cpu_s_per_track"] if k.startswith("net ")})
+    head = ["model", "code", "window decode", "log-mel", *nets, "model (all)", "embed",
+            "tracks/h, 2 cores"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:
+        c = r["cpu_s_per_track"]
+        cells = [r["model"], r["code"], f"{c['window decode']:.3f}", f"{c['log-mel']:.3f}",
+                 *[f"{c[k]:.3f}" if k in c else "" for k in nets], f"{c['model']:.3f}",
+                 f"{r['embed_cpu_s']:.3f}", f"{r['embed_tracks_per_hour_2_cores']:,}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,12 @@ N_MELS = 96
 PATCH_FRAMES = 187
 #: TensorFlow's ``batch_normalization`` default.
 BN_EPS = 1e-3
+#: Above every value of :func:`log_mel`: float16's largest power, 65504, gives
+#: ``log10(10000 * 65504 + 1) = 8.8163``.
+LOG_MEL_MAX = 8.82
+#: A front-end filter of :class:`MusicnnNet` is skipped when its output after batch norm can
+#: move by at most this much for any spectrogram (see :class:`_FrontConv`).
+DEAD_FILTER_BOUND = 1e-6
 
 MTT_LABELS = (
     "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
@@ -359,12 +365,65 @@ def weight_names(arch: str) -> list[str]:
     return names + [f"{layer}/{p}" for layer in convs + dense for p in ("kernel", "bias")]
 
 
+class _FrontConv:
+    """One front-end layer of musicnn: a conv over time and frequency, ReLU, batch norm and
+    the maximum over frequency, computed as conv, maximum, ReLU, batch norm, on its live
+    filters only.
+
+    Batch norm is ``s * y + t`` per channel: monotone, so its maximum over frequency is
+    ``s * relu(max y) + t`` where ``s >= 0`` and ``s * relu(min y) + t`` where ``s < 0``.
+    The filters of channels with ``s < 0`` are negated (``min y = -max(-y)``, exact in
+    floating point), so one maximum serves both, taken before the element-wise steps.
+
+    A filter is dead when its output after batch norm can move by at most ``dead_below``
+    for any input of magnitude ``x_max`` (``|s| * sum|w| * x_max``, Hoelder's bound); its
+    channel is then the constant ``s * relu(b) + t``. ``offset`` is its first channel
+    among the 561 of the front end.
+    """
+
+    def __init__(self, kernel: Any, bias: Any, bn: _BN, *, time_pad: tuple[int, int],
+                 x_max: float, dead_below: float, offset: int) -> None:
+        torch = _torch()
+        bound = bn.scale.abs() * kernel.abs().flatten(1).sum(dim=1) * x_max
+        live = torch.nonzero(bound > dead_below).flatten()
+        sign = torch.where(bn.scale < 0, -1.0, 1.0)[live]
+        self.time_pad = time_pad
+        self.weight = (kernel[live] * sign.view(-1, 1, 1, 1)).contiguous()
+        self.bias = bias[live] * sign
+        self.sign = sign.view(-1, 1)
+        self.scale, self.shift = bn.scale[live].view(-1, 1), bn.shift[live].view(-1, 1)
+        self.channels = offset + live
+        self.constant = bn.scale * torch.relu(bias) + bn.shift  # a dead channel's value
+        self.n_out = len(bias)
+
+    def __call__(self, x: Any) -> Any:
+        """``[b, live filters, t]`` of the batch-normed input ``[b, 1, t, 96]``."""
+        torch = _torch()
+        F = torch.nn.functional
+        y = F.conv2d(F.pad(x, (0, 0, *self.time_pad)), self.weight, self.bias).amax(dim=3)
+        return self.scale * F.relu(self.sign * y) + self.shift
+
+
 class MusicnnNet:
     """musicnn: timbral (7x38, 7x67) and temporal (128, 64, 32 x 1) front end, three dense
     1-D conv layers with residual sums, max and mean pooling over time, a 200-unit
-    penultimate layer and 50 sigmoid outputs. Inputs ``[batch, frames, 96]``."""
+    penultimate layer and 50 sigmoid outputs. Inputs ``[batch, frames, 96]``: spectrograms
+    of :func:`log_mel`, whose values lie in ``[0, LOG_MEL_MAX]``.
 
-    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+    Most front-end filters of the trained models are dead: training left their weights
+    near zero (1e-30 in most), so their channels are constants. They are skipped
+    (:class:`_FrontConv`), which leaves 64 of MSD's 561 filters and 318 of MTT's, and the
+    first mid-end layer reads the constant channels as a fixed term. Features and tags stay
+    within float rounding of computing every filter, which a negative ``dead_below`` does.
+
+    Attributes
+    ----------
+    live : tuple of int
+        Filters computed in each front-end layer (timbral 7x38, 7x67, temporal 128, 64, 32).
+    """
+
+    def __init__(self, weights: dict[str, np.ndarray], *,
+                 dead_below: float = DEAD_FILTER_BOUND) -> None:
         torch = _torch()
 
         def kernel2d(name: str) -> Any:  # TF [kh, kw, in, out] -> torch [out, in, kh, kw]
@@ -380,35 +439,66 @@ class MusicnnNet:
 
         bns = [_BN(weights, n) for n in bn_names("musicnn")]
         self.bn_in = bns[0]
-        self.timbral = [(kernel2d(c), bias(c), bns[i]) for i, c in
-                        ((1, "conv2d"), (2, "conv2d_1"))]
-        self.temporal = [(kernel2d(c), bias(c), bns[i]) for i, c in
-                         ((3, "conv2d_2"), (4, "conv2d_3"), (5, "conv2d_4"))]
+        scale, shift = float(self.bn_in.scale[0]), float(self.bn_in.shift[0])
+        x_max = max(abs(shift), abs(scale * LOG_MEL_MAX + shift))  # |input| after batch norm
+        self.front: list[_FrontConv] = []
+        offset = 0
+        for i, name in enumerate(["conv2d"] + [f"conv2d_{k}" for k in range(1, 5)], start=1):
+            kernel = kernel2d(name)
+            k = kernel.shape[2]
+            # timbral: 3 frames each side; temporal: TF's "same", the extra frame after
+            pad = (3, 3) if i <= 2 else ((k - 1) // 2, k // 2)
+            self.front.append(_FrontConv(kernel, bias(name), bns[i], time_pad=pad,
+                                         x_max=x_max, dead_below=dead_below, offset=offset))
+            offset += self.front[-1].n_out
+        self.live = tuple(len(f.channels) for f in self.front)
+        self.constant = torch.cat([f.constant for f in self.front])  # [561]
+        self.live_channels = torch.cat([f.channels for f in self.front])
         self.mid = [(kernel1d(c), bias(c), bns[i]) for i, c in
                     ((6, "conv2d_5"), (7, "conv2d_6"), (8, "conv2d_7"))]
+        first = self.mid[0][0]  # [64, 561, 7]
+        dead = torch.ones(len(self.constant), dtype=torch.bool)
+        dead[self.live_channels] = False
+        self._mid_live = first[:, self.live_channels].contiguous()
+        # what the constant channels add to each output of the first mid-end layer, by tap
+        self._mid_constant = (first[:, dead] * self.constant[dead].view(1, -1, 1)).sum(dim=1)
+        self._edges: dict[int, Any] = {}
         self.bn_pool, self.bn_dense = bns[9], bns[10]
         self.dense = (torch.from_numpy(weights["dense/kernel"].T.copy()), bias("dense"))
         self.out = (torch.from_numpy(weights["dense_1/kernel"].T.copy()), bias("dense_1"))
         self.dim = int(self.dense[0].shape[0])
 
+    def _constant_term(self, frames: int) -> Any:
+        """``[1, 64, frames]``: the constant channels through the first mid-end conv (its
+        zero padding makes the first and last 3 frames differ)."""
+        if frames not in self._edges:
+            torch = _torch()
+            ones = torch.nn.functional.pad(torch.ones(1, 1, frames), (3, 3))
+            self._edges[frames] = torch.nn.functional.conv1d(
+                ones, self._mid_constant.unsqueeze(1))
+        return self._edges[frames]
+
     def __call__(self, x: Any) -> tuple[Any, Any]:
         """(penultimate ``[batch, 200]``, logits ``[batch, 50]``) of ``[batch, frames, 96]``."""
         torch = _torch()
         F = torch.nn.functional
+        low, high = float(x.min()), float(x.max())
+        if low < 0 or high > LOG_MEL_MAX:
+            raise ParameterError(f"musicnn takes log_mel() spectrograms, with values in "
+                                 f"[0, {LOG_MEL_MAX}]; got values in [{low:g}, {high:g}]")
         x = self.bn_in(x.unsqueeze(1), dim=1)  # [b, 1, t, 96]
-        front = []
-        padded = F.pad(x, (0, 0, 3, 3))
-        for w, b, bn in self.timbral:
-            y = bn(F.relu(F.conv2d(padded, w, b)), dim=1)
-            front.append(y.amax(dim=3))  # max over frequency: [b, c, t]
-        for w, b, bn in self.temporal:
-            k = w.shape[2]  # TF "same": the extra padding goes after
-            y = F.conv2d(F.pad(x, (0, 0, (k - 1) // 2, k // 2)), w, b)
-            front.append(bn(F.relu(y), dim=1).amax(dim=3))
-        h = torch.cat(front, dim=1)  # [b, 561, t]
+        b, frames = x.shape[0], x.shape[2]
+        live = torch.cat([conv(x) for conv in self.front], dim=1)  # [b, live, t]
+        h = self.constant.view(1, -1, 1).repeat(b, 1, frames)  # [b, 561, t]
+        h[:, self.live_channels] = live
         feats = [h]
-        for i, (w, b, bn) in enumerate(self.mid):
-            y = bn(F.relu(F.conv1d(F.pad(h, (3, 3)), w, b)), dim=1)
+        for i, (w, bias, bn) in enumerate(self.mid):
+            if i == 0:
+                y = F.conv1d(F.pad(live, (3, 3)), self._mid_live, bias)
+                y = y + self._constant_term(frames)
+            else:
+                y = F.conv1d(F.pad(h, (3, 3)), w, bias)
+            y = bn(F.relu(y), dim=1)
             h = y if i == 0 else y + h
             feats.append(h)
         m = torch.cat(feats, dim=1)  # [b, 753, t]

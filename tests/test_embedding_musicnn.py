@@ -14,18 +14,21 @@ import pytest
 pytest.importorskip("musicnn", reason="musicnn weights not installed (make install)")
 
 from musicrec.embedding.musicnn import (  # noqa: E402
+    LOG_MEL_MAX,
     MODELS,
     MSD_LABELS,
     MTT_LABELS,
     N_MELS,
     PATCH_FRAMES,
     MusicnnEmbedder,
+    MusicnnNet,
     checkpoint_prefix,
     load_network,
     log_mel,
     patches,
     read_tf_checkpoint,
     read_tf_index,
+    weight_names,
 )
 from musicrec.embedding.registry import get_embedder  # noqa: E402
 from musicrec.errors import ModelFormatError, ParameterError  # noqa: E402
@@ -140,6 +143,82 @@ def test_preprocessing_is_float32_and_does_not_overflow() -> None:
     emb = MusicnnEmbedder(model="musicnn-mtt")
     _, tags = emb._embed_windows_tagged([loud, quiet])
     assert np.abs(tags[0] - tags[1]).max() > 0.05
+
+
+def test_front_end_takes_the_maximum_before_relu_and_batch_norm() -> None:
+    """conv, max over frequency, ReLU, batch norm (filters negated where the batch norm
+    scale is negative: 170 of MSD's 204 timbral channels) equals the original order."""
+    import torch
+    import torch.nn.functional as F
+
+    weights = read_tf_checkpoint(checkpoint_prefix("musicnn-msd"), weight_names("musicnn"))
+    net = MusicnnNet(weights, dead_below=-1.0)
+    conv = net.front[0]
+    assert int((conv.sign < 0).sum()) == 170
+    kernel = torch.from_numpy(np.ascontiguousarray(
+        weights["conv2d/kernel"].transpose(3, 2, 0, 1)))
+    bias = torch.from_numpy(weights["conv2d/bias"])
+    gamma, beta = weights["batch_normalization_1/gamma"], weights["batch_normalization_1/beta"]
+    mean = weights["batch_normalization_1/moving_mean"]
+    var = weights["batch_normalization_1/moving_variance"]
+    x = torch.from_numpy(np.random.default_rng(0).uniform(-2, 2, (2, 1, 187, 96))
+                         .astype(np.float32))
+    y = F.relu(F.conv2d(F.pad(x, (0, 0, 3, 3)), kernel, bias)).numpy()
+    expected = ((y - mean[:, None, None]) / np.sqrt(var[:, None, None] + 1e-3)
+                * gamma[:, None, None] + beta[:, None, None]).max(axis=3)
+    np.testing.assert_allclose(conv(x).numpy(), expected, atol=2e-5, rtol=1e-5)
+
+
+def test_dead_filters_are_skipped_within_float_rounding(inputs: dict[str, np.ndarray]) -> None:
+    """Training left most front-end filters near zero: skipping them leaves MSD 64 of its
+    561 filters and MTT 318, and the same features and logits as computing all of them, on
+    real audio and at the ends of log_mel's range."""
+    import torch
+
+    msd = read_tf_checkpoint(checkpoint_prefix("musicnn-msd"), weight_names("musicnn"))
+    pruned, full = MusicnnNet(msd), MusicnnNet(msd, dead_below=-1.0)
+    assert pruned.live == (23, 14, 3, 7, 17) and full.live == (204, 204, 51, 51, 51)
+    assert load_network(checkpoint_prefix("musicnn-mtt"), "musicnn").live == (116, 81, 38, 36,
+                                                                                47)
+    rng = np.random.default_rng(0)
+    cases = [patches(log_mel(wave)) for wave in inputs.values()] + [
+        rng.uniform(0, LOG_MEL_MAX, (2, PATCH_FRAMES, N_MELS)).astype(np.float32),
+        np.zeros((1, PATCH_FRAMES, N_MELS), np.float32),
+        np.full((1, PATCH_FRAMES, N_MELS), LOG_MEL_MAX, np.float32)]
+    dead = np.ones(561, dtype=bool)
+    dead[pruned.live_channels.numpy()] = False
+    assert dead.sum() == 561 - 64
+    for x in cases:
+        with torch.inference_mode():
+            batch = torch.from_numpy(x)
+            (features, logits), (all_features, all_logits) = pruned(batch), full(batch)
+            normed = full.bn_in(batch.unsqueeze(1), dim=1)
+            channels = torch.cat([conv(normed) for conv in full.front], dim=1).numpy()
+        # a skipped channel is its constant, within the bound it was skipped under
+        constant = pruned.constant.numpy()[dead][None, :, None]
+        assert np.abs(channels[:, dead] - constant).max() <= 1e-6
+        np.testing.assert_allclose(features.numpy(), all_features.numpy(), atol=2e-5,
+                                   rtol=1e-5)
+        np.testing.assert_allclose(logits.numpy(), all_logits.numpy(), atol=2e-5, rtol=1e-5)
+
+
+def test_networks_refuse_inputs_outside_log_mel_range() -> None:
+    """The bound behind skipping a filter holds for log_mel's values only, which never
+    exceed LOG_MEL_MAX, however loud the audio."""
+    import torch
+
+    t = np.arange(16000 * 3) / 16000
+    clipped = (1000 * np.sign(np.sin(2 * np.pi * 110 * t))).astype(np.float32)
+    top = float(log_mel(clipped).max())
+    assert top == pytest.approx(np.log10(10000 * 65504 + 1), abs=1e-4) and top < LOG_MEL_MAX
+    net = MusicnnEmbedder(model="musicnn-msd")._net
+    bad = torch.zeros(1, PATCH_FRAMES, N_MELS)
+    bad[0, 5, 7] = -0.5
+    with pytest.raises(ParameterError, match=r"musicnn takes log_mel\(\) spectrograms, with "
+                       r"values in \[0, 8.82\]; got values in \[-0.5, 0\]"):
+        net(bad)
+    with pytest.raises(ParameterError, match=r"got values in \[0, 20\]"):
+        net(torch.full((1, PATCH_FRAMES, N_MELS), 20.0) * (bad == 0))
 
 
 def test_patches_cut_and_repeat_pad() -> None:
