@@ -463,6 +463,10 @@ class MusicnnNet:
         # what the constant channels add to each output of the first mid-end layer, by tap
         self._mid_constant = (first[:, dead] * self.constant[dead].view(1, -1, 1)).sum(dim=1)
         self._edges: dict[int, Any] = {}
+        # the front end's share of the pooled features, each channel's (max, mean) over
+        # time: a constant channel's are its value
+        self._pooled_front = torch.stack([self.constant, self.constant], dim=1).flatten()
+        self._pooled_max = 2 * self.live_channels
         self.bn_pool, self.bn_dense = bns[9], bns[10]
         self.dense = (torch.from_numpy(weights["dense/kernel"].T.copy()), bias("dense"))
         self.out = (torch.from_numpy(weights["dense_1/kernel"].T.copy()), bias("dense_1"))
@@ -482,27 +486,26 @@ class MusicnnNet:
         """(penultimate ``[batch, 200]``, logits ``[batch, 50]``) of ``[batch, frames, 96]``."""
         torch = _torch()
         F = torch.nn.functional
-        low, high = float(x.min()), float(x.max())
+        low, high = (float(v) for v in torch.aminmax(x))
         if low < 0 or high > LOG_MEL_MAX:
             raise ParameterError(f"musicnn takes log_mel() spectrograms, with values in "
                                  f"[0, {LOG_MEL_MAX}]; got values in [{low:g}, {high:g}]")
         x = self.bn_in(x.unsqueeze(1), dim=1)  # [b, 1, t, 96]
-        b, frames = x.shape[0], x.shape[2]
         live = torch.cat([conv(x) for conv in self.front], dim=1)  # [b, live, t]
-        h = self.constant.view(1, -1, 1).repeat(b, 1, frames)  # [b, 561, t]
-        h[:, self.live_channels] = live
+        front = self._pooled_front.repeat(x.shape[0], 1)  # [b, 2 * 561]
+        front[:, self._pooled_max] = live.amax(dim=2)
+        front[:, self._pooled_max + 1] = live.mean(dim=2)
+        # the first mid-end conv reads the 561 front-end channels, of which the live vary
+        _, bias, bn = self.mid[0]
+        y = F.conv1d(F.pad(live, (3, 3)), self._mid_live, bias)
+        h = bn(F.relu(y + self._constant_term(x.shape[2])), dim=1)
         feats = [h]
-        for i, (w, bias, bn) in enumerate(self.mid):
-            if i == 0:
-                y = F.conv1d(F.pad(live, (3, 3)), self._mid_live, bias)
-                y = y + self._constant_term(frames)
-            else:
-                y = F.conv1d(F.pad(h, (3, 3)), w, bias)
-            y = bn(F.relu(y), dim=1)
-            h = y if i == 0 else y + h
+        for w, bias, bn in self.mid[1:]:
+            h = bn(F.relu(F.conv1d(F.pad(h, (3, 3)), w, bias)), dim=1) + h  # residual
             feats.append(h)
-        m = torch.cat(feats, dim=1)  # [b, 753, t]
-        pooled = torch.stack([m.amax(dim=2), m.mean(dim=2)], dim=2).flatten(1)  # max, mean
+        m = torch.cat(feats, dim=1)  # [b, 192, t]
+        mid = torch.stack([m.amax(dim=2), m.mean(dim=2)], dim=2).flatten(1)  # max, mean
+        pooled = torch.cat([front, mid], dim=1)
         pooled = self.bn_pool(pooled)
         pen = self.bn_dense(F.relu(F.linear(pooled, *self.dense)))
         return pen, F.linear(pen, *self.out)
@@ -611,14 +614,14 @@ class MusicnnEmbedder(AudioEmbedder):
         Windows spread over each track (``None``: :data:`DEFAULT_WINDOWS`, 10 for one
         tagger, 4 for ``"musicnn"``).
     batch_size : int
-        Patches per forward pass. 1 is the fastest on a CPU: the front end's activations
-        of one patch take about 9 MB, which stay in cache; 16 patches took 2.5x the CPU
-        time per patch (0.11 against 0.044 s on one thread) and 64 peaked at 2.3 GB of RSS.
+        Patches per forward pass. 1, 2 and 4 cost the same on a CPU (0.030 CPU-s per patch
+        for both networks of ``"musicnn"`` on one thread), 16 cost 0.050: the front end's
+        activations of a few patches stay in cache.
     num_threads : int or None
         Torch threads while embedding (restored afterwards; ``None`` leaves torch's
         setting). Default 1: one patch is too small a job to share, and on the shared
-        2-core machine two threads cost about 4x the CPU time per patch (0.185 against
-        0.044 s) while the batch's decoding threads use the other core.
+        2-core machine two threads cost 3-9x the CPU time per patch (0.11-0.28 against
+        0.035 s) while the batch's decoding threads use the other core.
     workers : int or None
         Threads that run forward passes side by side, each on its share of the patches
         (torch releases the GIL inside its operators, so each uses a core of its own);
