@@ -82,6 +82,29 @@ def full_length_tracks(folder: Path, *, min_seconds: float, limit: int
     return out
 
 
+def add_track_args(ap: argparse.ArgumentParser, *, batch: int = 16) -> None:
+    """The options that pick the full-length recordings (shared with bench_musicnn.py)."""
+    ap.add_argument("--set", type=Path, help="the real-music set (default "
+                                              "$MUSICREC_CACHE/real_music)")
+    ap.add_argument("--min-seconds", type=float, default=180.0)
+    ap.add_argument("--limit", type=int, default=30)
+    ap.add_argument("--batch", type=int, default=batch)
+
+
+def tracks_from_args(args: argparse.Namespace) -> list[tuple[str, Path, float]]:
+    """:func:`full_length_tracks` for the options of :func:`add_track_args`, on one torch
+    thread; exits with a message when the set holds none long enough."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    folder = args.set or resolve_cache_dir(None) / "real_music"
+    tracks = full_length_tracks(folder, min_seconds=args.min_seconds, limit=args.limit)
+    if not tracks:
+        sys.exit(f"no track of at least {args.min_seconds:g} s in {folder}")
+    return tracks
+
+
 def cpu(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     start = time.process_time()
     value = fn(*args, **kwargs)
@@ -282,24 +305,13 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--set", type=Path, help="the real-music set (default "
-                                              "$MUSICREC_CACHE/real_music)")
+    add_track_args(ap)
     ap.add_argument("--models", default="mfcc,whisper-tiny,musicnn")
-    ap.add_argument("--min-seconds", type=float, default=180.0)
-    ap.add_argument("--limit", type=int, default=30)
-    ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=2,
                     help="times each decode is timed (the fastest counts)")
     ap.add_argument("--end-to-end", action="store_true")
     args = ap.parse_args()
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    import torch
-
-    torch.set_num_threads(1)
-    folder = args.set or resolve_cache_dir(None) / "real_music"
-    tracks = full_length_tracks(folder, min_seconds=args.min_seconds, limit=args.limit)
-    if not tracks:
-        sys.exit(f"no track of at least {args.min_seconds:g} s in {folder}")
+    tracks = tracks_from_args(args)
     print(f"{len(tracks)} tracks, {sum(t[2] for t in tracks) / len(tracks):.0f} s on average "
           f"({min(t[2] for t in tracks):.0f}-{max(t[2] for t in tracks):.0f} s)",
           file=sys.stderr)
@@ -308,6 +320,8 @@ def main() -> None:
     for row in rows:
         print(json.dumps(row))
     if args.end_to_end:
+        import torch
+
         torch.set_num_threads(2)
         for spec in models:
             print(json.dumps(end_to_end(tracks, spec, args.batch)))

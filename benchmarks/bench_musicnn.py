@@ -42,10 +42,9 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-from bench_full_length import full_length_tracks
+from bench_full_length import add_track_args, tracks_from_args
 
 from musicrec.embedding import musicnn
-from musicrec.embedding.base import resolve_cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,21 +108,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="musicnn")
     ap.add_argument("--baseline", default="main", help="git revision to compare with")
-    ap.add_argument("--set", type=Path, help="the real-music set (default "
-                                              "$MUSICREC_CACHE/real_music)")
-    ap.add_argument("--min-seconds", type=float, default=180.0)
-    ap.add_argument("--limit", type=int, default=30)
-    ap.add_argument("--batch", type=int, default=16)
+    add_track_args(ap)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    import torch
-
-    torch.set_num_threads(1)
-    folder = args.set or resolve_cache_dir(None) / "real_music"
-    tracks = full_length_tracks(folder, min_seconds=args.min_seconds, limit=args.limit)
-    if not tracks:
-        sys.exit(f"no track of at least {args.min_seconds:g} s in {folder}")
+    tracks = tracks_from_args(args)
     n = len(tracks)
     print(f"{n} tracks, {sum(t[2] for t in tracks) / n:.0f} s on average", file=sys.stderr)
     rows = []
