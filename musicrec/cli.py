@@ -47,7 +47,9 @@ def print_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4f}"
+        # NaN: a metric undefined here (novelty under cold-tracks, where every ranked
+        # track has no training plays), shown as the reports show it
+        return "n/a" if value != value else f"{value:.4f}"
     return str(value)
 
 

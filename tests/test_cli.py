@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from musicrec.cli import main
+from musicrec.cli import main, print_table
 
 
 @pytest.fixture
@@ -98,3 +98,10 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "0 must be at least 1" in str(exc.value.code)
     with pytest.raises(SystemExit):
         main(["frobnicate"])
+
+
+def test_tables_show_an_undefined_metric_as_n_a(capsys: pytest.CaptureFixture[str]) -> None:
+    # novelty under cold-tracks is NaN (undefined), and the console says so as the reports do
+    print_table([["hybrid", 0.27524, float("nan")]], ["model", "ndcg@10", "novelty@10"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split() == ["hybrid", "0.2752", "n/a"]
