@@ -582,6 +582,13 @@ class FingerprintIndex:
         than the runner-up).
     min_clip_s : float
         Shortest clip :meth:`identify` accepts, in seconds.
+    max_postings : int or None
+        A stop list: a query hash whose posting list is longer than this is not looked up
+        (None: every hash is). At 1M full-length tracks a 10-s clip's hashes read about 32 M
+        postings, mostly of the commonest hashes; skipping lists over 10,000 reads 4.9 M and
+        identified 19 of 20 clips against 17 of 20 with every list
+        (``benchmarks/bench_fingerprint_scale.py``, README *Lookup at 1M full-length
+        tracks*). On small catalogues no list is that long, so it changes nothing there.
 
     Attributes
     ----------
@@ -613,8 +620,15 @@ class FingerprintIndex:
         min_votes: int = 8,
         min_ratio: float = 1.0,
         min_clip_s: float = 1.0,
+        max_postings: int | None = None,
     ) -> None:
         self.params = params or FingerprintParams()
+        if max_postings is not None and (isinstance(max_postings, bool)
+                                         or not isinstance(max_postings, int)
+                                         or max_postings < 1):
+            raise ParameterError(f"max_postings={max_postings!r} must be a positive integer "
+                                 "or None")
+        self.max_postings = max_postings
         if min_votes < 1:
             raise ParameterError(f"min_votes={min_votes} must be >= 1")
         if min_ratio < 0:
@@ -798,6 +812,8 @@ class FingerprintIndex:
         found = distinct[at] == hashes
         lo = np.where(found, self.starts_[at], 0).astype(np.int64)
         counts = np.where(found, self.starts_[at + 1], 0).astype(np.int64) - lo
+        if self.max_postings is not None:  # the stop list
+            counts[counts > self.max_postings] = 0
         total = int(counts.sum())
         if total == 0:
             return empty, empty, empty
@@ -1030,6 +1046,7 @@ class FingerprintIndex:
             "min_votes": self.min_votes,
             "min_ratio": self.min_ratio,
             "min_clip_s": self.min_clip_s,
+            "max_postings": self.max_postings,
             "n_tracks": len(self),
             "n_postings": self.n_postings,
         }
@@ -1120,8 +1137,9 @@ class FingerprintIndex:
         try:
             index = cls(params=saved, min_votes=int(meta["min_votes"]),
                         min_ratio=float(meta["min_ratio"]),
-                        min_clip_s=float(meta["min_clip_s"]))
-        except (TypeError, KeyError, ValueError) as error:
+                        min_clip_s=float(meta["min_clip_s"]),
+                        max_postings=meta.get("max_postings"))
+        except (TypeError, KeyError, ValueError, ParameterError) as error:
             raise ModelFormatError(f"{meta_path}: bad thresholds ({error!r})") from None
         arrays: dict[str, np.ndarray] = {}
         for name in _ARRAYS:

@@ -20,6 +20,7 @@ from musicrec.embedding.fingerprint import (
     load_audio,
     tolerant_hashes,
 )
+from musicrec.errors import ParameterError
 
 SR = 22050
 MUSIC = ("Kevin_MacLeod_-_Vibe_Ace", "147793__setuniman__sweet-waltz-0i-22mi",
@@ -97,3 +98,23 @@ def test_sharded_lookup_votes_as_the_whole_index(
         # h17fp: the best candidate, not identify(): 6 s of drum and bass at 10 dB SNR
         # can fall under min_votes in the phone band; the votes above are the point here
         assert whole.query(fp, n=1)[0][0] == stem
+
+
+def test_stop_list_skips_long_posting_lists_and_is_saved(tmp_path: Path) -> None:
+    index = FingerprintIndex(max_postings=2)
+    # hash 5 is in three postings (over the stop list's 2), hash 7 in two, hash 9 in one
+    index.add("a", Fingerprint(hashes=np.array([5, 7, 5], dtype=np.uint32),
+                               times=np.array([1, 2, 3], dtype=np.uint32), duration_s=1.0))
+    index.add("b", Fingerprint(hashes=np.array([7, 5, 9], dtype=np.uint32),
+                               times=np.array([9, 4, 6], dtype=np.uint32), duration_s=1.0))
+    index.build()
+    q, track, db_time = index._hits(np.array([5, 7, 9], dtype=np.uint32))
+    assert q.tolist() == [1, 1, 2]  # hash 5's three postings are skipped
+    assert track.tolist() == [0, 1, 1]
+    assert db_time.tolist() == [2, 9, 6]
+    loaded = FingerprintIndex.load(index.save(tmp_path / "fp"))
+    assert loaded.max_postings == 2
+    assert [a.tolist() for a in loaded._hits(np.array([5, 7], dtype=np.uint32))] == \
+        [[1, 1], [0, 1], [2, 9]]
+    with pytest.raises(ParameterError, match=r"max_postings=0 must be a positive integer"):
+        FingerprintIndex(max_postings=0)
