@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from musicrec.embedding.fingerprint import (
+    MIN_ANCHOR_FREQS,
     Fingerprint,
     FingerprintIndex,
     FingerprintParams,
@@ -169,7 +170,13 @@ def test_a_score_counts_distinct_query_anchors() -> None:
     idx.build()
     clip = Fingerprint(hashes=hashes, times=times - 96, duration_s=5.0)
     # the ten landmarks of the anchor at frame 4 count once, the one at frame 34 once more
-    assert idx.query(clip, n=1) == [("one-note", pytest.approx(96 * idx.params.frame_s), 2)]
+    # (two landmarks at other frequencies, in no track, make it more than a held note:
+    # MIN_ANCHOR_FREQS)
+    other = np.array([(5 << 15) | (7 << 6) | 3, (6 << 15) | (7 << 6) | 3], dtype=np.uint32)
+    query = Fingerprint(hashes=np.append(hashes, other),
+                        times=np.append(times - 96, [50, 51]).astype(np.uint32), duration_s=5.0)
+    assert idx.query(query, n=1) == [("one-note", pytest.approx(96 * idx.params.frame_s), 2)]
+    assert idx.query(clip, n=1) == []  # one anchor frequency only: a held note
     # track against track (find_duplicates) every landmark is a vote
     tracks, offsets, scores, _, _ = idx._votes(clip.hashes, clip.times,
                                                distinct_anchors=False)
@@ -507,6 +514,31 @@ def test_silence_gives_no_hashes_and_no_match(index: FingerprintIndex) -> None:
     silence = np.zeros(5 * SR, dtype=np.float32)
     assert len(fingerprint(silence, sr=SR)) == 0
     assert index.identify(silence, sr=SR) is None
+
+
+def test_a_tone_is_never_identified_even_against_a_held_note(
+        catalogue: dict[str, Fingerprint], vibe_hq: np.ndarray) -> None:
+    # a track holding 440 Hz for 20 s, beside real music: the tone's few landmarks repeat
+    # at every step and line up with the held note, so only the frequency rule stops them
+    t = np.arange(20 * SR) / SR
+    held = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    idx = FingerprintIndex()
+    for stem, fp in catalogue.items():
+        idx.add(stem, fp)
+    idx.add("held-a4", fingerprint(held, sr=SR))
+    idx.build()
+    tone = held[3 * SR: 8 * SR]
+    query = idx.params.for_query()
+    at_sr = (0.3 * np.sin(2 * np.pi * 440 * np.arange(5 * query.sr) / query.sr)).astype(
+        np.float32)  # the peaks are picked at the fingerprint's own rate
+    h, _ = hash_peaks(*find_peaks(at_sr, params=query), params=query)
+    f1 = np.unique(h.astype(np.int64) >> (query.freq_bits + query.dt_bits))
+    assert f1.size == 1 < MIN_ANCHOR_FREQS and len(h) > 100  # many hashes, one frequency
+    assert idx.identify(tone, sr=SR) is None
+    chord = sum(0.1 * np.sin(2 * np.pi * f * t[: 5 * SR]) for f in (440, 554.37, 659.26))
+    assert idx.identify(chord.astype(np.float32), sr=SR) is None
+    match = idx.identify(vibe_hq[10 * SR: 15 * SR], sr=SR)  # music still is
+    assert match is not None and match.track_id == VIBE
 
 
 def test_a_clip_under_one_second_is_refused(index: FingerprintIndex, vibe_hq: np.ndarray) -> None:
