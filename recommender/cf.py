@@ -193,7 +193,7 @@ class CFModel(RecommenderBase):
         self._loaded()
 
     def _loaded(self) -> None:
-        self._item_norms: np.ndarray | None = None
+        self._unit: np.ndarray | None = None
 
     # -- vectors ----------------------------------------------------------------------
     def fold_in(self, track_idx: np.ndarray, plays: np.ndarray | None = None) -> np.ndarray:
@@ -250,9 +250,8 @@ class CFModel(RecommenderBase):
 
     def _similar_scores(self, items: np.ndarray) -> np.ndarray:
         """Cosine of the tracks' vectors."""
-        norms = self.item_norms()
-        return (np.asarray(self.item_factors_[items]) @ self.item_factors_.T) / (
-            norms[items][:, None] * norms[None, :])
+        unit = self.unit_vectors()
+        return unit[items] @ unit.T
 
     def recommend_for_tracks(
         self,
@@ -274,12 +273,15 @@ class CFModel(RecommenderBase):
         best = top_n(scores, n, idx if exclude_played else None)
         return self._explain(best, scores[best], idx)
 
-    def item_norms(self) -> np.ndarray:
-        if getattr(self, "_item_norms", None) is None:
-            norms = np.linalg.norm(self.item_factors_, axis=1)
-            self._item_norms = np.where(norms > 0, norms, 1.0).astype(np.float32)
-        assert self._item_norms is not None
-        return self._item_norms
+    def unit_vectors(self) -> np.ndarray:
+        """The tracks' factors scaled to unit length (``float32 [shape=(n_items, factors)]``;
+        a track without a vector keeps a zero row), made once and kept."""
+        if getattr(self, "_unit", None) is None:
+            factors = np.asarray(self.item_factors_, dtype=np.float32)
+            norms = np.linalg.norm(factors, axis=1, keepdims=True)
+            self._unit = factors / np.where(norms > 0, norms, np.float32(1.0))
+        assert self._unit is not None
+        return self._unit
 
     def _explain(
         self, best: np.ndarray, scores: np.ndarray, played: np.ndarray
@@ -287,8 +289,7 @@ class CFModel(RecommenderBase):
         if len(played) == 0 or len(best) == 0:
             return [Recommendation(self.tracks_.to_id(i), float(s), "popular")
                     for i, s in zip(best, scores, strict=True)]
-        norms = self.item_norms()
-        unit = self.item_factors_ / norms[:, None]
+        unit = self.unit_vectors()
         sims = unit[best] @ unit[played].T
         because = played[np.argmax(sims, axis=1)]
         return [

@@ -122,6 +122,7 @@ class HybridModel(RecommenderBase):
                 raise ParameterError(f"{name}={value!r} must be a finite number >= 0")
         n = len(content)
         n_cf = 0 if cf is None else cf.n_items_
+        self._unit_cf: np.ndarray | None = None
         self.cf_ = cf
         self.n_items_ = n
         self.n_users_ = 0 if cf is None else cf.n_users_
@@ -335,17 +336,20 @@ class HybridModel(RecommenderBase):
         return np.asarray(sum(parts) / len(parts), dtype=np.float32)
 
     def unit_cf(self) -> np.ndarray:
-        """Unit CF-space vectors for track-to-track similarity.
+        """Unit CF-space vectors for track-to-track similarity, made once and kept.
 
         A track with plays keeps its own CF vector ("listeners also played" means what
         its listeners did); a track without plays uses its content prediction.
         """
-        vectors = np.array(self.item_vectors_, dtype=np.float32, copy=True)
-        if self.cf_ is not None and vectors.shape[1]:
-            n_cf = self.cf_.n_items_
-            own = np.asarray(self.evidence_[:n_cf]) > 0
-            vectors[:n_cf][own] = self.cf_.item_factors_[own]
-        return normalize_rows(vectors)
+        if getattr(self, "_unit_cf", None) is None:
+            vectors = np.array(self.item_vectors_, dtype=np.float32, copy=True)
+            if self.cf_ is not None and vectors.shape[1]:
+                n_cf = self.cf_.n_items_
+                own = np.asarray(self.evidence_[:n_cf]) > 0
+                vectors[:n_cf][own] = self.cf_.item_factors_[own]
+            self._unit_cf = normalize_rows(vectors)
+        assert self._unit_cf is not None
+        return self._unit_cf
 
 
 class ContentModel(RecommenderBase):

@@ -54,8 +54,6 @@ class ChosenSimilarity:
     def __init__(self, served: ServedModel) -> None:
         self.parts: list[tuple[RecommenderBase, float]] = served.parts()
         self.n_items = int(served.n_items_)
-        #: unit track vectors of the factor members, made on first use (id -> vectors)
-        self._unit: dict[int, np.ndarray] = {}
 
     def row(self, seed: int) -> np.ndarray | None:
         """``cf(seed, j)`` for every track ``j`` the chosen model knows.
@@ -93,7 +91,8 @@ class ChosenSimilarity:
             row[np.asarray(csr.indices[lo:hi])] = values
             return _scaled(row, seed)
         if isinstance(member, CFModel | HybridModel):
-            unit = self._unit_vectors(member)
+            unit = member.unit_cf() if isinstance(member, HybridModel) else \
+                member.unit_vectors()
             if not unit[seed].any():
                 return None
             return _scaled(unit @ unit[seed], seed)
@@ -103,16 +102,6 @@ class ChosenSimilarity:
         except CapabilityError:  # popularity, random: no similarity to offer
             return None
         return _scaled(np.where(np.isfinite(row), row, 0.0).astype(np.float32), seed)
-
-    def _unit_vectors(self, member: CFModel | HybridModel) -> np.ndarray:
-        key = id(member)
-        if key not in self._unit:
-            if isinstance(member, HybridModel):
-                self._unit[key] = member.unit_cf()
-            else:
-                factors = np.asarray(member.item_factors_, dtype=np.float32)
-                self._unit[key] = factors / member.item_norms()[:, None]
-        return self._unit[key]
 
 
 def _scaled(row: np.ndarray, seed: int) -> np.ndarray | None:

@@ -85,6 +85,22 @@ def test_similar_tracks_stay_in_their_group(
     assert np.all(scores <= 1.0 + 1e-6)  # cosines
 
 
+def test_similar_scores_are_cosines_of_the_factors(
+    fitted: tuple[CFModel, dict[str, str], ListeningLog],
+) -> None:
+    """The kept unit vectors give the cosine computed by hand, and a track whose factors
+    are all zero keeps a zero row (no division by zero, no NaN)."""
+    model, _, _ = fitted
+    f = np.asarray(model.item_factors_, dtype=np.float64)
+    by_hand = f[[2, 5]] @ f.T / np.outer(np.linalg.norm(f[[2, 5]], axis=1),
+                                         np.linalg.norm(f, axis=1))
+    np.testing.assert_allclose(model._similar_scores(np.array([2, 5])), by_hand, atol=1e-5)
+    assert model.unit_vectors() is model.unit_vectors()  # made once
+    blank = CFModel.__new__(CFModel)
+    blank.item_factors_ = np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float32)
+    np.testing.assert_allclose(blank.unit_vectors(), [[0.6, 0.8], [0.0, 0.0]], rtol=1e-6)
+
+
 def test_new_listener_without_retraining(
     fitted: tuple[CFModel, dict[str, str], ListeningLog],
 ) -> None:
