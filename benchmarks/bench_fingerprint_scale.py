@@ -87,26 +87,14 @@ from musicrec.embedding.fingerprint import (
     load_audio,
     tolerant_hashes,
 )
+from musicrec.embedding.fingerprint_shards import ShardedFingerprintIndex, shard_of
 from musicrec.errors import ParameterError
 
 log = logging.getLogger("bench_fingerprint_scale")
 
-_MIX = np.uint64(2654435761)  # Knuth's multiplicative hash
-
 
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-
-
-def shard_of(hashes: np.ndarray, params: FingerprintParams, n_shards: int) -> np.ndarray:
-    """The shard owning each hash: a multiplicative hash of ``(f2 - f1, Δt)``."""
-    fb, db = params.freq_bits, params.dt_bits
-    h = np.asarray(hashes, dtype=np.int64)
-    f1, f2, dt = h >> (fb + db), (h >> db) & (2**fb - 1), h & (2**db - 1)
-    key = ((f2 - f1 + 2**fb) << db | dt).astype(np.uint64)
-    mixed = (key * _MIX) & np.uint64(0xFFFFFFFF)
-    # the high bits of the product are the mixed ones: scale the 32-bit value to 0..n-1
-    return ((mixed * np.uint64(n_shards)) >> np.uint64(32)).astype(np.int64)
 
 
 def medleys(fps: list[Fingerprint], *, n: int, seconds: float, params: FingerprintParams,
@@ -189,29 +177,6 @@ def packed_index(packed: np.ndarray, *, params: FingerprintParams, track_ids: np
     index.postings_ = np.ascontiguousarray(packed.view("<u2").reshape(-1, 4)[:, :3])
     index.track_ids_, index.n_hashes_, index.durations_ = track_ids, n_hashes, durations
     return index
-
-
-def split(index: FingerprintIndex, shard_of_key: np.ndarray, n_shards: int,
-          ) -> list[FingerprintIndex]:
-    """``index`` split by the shard of each hash: ``n_shards`` indexes of every track."""
-    keys = np.asarray(index.keys_)
-    starts = np.asarray(index.starts_).astype(np.int64)
-    key_shard = shard_of_key[keys]
-    shards = []
-    for s in range(n_shards):
-        mine = np.flatnonzero(key_shard == s)
-        counts = starts[mine + 1] - starts[mine]
-        shard = FingerprintIndex(params=index.params)
-        shard.keys_ = keys[mine]
-        shard.starts_ = np.zeros(mine.size + 1, dtype=np.uint64)
-        np.cumsum(counts, out=shard.starts_[1:])
-        n = int(shard.starts_[-1])
-        pos = np.arange(n) - np.repeat(np.cumsum(counts) - counts - starts[mine], counts)
-        shard.postings_ = index.postings_[pos]
-        shard.track_ids_, shard.n_hashes_ = index.track_ids_, index.n_hashes_
-        shard.durations_ = index.durations_
-        shards.append(shard)
-    return shards
 
 
 def stats(ms: list[float]) -> dict[str, float]:
@@ -564,7 +529,7 @@ def main() -> None:
     full = packed_index(restricted.sorted(), params=params, track_ids=track_ids,
                         n_hashes=n_hashes, durations=durations,
                         keys=np.arange(2**hash_bits, dtype=np.uint32))
-    shards = split(full, shard_of_key, args.shards)
+    shards = ShardedFingerprintIndex.split(full, args.shards).shards_
     print(f"query-restricted index: {full.n_postings / 1e6:.1f} M postings of "
           f"{query_keys.size} hashes (the lists the queries read), split in {args.shards} "
           f"shards; peak RSS {peak_rss_gb():.2f} GB")

@@ -108,7 +108,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -565,6 +565,41 @@ def fingerprint(
 
 
 # -- index --------------------------------------------------------------------------------
+def write_directory(path: PathLike, write: Callable[[Path], None]) -> Path:
+    """Write a directory atomically: ``write(tmp)`` fills a temporary sibling of ``path``,
+    which then replaces ``path`` (an old one is removed only after the rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        write(tmp)
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            path.rename(old)
+        tmp.rename(path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_array(file: Path, *, mmap: bool) -> np.ndarray:
+    """One ``.npy`` array of an index directory, mmap'd read-only when ``mmap``.
+
+    Raises
+    ------
+    ModelFormatError
+        The file is missing or unreadable, naming it.
+    """
+    try:
+        return np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ModelFormatError(f"{file}: unreadable ({error})") from None
+
+
 def _unpack(postings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(track_idx, anchor_time)`` as int64 from packed postings ``[shape=(n, 3)]``."""
     p = np.asarray(postings).astype(np.int64)
@@ -1072,25 +1107,14 @@ class FingerprintIndex:
         """
         if self._pending:
             raise ParameterError("the index has staged tracks: call build() before save()")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+
+        def write(tmp: Path) -> None:
             for name in _ARRAYS:
                 np.save(tmp / f"{name}.npy", np.asarray(getattr(self, f"{name}_")),
                         allow_pickle=False)
             (tmp / _META_FILE).write_text(json.dumps(self._meta(), indent=2) + "\n")
-            old = None
-            if path.exists():
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
-                path.rename(old)
-            tmp.rename(path)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+
+        return write_directory(path, write)
 
     @classmethod
     def load(
@@ -1117,6 +1141,37 @@ class FingerprintIndex:
             A missing or corrupt file, another format version, or other parameters.
         """
         path = Path(path)
+        meta = cls.read_meta(path, params=params)
+        if "shards" in meta:
+            raise ModelFormatError(f"{path / _META_FILE}: a sharded fingerprint index; load "
+                                   "it with musicrec.embedding.fingerprint_shards."
+                                   "ShardedFingerprintIndex")
+        index = cls(**cls.settings_from_meta(path, meta))
+        arrays = {name: load_array(path / f"{name}.npy", mmap=mmap) for name in _ARRAYS}
+        n_tracks = {arrays[k].shape for k in ("track_ids", "n_hashes", "durations")}
+        n_postings = meta.get("n_postings")
+        keys, starts, postings = arrays["keys"], arrays["starts"], arrays["postings"]
+        ok = (keys.ndim == 1 and starts.shape == (keys.size + 1,)
+              and postings.shape == (n_postings, 3) and postings.dtype == np.uint16
+              and int(starts[-1]) == n_postings)
+        if not ok or len(n_tracks) != 1 or n_tracks != {(meta.get("n_tracks"),)}:
+            raise ModelFormatError(f"{path}: array lengths disagree with {_META_FILE}")
+        for name in ("track_ids", "n_hashes", "durations"):
+            setattr(index, f"{name}_", arrays[name])
+        index.keys_, index.starts_, index.postings_ = keys, starts, postings
+        index._id_to_idx = {str(t): i for i, t in enumerate(index.track_ids_)}
+        return index
+
+    @staticmethod
+    def read_meta(path: Path, *, params: FingerprintParams | None = None) -> dict[str, Any]:
+        """``fingerprint.json`` of the index directory ``path``, its format and parameters
+        checked (against ``params`` when given).
+
+        Raises
+        ------
+        ModelFormatError
+            A missing or unreadable file, another format version, or other parameters.
+        """
         meta_path = path / _META_FILE
         try:
             meta = json.loads(meta_path.read_text())
@@ -1144,34 +1199,33 @@ class FingerprintIndex:
             raise ModelFormatError(
                 f"{meta_path}: saved with other fingerprint parameters "
                 f"(saved, expected): {diff}")
+        meta["params"] = saved
+        return meta
+
+    @staticmethod
+    def settings_from_meta(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+        """The constructor's arguments saved in ``meta`` (see :meth:`read_meta`).
+
+        Raises
+        ------
+        ModelFormatError
+            A threshold that is missing or out of range.
+        """
         try:
-            index = cls(params=saved, min_votes=int(meta["min_votes"]),
-                        min_ratio=float(meta["min_ratio"]),
-                        min_clip_s=float(meta["min_clip_s"]),
-                        max_postings=meta.get("max_postings"))
+            settings = {"params": meta["params"], "min_votes": int(meta["min_votes"]),
+                        "min_ratio": float(meta["min_ratio"]),
+                        "min_clip_s": float(meta["min_clip_s"]),
+                        "max_postings": meta.get("max_postings")}
+            FingerprintIndex(**settings)  # the constructor's checks
         except (TypeError, KeyError, ValueError, ParameterError) as error:
-            raise ModelFormatError(f"{meta_path}: bad thresholds ({error!r})") from None
-        arrays: dict[str, np.ndarray] = {}
-        for name in _ARRAYS:
-            file = path / f"{name}.npy"
-            try:
-                arrays[name] = np.load(file, mmap_mode="r" if mmap else None,
-                                       allow_pickle=False)
-            except (OSError, ValueError) as error:
-                raise ModelFormatError(f"{file}: unreadable ({error})") from None
-        n_tracks = {arrays[k].shape for k in ("track_ids", "n_hashes", "durations")}
-        n_postings = meta.get("n_postings")
-        keys, starts, postings = arrays["keys"], arrays["starts"], arrays["postings"]
-        ok = (keys.ndim == 1 and starts.shape == (keys.size + 1,)
-              and postings.shape == (n_postings, 3) and postings.dtype == np.uint16
-              and int(starts[-1]) == n_postings)
-        if not ok or len(n_tracks) != 1 or n_tracks != {(meta.get("n_tracks"),)}:
-            raise ModelFormatError(f"{path}: array lengths disagree with {_META_FILE}")
-        for name in ("track_ids", "n_hashes", "durations"):
-            setattr(index, f"{name}_", arrays[name])
-        index.keys_, index.starts_, index.postings_ = keys, starts, postings
-        index._id_to_idx = {str(t): i for i, t in enumerate(index.track_ids_)}
-        return index
+            raise ModelFormatError(f"{path / _META_FILE}: bad thresholds ({error!r})") from None
+        return settings
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor's arguments of this index (thresholds, stop list)."""
+        return {"params": self.params, "min_votes": self.min_votes,
+                "min_ratio": self.min_ratio, "min_clip_s": self.min_clip_s,
+                "max_postings": self.max_postings}
 
 
 # -- duplicates ---------------------------------------------------------------------------
