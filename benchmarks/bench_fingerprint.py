@@ -35,7 +35,11 @@ re-use material (a loop, an older version of a track): a held-out track whose *w
 length* aligns with one catalogue track in at least ``--shared-votes`` (30) landmarks at
 one offset is listed as sharing audio, and its clips' matches are counted apart (column
 "shared"), not as false matches. Times are medians of ``identify`` on one 5-s clip
-(fingerprinting the clip included).
+(fingerprinting the clip included). The columns "without verification" decide the same
+clips, in the same run, by the vote alone (format 3's rule: 8 anchors, strictly above the
+runner-up; ``min_peaks=None``), so the verification stage's effect and cost are measured
+side by side. ``--seed`` draws other clips: the thresholds were chosen on ``--seed 0`` and
+confirmed on ``--seed 1``.
 
 Cost (``--sections cost``): CPU seconds of ``fingerprint`` on ``--cost-tracks`` full-length
 recordings of the real-music set (>= 3 min), from signals already at ``params.sr``.
@@ -264,20 +268,33 @@ def phone_in_a_room(args: argparse.Namespace, params: FingerprintParams, music: 
           f"{counts}, {n_neg} clips not in the catalogue ({n_shared} of tracks sharing audio)")
     head = " ".join(f"{src:>10s}" for src in counts)
     print(f"{'condition':28s} {head} {'all':>6s} {'false':>7s} {'shared':>6s} "
+          f"{'ms median':>9s} | without verification: {'all':>6s} {'false':>7s} "
           f"{'ms median':>9s}")
+    verify = index.min_peaks
     out: dict[str, object] = {"tracks": len(index), "postings": index.n_postings,
                               "bytes": index.nbytes, "clips": counts, "negatives": n_neg}
     null: list[int] = []
     false_list: list[tuple[str, str, str, int, int]] = []
     for name, transform in room_conditions(rng).items():
         right = dict.fromkeys(counts, 0)
-        false = false_shared = 0
-        times = []
+        false = false_shared = right_old = false_old = 0
+        times, times_old = [], []
         for source, track_id, in_cat, clip in clips:
             y = clip if transform is None else transform(clip)  # type: ignore[operator]
             t0 = time.perf_counter()
             match = index.identify(y, sr=SR_QUERY)
             times.append(time.perf_counter() - t0)
+            # the previous rule on the same clip: 8 anchors, strictly above the runner-up,
+            # no verification stage (its time is the lookup without verification)
+            index.min_peaks = None
+            t0 = time.perf_counter()
+            old = index.identify(y, sr=SR_QUERY, min_votes=8)
+            times_old.append(time.perf_counter() - t0)
+            index.min_peaks = verify
+            if in_cat:
+                right_old += bool(old and old.track_id == track_id)
+            elif track_id not in shared:
+                false_old += old is not None
             if in_cat:
                 right[source] += bool(match and match.track_id == track_id)
             elif track_id in shared:
@@ -290,13 +307,18 @@ def phone_in_a_room(args: argparse.Namespace, params: FingerprintParams, music: 
                 ranked = index.query(y, sr=SR_QUERY, n=1)
                 null.append(ranked[0][2] if ranked else 0)
         ms = float(np.median(times)) * 1000
+        ms_old = float(np.median(times_old)) * 1000
         rates = {src: right[src] / max(1, counts[src]) for src in counts}
         total = sum(right.values()) / max(1, sum(counts.values()))
+        total_old = right_old / max(1, sum(counts.values()))
         cells = " ".join(f"{rates[src]:10.3f}" for src in counts)
         print(f"{name:28s} {cells} {total:6.3f} {false:3d}/{n_neg - n_shared:<3d} "
-              f"{false_shared:3d}/{n_shared:<2d} {ms:9.1f}")
+              f"{false_shared:3d}/{n_shared:<2d} {ms:9.1f} | {'':22s} {total_old:6.3f} "
+              f"{false_old:3d}/{n_neg - n_shared:<3d} {ms_old:9.1f}")
         out[name] = {"top1": rates, "top1_all": total, "false": false,
-                     "false_shared": false_shared, "ms_median": ms}
+                     "false_shared": false_shared, "ms_median": ms,
+                     "without_verification": {"top1_all": total_old, "false": false_old,
+                                              "ms_median": ms_old}}
     for name, clip_of, matched, score, second in false_list:
         print(f"  false match ({name}): a clip of {clip_of} -> {matched}, score {score}, "
               f"second {second}")
@@ -305,7 +327,8 @@ def phone_in_a_room(args: argparse.Namespace, params: FingerprintParams, music: 
     print(f"  null best score (not in the catalogue, not sharing audio; every condition): "
           f"median "
           f"{np.median(null):.0f}, p99 {np.quantile(null, 0.99):.0f}, max {max(null)}; "
-          f"min_votes={index.min_votes}, min_ratio={index.min_ratio}")
+          f"min_votes={index.min_votes}, min_ratio={index.min_ratio}, "
+          f"min_peaks={index.min_peaks}")
     return out
 
 

@@ -168,7 +168,8 @@ def packed_index(packed: np.ndarray, *, params: FingerprintParams, track_ids: np
         keys = np.flatnonzero(counts).astype(np.uint32)
     starts = np.zeros(keys.size + 1, dtype=np.uint64)
     np.cumsum(counts[keys], out=starts[1:])
-    index = FingerprintIndex(params=params)
+    # hash streams only, no constellations: identify() without the verification stage
+    index = FingerprintIndex(params=params, min_peaks=None)
     index.keys_ = keys.astype(np.uint32)
     # the 1M-track index holds ~23 G postings, so its starts are uint64 (save()'s rule)
     index.starts_ = starts

@@ -16,7 +16,7 @@ The shard of a hash is a multiplicative hash of its ``(f2 - f1, Δt)``: a pitch 
 Layout on disk (``save``)::
 
     fingerprint.json          the whole index's meta, plus "shards": n
-    track_ids.npy, n_hashes.npy, durations.npy
+    track_ids.npy, n_hashes.npy, durations.npy, peaks.npy, peak_starts.npy
     shard-000/keys.npy, starts.npy, postings.npy
     ...
 """
@@ -45,7 +45,9 @@ __all__ = ["ShardedFingerprintIndex", "shard_of"]
 
 _MIX = np.uint64(0x9E3779B1)  # Knuth's multiplicative constant (2**32 / golden ratio)
 _POSTINGS = ("keys", "starts", "postings")
-_TRACKS = ("track_ids", "n_hashes", "durations")
+#: Per-track arrays, held once by the sharded index (the constellations of the
+#: verification stage among them; see ``FingerprintIndex._verify``).
+_TRACKS = ("track_ids", "n_hashes", "durations", "peaks", "peak_starts")
 
 
 def shard_of(hashes: np.ndarray, params: FingerprintParams, n_shards: int) -> np.ndarray:
@@ -100,7 +102,7 @@ class ShardedFingerprintIndex(FingerprintIndex):
         if index._pending:
             raise ParameterError("the index has staged tracks: call build() before split()")
         sharded = cls(workers=workers, **index.settings())
-        sharded._set_tracks(index.track_ids_, index.n_hashes_, index.durations_)
+        sharded._set_tracks(*(getattr(index, f"{name}_") for name in _TRACKS))
         keys = np.asarray(index.keys_)
         starts = np.asarray(index.starts_).astype(np.int64)
         owner = shard_of(keys, index.params, n_shards)
@@ -128,8 +130,9 @@ class ShardedFingerprintIndex(FingerprintIndex):
         return shard
 
     def _set_tracks(self, track_ids: np.ndarray, n_hashes: np.ndarray,
-                    durations: np.ndarray) -> None:
+                    durations: np.ndarray, peaks: np.ndarray, peak_starts: np.ndarray) -> None:
         self.track_ids_, self.n_hashes_, self.durations_ = track_ids, n_hashes, durations
+        self.peaks_, self.peak_starts_ = peaks, peak_starts
         self._id_to_idx = {str(t): i for i, t in enumerate(track_ids)}
 
     # -- what differs from one index ----------------------------------------------------
@@ -222,7 +225,11 @@ class ShardedFingerprintIndex(FingerprintIndex):
                                    f"(shards={n_shards!r}); load it with FingerprintIndex")
         index = cls(workers=workers, **FingerprintIndex.settings_from_meta(path, meta))
         tracks = [load_array(path / f"{name}.npy", mmap=mmap) for name in _TRACKS]
-        if len({t.shape for t in tracks}) != 1 or tracks[0].shape != (meta.get("n_tracks"),):
+        peaks, peak_starts = tracks[3], tracks[4]
+        if (len({t.shape for t in tracks[:3]}) != 1
+                or tracks[0].shape != (meta.get("n_tracks"),)
+                or peak_starts.shape != (tracks[0].shape[0] + 1,)
+                or int(peak_starts[-1]) != peaks.shape[0]):
             raise ModelFormatError(f"{path}: track arrays disagree with {_META_FILE}")
         index._set_tracks(*tracks)
         for s in range(n_shards):

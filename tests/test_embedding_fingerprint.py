@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -222,6 +224,10 @@ def test_identifies_a_noisy_excerpt_and_its_offset(
     assert match.score >= 3 * index.min_votes
     assert match.second_score < index.min_votes
     assert match.confidence > 0.999
+    # the verification stage: far more of the clip's peaks coincide than chance gives
+    assert index.min_peaks is not None
+    assert match.peaks - match.peaks_chance >= 3 * index.min_peaks
+    assert 0 < match.peaks_chance < 0.1 * match.peaks
 
 
 def test_identifies_a_five_second_clip_from_a_file(
@@ -314,7 +320,8 @@ def test_music_left_out_gives_no_match_through_a_phone_in_a_room(
         for query in (clip, _phone_in_a_room(clip, rng)):
             assert loo.identify(query, sr=SR) is None, (start, loo.query(query, sr=SR, n=2))
             # the rule is what says no: every clip has a best candidate by chance
-            assert loo.identify(query, sr=SR, min_votes=1, min_ratio=0.0) is not None
+            assert loo.identify(query, sr=SR, min_votes=1, min_ratio=0.0,
+                                min_peaks=-math.inf) is not None
 
 
 def test_audio_not_in_the_catalogue_gives_no_match(
@@ -356,18 +363,90 @@ def test_a_tie_between_two_tracks_is_no_match(
     assert idx.identify(clip, sr=SR, min_ratio=0.0) is not None
 
 
-def test_calibrate_raises_min_votes_above_the_negatives(
+def _copy(index: FingerprintIndex, **thresholds: Any) -> FingerprintIndex:
+    """A new index over the same arrays, with other thresholds."""
+    fresh = FingerprintIndex(**thresholds)
+    for name in ("keys", "starts", "postings", "track_ids", "n_hashes", "durations", "peaks",
+                 "peak_starts"):
+        setattr(fresh, f"{name}_", getattr(index, f"{name}_"))
+    fresh._id_to_idx = index._id_to_idx
+    return fresh
+
+
+def test_calibrate_raises_min_peaks_above_the_negatives(
     index: FingerprintIndex, vibe_hq: np.ndarray
 ) -> None:
-    fresh = FingerprintIndex(min_ratio=0.0)
-    fresh.keys_, fresh.starts_, fresh.postings_ = index.keys_, index.starts_, index.postings_
-    fresh.track_ids_, fresh.n_hashes_ = index.track_ids_, index.n_hashes_
-    fresh.durations_, fresh._id_to_idx = index.durations_, index._id_to_idx
+    fresh = _copy(index, min_ratio=0.0)
+    clip = vibe_hq[5 * SR : 10 * SR]  # a catalogue clip posing as a negative
+    match = fresh.identify(clip, sr=SR)
+    assert match is not None
+    excess = match.peaks - match.peaks_chance
+    result = fresh.calibrate([clip], sr=SR, max_false_match=0.0)
+    assert result == {"min_votes": 7.0, "min_peaks": float(math.floor(excess) + 1),
+                      "false_match": 0.0, "n": 1.0}
+    assert fresh.identify(clip, sr=SR) is None
+    # negatives that never pass leave the threshold where it was
+    again = _copy(index, min_ratio=0.0)
+    white = 0.1 * np.random.default_rng(0).standard_normal(5 * SR).astype(np.float32)
+    assert again.calibrate([white], sr=SR, max_false_match=0.0)["min_peaks"] == 16.0
+
+
+def test_calibrate_without_verification_raises_min_votes(
+    index: FingerprintIndex, vibe_hq: np.ndarray
+) -> None:
+    fresh = _copy(index, min_ratio=0.0, min_peaks=None)
     clip = vibe_hq[5 * SR : 10 * SR]
     score = fresh.query(clip, sr=SR, n=1)[0][2]
     result = fresh.calibrate([clip], sr=SR, max_false_match=0.0)
-    assert result == {"min_votes": float(score + 1), "false_match": 0.0, "n": 1.0}
+    assert result == {"min_votes": float(score + 1), "min_peaks": None, "false_match": 0.0,
+                      "n": 1.0}
     assert fresh.identify(clip, sr=SR) is None
+
+
+def _landmarks(rows: list[tuple[int, int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes and anchor times of ``(t1, f1, f2, dt)`` landmarks (default parameters)."""
+    hashes = np.array([((f1 - 1) << 15) | ((f2 - 1) << 6) | dt for _, f1, f2, dt in rows],
+                      dtype=np.uint32)
+    return hashes, np.array([t for t, _, _, _ in rows], dtype=np.uint32)
+
+
+def test_verification_refuses_a_vote_whose_peaks_do_not_coincide() -> None:
+    """A constructed chance match: seven landmarks of a track agree with a clip at one
+    offset (a score of 7, no runner-up: the vote alone names the track), but the clip's
+    other peaks are not the track's. Only the verification stage says no; once the clip
+    also holds the track's other peaks at that offset (paired differently, so they add no
+    vote), it says yes."""
+    track = [(100 + 10 * k, 40 + 9 * k, 45 + 9 * k, 3) for k in range(30)]
+    idx = FingerprintIndex()
+    idx.add("t", Fingerprint(*_landmarks(track), duration_s=60.0))
+    idx.build()
+    shared = [(t - 96, f1, f2, dt) for t, f1, f2, dt in track[:7]]
+    elsewhere = [(90 + 10 * k, 300 - 5 * k, 290 - 5 * k, 4) for k in range(10)]
+    clip = Fingerprint(*_landmarks(shared + elsewhere), duration_s=5.0)
+    assert idx.query(clip, n=2) == [("t", pytest.approx(96 * idx.params.frame_s), 7)]
+    unverified = idx.identify(clip, min_peaks=-math.inf)
+    assert unverified is not None and unverified.track_id == "t"
+    # 7 anchors and 7 targets coincide: 14 peaks, against 16 beyond chance needed.
+    # Chance, written plainly: each clip peak meets a track peak within one bin with
+    # probability 3 frames x their number / the track's 394 frames (peaks at 100..393)
+    track_peaks = [f for _, f1, f2, _ in track for f in (f1, f2)]
+    clip_peaks = [f for _, f1, f2, _ in shared + elsewhere for f in (f1, f2)]
+    chance = sum(min(1.0, 3 * sum(abs(f - g) <= 1 for g in track_peaks) / 394)
+                 for f in clip_peaks)
+    assert unverified.peaks == 14
+    assert unverified.peaks_chance == pytest.approx(chance, abs=0.005) and chance > 0.1
+    assert idx.identify(clip) is None
+    no_check = _copy(idx, min_peaks=None)
+    assert no_check.identify(clip) is not None  # the vote alone would name it
+    # the same clip with the track's next six peaks pairs, re-paired (anchor k with the
+    # target of k + 1: other hashes, no vote), so 12 more peaks coincide
+    repaired = [(t - 96, f1, track[k + 1][2], 13) for k, (t, f1, _, _) in
+                enumerate(track[7:13], start=7)]
+    fuller = Fingerprint(*_landmarks(shared + elsewhere + repaired), duration_s=5.0)
+    assert idx.query(fuller, n=1)[0][2] == 7
+    match = idx.identify(fuller)
+    assert match is not None and match.track_id == "t" and match.peaks == 26
+    assert match.offset_s == pytest.approx(96 * idx.params.frame_s, abs=1e-3)
 
 
 # -- persistence ------------------------------------------------------------------------
@@ -378,8 +457,13 @@ def test_save_load_round_trip_is_identical_and_mmapped(
     before = index.identify(clip, sr=SR)
     path = index.save(tmp_path / "model" / "fingerprints")
     assert sorted(p.name for p in path.iterdir()) == [
-        "durations.npy", "fingerprint.json", "keys.npy", "n_hashes.npy", "postings.npy",
-        "starts.npy", "track_ids.npy"]
+        "durations.npy", "fingerprint.json", "keys.npy", "n_hashes.npy", "peak_starts.npy",
+        "peaks.npy", "postings.npy", "starts.npy", "track_ids.npy"]
+    # the constellations: 4 bytes a peak, each track's sorted
+    starts = np.asarray(index.peak_starts_)
+    assert index.peaks_.dtype == np.uint32 and starts[-1] == index.peaks_.size
+    for i in range(len(index)):
+        assert np.all(np.diff(index.peaks_[starts[i]:starts[i + 1]].astype(np.int64)) > 0)
     # 6 bytes a posting, plus 8 per distinct hash
     postings_bytes = (path / "postings.npy").stat().st_size
     assert postings_bytes - 6 * index.n_postings < 200  # the .npy header
@@ -387,7 +471,10 @@ def test_save_load_round_trip_is_identical_and_mmapped(
     assert index.keys_.nbytes + index.starts_.nbytes == 8 * index.keys_.size + 4
     loaded = FingerprintIndex.load(path, mmap=True)
     assert all(isinstance(a, np.memmap) for a in (loaded.keys_, loaded.starts_,
-                                                  loaded.postings_))
+                                                  loaded.postings_, loaded.peaks_))
+    np.testing.assert_array_equal(loaded.peaks_, index.peaks_)
+    np.testing.assert_array_equal(loaded.peak_starts_, index.peak_starts_)
+    assert loaded.min_peaks == index.min_peaks == 16.0
     for a, b in zip(loaded.unpacked(), index.unpacked(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert loaded.track_ids_.tolist() == list(MUSIC)
@@ -431,13 +518,13 @@ def test_load_refuses_other_versions_and_parameters(
     meta = json.loads((path / "fingerprint.json").read_text())
     meta["format_version"] = 99
     (path / "fingerprint.json").write_text(json.dumps(meta))
-    with pytest.raises(ModelFormatError, match="format_version=99, this musicrec reads 3"):
+    with pytest.raises(ModelFormatError, match="format_version=99, this musicrec reads 4"):
         FingerprintIndex.load(path)
-    for old in (1, 2):  # earlier releases' peaks and thresholds: rebuild, named
+    for old in (1, 2, 3):  # earlier releases (no constellations): rebuild, named
         meta["format_version"] = old
         (path / "fingerprint.json").write_text(json.dumps(meta))
         with pytest.raises(ModelFormatError, match=rf"fp/fingerprint\.json: fingerprint index "
-                           rf"of format {old}, .* reads format 3: rebuild the fingerprints"):
+                           rf"of format {old}, .* reads format 4: rebuild the fingerprints"):
             FingerprintIndex.load(path)
     with pytest.raises(ModelFormatError, match="no fingerprint index here"):
         FingerprintIndex.load(tmp_path / "nothing")
