@@ -266,7 +266,8 @@ class Match:
     score : int
         Hashes that agree on this track and offset (aligned votes).
     confidence : float
-        ``1 - p`` with ``p`` a bound on the chance of such a score (module docstring).
+        ``1 - p`` with ``p`` a bound on the chance of so many coinciding peaks (without
+        the verification stage: of such a score; module docstring).
     second_score : int
         Best score of any other track (0 when none).
     n_query_hashes : int
@@ -1071,6 +1072,11 @@ class FingerprintIndex:
         and ±1 bin) with a peak of ``track`` at ``offset`` frames, and how many chance
         gives (module docstring, *Verification*)."""
         fb = self.params.freq_bits
+        if self.peak_starts_.shape != (len(self) + 1,):
+            raise ParameterError(
+                f"the index holds constellations of {self.peak_starts_.shape[0] - 1} tracks "
+                f"for {len(self)} tracks: build it with add()/build(), or set "
+                f"min_peaks=None to decide by the vote alone")
         lo, hi = int(self.peak_starts_[track]), int(self.peak_starts_[track + 1])
         stored = np.asarray(self.peaks_[lo:hi]).astype(np.int64)
         peaks = constellation(query, params=self.params)
@@ -1105,8 +1111,8 @@ class FingerprintIndex:
             The clip (a file, samples with ``sr``, or its fingerprint).
         sr : int or None
             Sampling rate of an array.
-        min_votes, min_ratio : optional
-            Override the calibrated thresholds for this call.
+        min_votes, min_ratio, min_peaks : optional
+            Override the calibrated thresholds for this call (None: the index's).
 
         Returns
         -------

@@ -210,6 +210,8 @@ def test_bad_parameters_are_refused() -> None:
         FingerprintParams(fmin_hz=3400.0, fmax_hz=300.0)
     with pytest.raises(ParameterError, match=r"fmax_hz=6000.0: .*sr/2=5512.5"):
         FingerprintParams(fmax_hz=6000.0)
+    with pytest.raises(ParameterError, match=r"min_peaks=-1.0 must be >= 0 or None"):
+        FingerprintIndex(min_peaks=-1.0)
 
 
 # -- identification -----------------------------------------------------------------------
@@ -438,6 +440,11 @@ def test_verification_refuses_a_vote_whose_peaks_do_not_coincide() -> None:
     assert idx.identify(clip) is None
     no_check = _copy(idx, min_peaks=None)
     assert no_check.identify(clip) is not None  # the vote alone would name it
+    bare = _copy(idx)  # postings without constellations: verifying is an error, named
+    bare.peaks_, bare.peak_starts_ = np.zeros(0, np.uint32), np.zeros(1, np.int64)
+    with pytest.raises(ParameterError, match=r"constellations of 0 tracks for 1 tracks: .*"
+                       r"min_peaks=None"):
+        bare.identify(clip)
     # the same clip with the track's next six peaks pairs, re-paired (anchor k with the
     # target of k + 1: other hashes, no vote), so 12 more peaks coincide
     repaired = [(t - 96, f1, track[k + 1][2], 13) for k, (t, f1, _, _) in
