@@ -228,7 +228,7 @@ class ShardedFingerprintIndex(FingerprintIndex):
         peaks, peak_starts = tracks[3], tracks[4]
         if (len({t.shape for t in tracks[:3]}) != 1
                 or tracks[0].shape != (meta.get("n_tracks"),)
-                or peak_starts.shape != (tracks[0].shape[0] + 1,)
+                or peak_starts.shape != (len(tracks[0]) + 1,)
                 or int(peak_starts[-1]) != peaks.shape[0]):
             raise ModelFormatError(f"{path}: track arrays disagree with {_META_FILE}")
         index._set_tracks(*tracks)

@@ -109,9 +109,12 @@ def test_save_load_round_trip(whole: FingerprintIndex, tmp_path: Path,
     sharded = ShardedFingerprintIndex.split(whole, 4)
     path = sharded.save(tmp_path / "fp")
     assert sorted(p.name for p in path.iterdir()) == [
-        "durations.npy", "fingerprint.json", "n_hashes.npy", "shard-000", "shard-001",
-        "shard-002", "shard-003", "track_ids.npy"]
+        "durations.npy", "fingerprint.json", "n_hashes.npy", "peak_starts.npy", "peaks.npy",
+        "shard-000", "shard-001", "shard-002", "shard-003", "track_ids.npy"]
     loaded = ShardedFingerprintIndex.load(path, workers=2)
+    # the constellations (the verification stage's) are held once, as the whole index's
+    np.testing.assert_array_equal(loaded.peaks_, whole.peaks_)
+    np.testing.assert_array_equal(loaded.peak_starts_, whole.peak_starts_)
     assert isinstance(loaded.shards_[0].postings_, np.memmap)
     assert loaded.n_postings == whole.n_postings and loaded.nbytes == sharded.nbytes
     assert list(loaded.track_ids_) == list(whole.track_ids_) and MUSIC[0] in loaded
