@@ -535,6 +535,14 @@ def test_load_refuses_other_versions_and_parameters(
             FingerprintIndex.load(path)
     with pytest.raises(ModelFormatError, match="no fingerprint index here"):
         FingerprintIndex.load(tmp_path / "nothing")
+    # constellations that do not cover the tracks are refused, not used wrongly
+    meta["format_version"] = 4
+    (path / "fingerprint.json").write_text(json.dumps(meta))
+    starts = np.load(path / "peak_starts.npy")
+    np.save(path / "peak_starts.npy", starts[:-1])
+    with pytest.raises(ModelFormatError, match=r"fp: array lengths disagree with "
+                       r"fingerprint\.json"):
+        FingerprintIndex.load(path)
 
 
 def _votes_unpacked(
