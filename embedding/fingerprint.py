@@ -125,6 +125,7 @@ index of any of them says to rebuild.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -414,24 +415,105 @@ def _band_bins(params: FingerprintParams) -> tuple[int, int]:
     return lo, hi
 
 
+#: Frames transformed at a time by :func:`_spectrogram_db` (1 MB of windowed float32
+#: frames: the chunk's copies stay in the cache).
+STFT_CHUNK_FRAMES = 256
+
+
+@functools.lru_cache(maxsize=8)
+def _hann(n_fft: int) -> np.ndarray:
+    window = signal.get_window("hann", n_fft).astype(np.float32)
+    window.flags.writeable = False
+    return window
+
+
+#: Samples squared and summed at a time by :func:`_frame_level`.
+LEVEL_BLOCK_SAMPLES = 1 << 16
+
+
+def _frame_level(y: np.ndarray, *, n_fft: int, hop: int, n_frames: int) -> np.ndarray:
+    """The level of each frame in dBFS RMS ``[shape=(n_frames,)]``, from a running sum of
+    squares in float64: the sum up to the frame's end less the sum up to its start (no
+    second pass over the frames).
+
+    The running sum is accumulated block by block in order (each block's cumulative sum
+    starts from the previous block's total: the same additions, in the same order, as one
+    ``cumsum`` of the whole signal) and only its values at frame edges are kept, instead
+    of a float64 copy of the whole signal.
+    """
+    start = np.arange(n_frames) * hop
+    edges = np.union1d(start, start + n_fft)  # sample counts whose running sums are needed
+    sums = np.zeros(edges.size)  # sums[i] = sum(y[:edges[i]] ** 2); edges[0] = 0
+    block = np.empty(min(y.size, LEVEL_BLOCK_SAMPLES), dtype=np.float64)
+    total = 0.0
+    for s in range(0, y.size, block.size):
+        part = block[:min(block.size, y.size - s)]
+        np.square(y[s:s + part.size], out=part, dtype=np.float64)
+        part[0] += total
+        np.cumsum(part, out=part)
+        total = part[-1]
+        lo, hi = np.searchsorted(edges, [s + 1, s + part.size + 1])
+        sums[lo:hi] = part[edges[lo:hi] - s - 1]
+    energy = sums[np.searchsorted(edges, start + n_fft)] - sums[np.searchsorted(edges, start)]
+    return 10.0 * np.log10(energy / n_fft + 1e-20)
+
+
 def _spectrogram_db(
     y: np.ndarray, params: FingerprintParams, *, first: int, last: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Log power STFT of bins ``first..last`` ``[shape=(last - first + 1, n_frames)]``,
-    and the level of each frame in dBFS RMS ``[shape=(n_frames,)]``."""
+    C-contiguous, and the level of each frame in dBFS RMS ``[shape=(n_frames,)]``.
+
+    Frames are windowed and transformed ``STFT_CHUNK_FRAMES`` at a time, so each chunk's
+    products stay in the cache; each frame's values are those of one ``rfft`` of all the
+    frames (the same transform of the same samples).
+    """
     n_fft, hop = params.n_fft, params.hop_length
     y = np.asarray(y, dtype=np.float32)
     if y.size < n_fft:
         y = np.pad(y, (0, n_fft - y.size))
     frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop]
-    # frame energy from a running sum of squares: no second pass over the frames
-    energy = np.concatenate([[0.0], np.cumsum(np.square(y, dtype=np.float64))])
-    start = np.arange(frames.shape[0]) * hop
-    level = 10.0 * np.log10((energy[start + n_fft] - energy[start]) / n_fft + 1e-20)
-    window = signal.get_window("hann", n_fft).astype(np.float32)
-    spec = scipy.fft.rfft(frames * window, axis=1)[:, first : last + 1].T  # complex64
-    power = np.square(spec.real) + np.square(spec.imag)
-    return 10.0 * np.log10(power + np.float32(1e-20)), level
+    n_frames = frames.shape[0]
+    level = _frame_level(y, n_fft=n_fft, hop=hop, n_frames=n_frames)
+    window = _hann(n_fft)
+    db = np.empty((last - first + 1, n_frames), dtype=np.float32)
+    for s in range(0, n_frames, STFT_CHUNK_FRAMES):
+        spec = scipy.fft.rfft(frames[s:s + STFT_CHUNK_FRAMES] * window, axis=1)
+        band = spec[:, first:last + 1]  # complex64
+        power = np.square(band.real)
+        power += np.square(band.imag)
+        power += np.float32(1e-20)
+        np.log10(power, out=power)
+        power *= np.float32(10.0)
+        db[:, s:s + STFT_CHUNK_FRAMES] = power.T
+    return db, level
+
+
+def _sliding_max(x: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Maximum of each ``size`` neighbourhood along ``axis``, the edge values repeated
+    beyond the ends: ``ndimage.maximum_filter1d(x, size, axis, mode="nearest")`` exactly (a
+    maximum rounds nothing; the neighbourhood of ``i`` is ``i - size // 2`` on, as
+    scipy's), in ``log2(size) + 1`` vectorised passes: the maxima of 2, 4, 8, ...
+    neighbours, then of two overlapping ones."""
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (size // 2, size - 1 - size // 2)
+    m = np.pad(x, pad, mode="edge")
+    n = m.shape[axis]
+
+    def cut(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        index = [slice(None)] * a.ndim
+        index[axis] = slice(lo, hi)
+        return a[tuple(index)]
+
+    width = 1
+    while 2 * width <= size:  # m[i] = max(x_padded[i : i + width])
+        n -= width
+        m = np.maximum(cut(m, 0, n), cut(m, width, n + width))
+        width *= 2
+    if width == size:
+        return m
+    out_n = m.shape[axis] - (size - width)
+    return np.maximum(cut(m, 0, out_n), cut(m, size - width, size - width + out_n))
 
 
 def find_peaks(y: np.ndarray, *, params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
@@ -454,26 +536,31 @@ def find_peaks(y: np.ndarray, *, params: FingerprintParams) -> tuple[np.ndarray,
     last = min(2**params.freq_bits, hi + params.peak_freq_size // 2)
     db, frame_level = _spectrogram_db(y, params, first=first, last=last)
     n_frames = db.shape[1]
-    size = (params.peak_freq_size, params.peak_time_size)
-    local_max = ndimage.maximum_filter(db, size=size, mode="nearest")
+    band = slice(lo - first, hi - first + 1)
+    # the maximum of each bin's neighbourhood (time, then frequency: the same maximum),
+    # for the band's rows only
+    local_max = _sliding_max(_sliding_max(db, params.peak_time_size, axis=1),
+                             params.peak_freq_size, axis=0)[band]
+    # candidates: the bins that equal their neighbourhood's maximum (a few in a hundred);
+    # the other tests are made on these alone, with the same float32 arithmetic
+    freqs, times = np.nonzero(db[band] == local_max)
+    freqs += band.start
+    del local_max
     local_mean = ndimage.uniform_filter(
-        db, size=(2 * size[0] + 1, 2 * size[1] + 1), mode="nearest")
-    prominence = db - local_mean
-    is_peak = (
-        (db == local_max)
-        & (prominence >= params.peak_min_prominence_db)
-        & (db >= db.max() - params.dynamic_range_db)
-        & (frame_level >= params.silence_db)[None, :]
-    )
-    is_peak[: lo - first] = False
-    is_peak[hi - first + 1 :] = False
-    freqs, times = np.nonzero(is_peak)
+        db, size=(2 * params.peak_freq_size + 1, 2 * params.peak_time_size + 1),
+        mode="nearest")
+    level = db[freqs, times]
+    prominence = level - local_mean[freqs, times]
+    keep = ((prominence >= params.peak_min_prominence_db)
+            & (level >= db.max() - params.dynamic_range_db)
+            & (frame_level[times] >= params.silence_db))
+    freqs, times, prominence = freqs[keep], times[keep], prominence[keep]
     if times.size == 0:
         return empty, empty
     # density cap: the most prominent max_peaks_per_s peaks of each one-second block
     block = np.maximum(1, round(1.0 / params.frame_s))
     block_of = times // block
-    order = np.lexsort((-prominence[freqs, times], block_of))
+    order = np.lexsort((-prominence, block_of))
     block_sorted = block_of[order]
     starts = np.searchsorted(block_sorted, block_sorted, side="left")
     rank = np.arange(order.size) - starts
