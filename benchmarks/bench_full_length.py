@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from musicrec.embedding.audio import load_audio, rewindow, to_mono
+from musicrec.embedding.audio import load_audio, resample_mono, rewindow, to_mono
 from musicrec.embedding.base import resolve_cache_dir
 from musicrec.embedding.fingerprint import FingerprintIndex, FingerprintParams, fingerprint
 from musicrec.embedding.registry import get_embedder
@@ -149,7 +149,7 @@ def run(tracks: list[tuple[str, Path, float]], models: list[str], batch: int,
             del previous
         for key, t in best.items():
             shared[key] += t
-        signal, t = cpu(to_mono, whole.windows[0], sample_rate=whole.sample_rate,
+        signal, t = cpu(resample_mono, whole.windows[0], sample_rate=whole.sample_rate,
                         target_rate=params.sr)
         shared["fingerprint resample"] += t
         fp, t = cpu(fingerprint, signal, sr=params.sr, params=params)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,11 +203,20 @@ def to_mono(
         raise ParameterError(f"waveform has shape {wave.shape}; expected [n] or [n, channels]")
     if not np.all(np.isfinite(wave)):
         raise ParameterError("waveform holds NaN or infinite samples")
+    return resample_mono(wave, sample_rate=sample_rate, target_rate=target_rate)
+
+
+def resample_mono(wave: np.ndarray, *, sample_rate: int, target_rate: int) -> np.ndarray:
+    """Resample a mono float32 waveform from ``sample_rate`` to ``target_rate`` (soxr,
+    ``HQ``): the one resampler of the decoder. Unlike :func:`to_mono` it does not look for
+    NaN or infinite samples (:func:`_finish` does, once, from the windows' energy), so a
+    track decoded whole is not checked again for each consumer."""
     if sample_rate != target_rate:
         import soxr
 
-        wave = soxr.resample(wave, sample_rate, target_rate, quality="HQ").astype(np.float32)
-    return np.ascontiguousarray(wave)
+        wave = soxr.resample(wave, sample_rate, target_rate, quality="HQ").astype(
+            np.float32, copy=False)
+    return np.ascontiguousarray(wave, dtype=np.float32)
 
 
 def _sniff(path: Path | bytes) -> str:
@@ -335,7 +345,7 @@ def load_audio(
         for start in window_starts(n_frames=n_frames, window_frames=width,
                                    n_windows=n_windows):
             mono = _read_mono(handle, path, start=start, frames=min(width, n_frames - start))
-            windows.append(to_mono(mono, sample_rate=rate, target_rate=target))
+            windows.append(resample_mono(mono, sample_rate=rate, target_rate=target))
     return _finish(path, windows, target, n_frames / rate)
 
 
@@ -468,11 +478,16 @@ def _load_with_librosa(
 
 def _finish(path: Path, windows: list[np.ndarray], sample_rate: int,
             duration: float) -> DecodedAudio:
+    # a window's energy is finite exactly when its samples are (the square of a finite
+    # float32 is at most 1.2e77 in float64, and 2**31 of them still sum to a finite value):
+    # one pass over the samples finds both
+    energy, count = 0.0, 0
     for w in windows:
-        if not np.all(np.isfinite(w)):
+        window_energy = float(np.einsum("i,i->", w, w, dtype=np.float64))
+        if not math.isfinite(window_energy):
             raise AudioDecodeError(path, "corrupt", "decoded samples are not finite")
-    energy = sum(float(np.einsum("i,i->", w, w, dtype=np.float64)) for w in windows)
-    count = sum(len(w) for w in windows)
+        energy += window_energy
+        count += len(w)
     silent = count == 0 or (energy / count) ** 0.5 < SILENCE_RMS
     return DecodedAudio(windows=windows, sample_rate=sample_rate, duration=duration,
                         silent=silent)
@@ -518,7 +533,7 @@ def rewindow(
                              "window_seconds=None")
     wave, rate = whole.windows[0], whole.sample_rate
     width = len(wave) if window_seconds is None else int(round(window_seconds * rate))
-    windows = [to_mono(wave[s:s + width], sample_rate=rate, target_rate=sample_rate)
+    windows = [resample_mono(wave[s:s + width], sample_rate=rate, target_rate=sample_rate)
                for s in window_starts(n_frames=len(wave), window_frames=width,
                                       n_windows=n_windows)]
     return _finish(Path("<decoded>"), windows, sample_rate, whole.duration)

@@ -37,8 +37,8 @@ from musicrec.embedding.audio import (
     AudioDecodeError,
     DecodedAudio,
     load_audio,
+    resample_mono,
     rewindow,
-    to_mono,
 )
 from musicrec.embedding.base import AudioEmbedder, resolve_cache_dir
 from musicrec.errors import DataFormatError, ParameterError
@@ -214,7 +214,9 @@ def decode_once(embedder: AudioEmbedder | None, path: Path, params: Any
     from musicrec.errors import MusicrecError
 
     whole = load_audio(path, sample_rate=None)
-    signal = to_mono(whole.windows[0], sample_rate=whole.sample_rate, target_rate=params.sr)
+    # the whole track is mono and its samples finite (load_audio checked them)
+    signal = resample_mono(whole.windows[0], sample_rate=whole.sample_rate,
+                           target_rate=params.sr)
     windows = None if embedder is None else rewindow(
         whole, sample_rate=embedder.sample_rate, window_seconds=embedder.window_seconds,
         n_windows=embedder.n_windows)

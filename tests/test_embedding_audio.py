@@ -15,7 +15,10 @@ from musicrec.embedding.audio import (
     decode_waveform,
     load_audio,
     read_clip,
+    resample_mono,
+    rewindow,
     spread_windows,
+    to_mono,
     window_starts,
 )
 from musicrec.errors import DataFormatError, ParameterError
@@ -96,6 +99,41 @@ def test_truncated_and_headers_without_samples(tmp_path: Path) -> None:
     _expect(tmp_path / "cut.wav", "truncated", f"declares {len(full) - 44} data bytes")
     sf.write(tmp_path / "none.wav", np.zeros(0), 16000)
     _expect(tmp_path / "none.wav", "zero_length", "holds no audio samples")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_are_a_corrupt_file(tmp_path: Path, bad: float) -> None:
+    # a float WAV holding one NaN or infinite sample, found once (from the windows' energy)
+    # whether the track is decoded at its own rate, resampled, or in windows
+    wave = np.full(8000, 0.1, np.float32)
+    wave[4000] = bad
+    path = tmp_path / "bad-sample.wav"
+    sf.write(path, wave, 8000, subtype="FLOAT")
+    for kwargs in ({"sample_rate": None}, {"sample_rate": 16000},
+                   {"sample_rate": 8000, "window_seconds": 0.25, "n_windows": 1}):
+        with pytest.raises(AudioDecodeError, match="corrupt: decoded samples are not finite"
+                           ) as info:
+            load_audio(path, **kwargs)  # type: ignore[arg-type]
+        assert info.value.kind == "corrupt" and str(path) in str(info.value)
+    # windows that miss the bad sample decode (1 s in 2 windows of 0.1 s: 0.2-0.3 s and
+    # 0.7-0.8 s), and their energy is the hand-computed one: RMS 0.1, not silent
+    decoded = load_audio(path, sample_rate=8000, window_seconds=0.1, n_windows=2)
+    assert [len(w) for w in decoded.windows] == [800, 800] and not decoded.silent
+
+
+@pytest.mark.parametrize(("rate", "target"), [(44100, 16000), (44100, 11025), (8000, 8000)])
+def test_resample_mono_is_to_mono_without_the_second_check(rate: int, target: int) -> None:
+    wave = np.random.default_rng(7).standard_normal(rate).astype(np.float32)
+    got = resample_mono(wave, sample_rate=rate, target_rate=target)
+    np.testing.assert_array_equal(got, to_mono(wave, sample_rate=rate, target_rate=target))
+    assert got.dtype == np.float32 and got.flags.c_contiguous and len(got) == target
+    # rewindow resamples each window with it, as load_audio does
+    whole = decode_waveform(wave, source_rate=rate, sample_rate=rate)
+    cut = rewindow(whole, sample_rate=target, window_seconds=0.25, n_windows=2)
+    start = window_starts(n_frames=rate, window_frames=rate // 4, n_windows=2)[1]
+    np.testing.assert_array_equal(
+        cut.windows[1], to_mono(wave[start:start + rate // 4], sample_rate=rate,
+                                target_rate=target))
 
 
 def test_many_channels_are_mixed_over_channels_not_time(tmp_path: Path) -> None:
