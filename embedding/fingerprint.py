@@ -489,24 +489,18 @@ def _spectrogram_db(
     return db, level
 
 
-def _sliding_max(x: np.ndarray, size: int, axis: int) -> np.ndarray:
-    """Maximum of each ``size`` neighbourhood along ``axis``, the edge values repeated
-    beyond the ends: ``ndimage.maximum_filter1d(x, size, axis, mode="nearest")`` exactly (a
-    maximum rounds nothing; the neighbourhood of ``i`` is ``i - size // 2`` on, as
-    scipy's), in ``log2(size) + 1`` vectorised passes: the maxima of 2, 4, 8, ...
-    neighbours, then of two overlapping ones."""
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (size // 2, size - 1 - size // 2)
-    m = np.pad(x, pad, mode="edge")
-    n = m.shape[axis]
+def _window_max(x: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Maximum of every ``size`` consecutive values along ``axis`` (``n - size + 1`` of
+    them: no padding), in ``log2(size) + 1`` vectorised passes: the maxima of 2, 4, 8, ...
+    neighbours, then of two overlapping ones (a maximum rounds nothing: exact)."""
 
     def cut(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
         index = [slice(None)] * a.ndim
         index[axis] = slice(lo, hi)
         return a[tuple(index)]
 
-    width = 1
-    while 2 * width <= size:  # m[i] = max(x_padded[i : i + width])
+    m, n, width = x, x.shape[axis], 1
+    while 2 * width <= size:  # m[i] = max(x[i : i + width])
         n -= width
         m = np.maximum(cut(m, 0, n), cut(m, width, n + width))
         width *= 2
@@ -514,6 +508,49 @@ def _sliding_max(x: np.ndarray, size: int, axis: int) -> np.ndarray:
         return m
     out_n = m.shape[axis] - (size - width)
     return np.maximum(cut(m, 0, out_n), cut(m, size - width, size - width + out_n))
+
+
+def _sliding_max(x: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Maximum of each ``size`` neighbourhood along ``axis``, the edge values repeated
+    beyond the ends: ``ndimage.maximum_filter1d(x, size, axis, mode="nearest")`` exactly
+    (the neighbourhood of ``i`` starts at ``i - size // 2``, as scipy's)."""
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (size // 2, size - 1 - size // 2)
+    return _window_max(np.pad(x, pad, mode="edge"), size, axis)
+
+
+#: Frames searched at a time by :func:`_peak_candidates` (the chunk's maxima stay in the
+#: cache).
+PEAK_CHUNK_FRAMES = 256
+
+
+def _peak_candidates(db: np.ndarray, *, freq_size: int, time_size: int, rows: slice
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, frames) of the bins of ``db[rows]`` that equal the maximum of their
+    ``freq_size`` x ``time_size`` neighbourhood, edges repeated (``ndimage.maximum_filter``,
+    ``mode="nearest"``), in the order of ``np.nonzero``.
+
+    The maximum is taken ``PEAK_CHUNK_FRAMES`` frames at a time, each chunk with the
+    frames its neighbourhoods reach (over time, then over frequency: the same maximum),
+    so that its passes run in the cache instead of over the whole spectrogram.
+    """
+    n_frames = db.shape[1]
+    before, after = time_size // 2, time_size - 1 - time_size // 2
+    found_rows, found_frames = [], []
+    for s in range(0, n_frames, PEAK_CHUNK_FRAMES):
+        e = min(s + PEAK_CHUNK_FRAMES, n_frames)
+        lo, hi = max(0, s - before), min(n_frames, e + after)
+        block = db[:, lo:hi]
+        if lo - s + before or e + after - hi:  # at an end of the track: repeat its frame
+            block = np.pad(block, ((0, 0), (lo - s + before, e + after - hi)), mode="edge")
+        local = _sliding_max(_window_max(block, time_size, axis=1), freq_size, axis=0)
+        r, f = np.nonzero(db[rows, s:e] == local[rows])
+        found_rows.append(r)
+        found_frames.append(f + s)
+    freqs = np.concatenate(found_rows) + rows.start
+    times = np.concatenate(found_frames)
+    order = np.lexsort((times, freqs))  # by row, then frame: as np.nonzero of the whole
+    return freqs[order], times[order]
 
 
 def find_peaks(y: np.ndarray, *, params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
@@ -537,15 +574,10 @@ def find_peaks(y: np.ndarray, *, params: FingerprintParams) -> tuple[np.ndarray,
     db, frame_level = _spectrogram_db(y, params, first=first, last=last)
     n_frames = db.shape[1]
     band = slice(lo - first, hi - first + 1)
-    # the maximum of each bin's neighbourhood (time, then frequency: the same maximum),
-    # for the band's rows only
-    local_max = _sliding_max(_sliding_max(db, params.peak_time_size, axis=1),
-                             params.peak_freq_size, axis=0)[band]
-    # candidates: the bins that equal their neighbourhood's maximum (a few in a hundred);
-    # the other tests are made on these alone, with the same float32 arithmetic
-    freqs, times = np.nonzero(db[band] == local_max)
-    freqs += band.start
-    del local_max
+    # candidates: the band's bins that equal their neighbourhood's maximum (a few in a
+    # hundred); the other tests are made on these alone, with the same float32 arithmetic
+    freqs, times = _peak_candidates(db, freq_size=params.peak_freq_size,
+                                    time_size=params.peak_time_size, rows=band)
     local_mean = ndimage.uniform_filter(
         db, size=(2 * params.peak_freq_size + 1, 2 * params.peak_time_size + 1),
         mode="nearest")

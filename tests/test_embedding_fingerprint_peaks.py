@@ -1,10 +1,11 @@
 """The fingerprint's fast peak picking equals its plain definition, bit for bit.
 
-``find_peaks`` computes the STFT in chunks, the 2-D maximum with vectorised sliding maxima,
-the frame levels from a blockwise running sum, and the prominence and level tests on the
-maximum's candidates only. :func:`reference_find_peaks` below is the definition those
-replace (one ``rfft`` of all frames, ``ndimage.maximum_filter``, every test on the whole
-spectrogram): the peaks, and so every hash of every index, must not move.
+``find_peaks`` computes the STFT in chunks, the 2-D maximum with vectorised sliding maxima
+chunk by chunk, the frame levels from a blockwise running sum, and the prominence and
+level tests on the maximum's candidates only. :func:`reference_find_peaks` below is the
+definition those replace (one ``rfft`` of all frames, ``ndimage.maximum_filter``, every
+test on the whole spectrogram): the peaks, and so every hash of every index, must not
+move.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from musicrec.embedding.fingerprint import (
     FingerprintParams,
     _band_bins,
     _frame_level,
+    _peak_candidates,
     _sliding_max,
     _spectrogram_db,
     find_peaks,
@@ -192,3 +194,24 @@ def test_sliding_max_is_scipys_maximum_filter(size: int, axis: int,
     np.testing.assert_array_equal(
         _sliding_max(np.array([[1, 3, 2, 0, 0, 5]], np.float32), 3, axis=1),
         [[3, 3, 3, 2, 5, 5]])
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 7, 256])
+def test_peak_candidates_by_chunks_are_the_maximum_filters(
+        chunk: int, monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
+    # chunks of 1 frame, shorter than the neighbourhood, not dividing the frames; ties
+    monkeypatch.setattr(fp_module, "PEAK_CHUNK_FRAMES", chunk)
+    db = rng.integers(0, 6, size=(40, 61)).astype(np.float32)
+    rows = slice(4, 33)
+    for freq_size, time_size in [(7, 5), (31, 15), (4, 2), (1, 1)]:
+        local = ndimage.maximum_filter(db, size=(freq_size, time_size), mode="nearest")
+        want_f, want_t = np.nonzero(db[rows] == local[rows])
+        freqs, times = _peak_candidates(db, freq_size=freq_size, time_size=time_size,
+                                        rows=rows)
+        np.testing.assert_array_equal(freqs, want_f + rows.start)
+        np.testing.assert_array_equal(times, want_t)
+    # by hand: one frame of 5 bins, neighbourhood 3 x 1: bin 1 (3 > 1, 2) and bin 3 (2
+    # beside 2 and 0: a plateau's bins are maxima too); bin 2 (2 beside 3) is not
+    one = np.array([[1], [3], [2], [2], [0]], np.float32)
+    freqs, times = _peak_candidates(one, freq_size=3, time_size=1, rows=slice(0, 5))
+    assert freqs.tolist() == [1, 3] and times.tolist() == [0, 0]
