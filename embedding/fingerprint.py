@@ -544,7 +544,8 @@ def _peak_candidates(db: np.ndarray, *, freq_size: int, time_size: int, rows: sl
         if lo - s + before or e + after - hi:  # at an end of the track: repeat its frame
             block = np.pad(block, ((0, 0), (lo - s + before, e + after - hi)), mode="edge")
         local = _sliding_max(_window_max(block, time_size, axis=1), freq_size, axis=0)
-        r, f = np.nonzero(db[rows, s:e] == local[rows])
+        # flatnonzero: a 2-D nonzero costs 5x as much
+        r, f = np.divmod(np.flatnonzero(db[rows, s:e] == local[rows]), e - s)
         found_rows.append(r)
         found_frames.append(f + s)
     freqs = np.concatenate(found_rows) + rows.start
