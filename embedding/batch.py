@@ -19,12 +19,14 @@ fingerprint's signal are both cut and resampled from that one decode
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,6 +230,32 @@ def decode_once(embedder: AudioEmbedder | None, path: Path, params: Any
         return windows, None
 
 
+@contextlib.contextmanager
+def torch_threads_beside(n_workers: int) -> Iterator[int | None]:
+    """Run a torch model on the cores that ``n_workers`` busy decoding threads leave (at
+    least one, at most torch's setting), and restore torch's setting afterwards; yields
+    the threads set, or None when torch is not imported (nothing to do).
+
+    With fingerprints every track is decoded whole, so the decoding threads are busy for
+    most of the run, and torch's intra-op threads, which spin while they wait for work,
+    compete with them for the cores: ``whisper-tiny``'s ``build`` took 0.96-1.03 CPU-s a
+    track end to end with 2 torch threads beside 2 decoders on 2 cores, against
+    0.66-0.69 with one (the same vectors; the README's *Full-length catalogues*). An
+    embedder that sets its own ``num_threads`` (``musicnn``) still sets them per call.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield None
+        return
+    before = torch.get_num_threads()
+    threads = max(1, min(before, (os.cpu_count() or 1) - n_workers))
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
+
+
 def _decode(embedder: AudioEmbedder, path: Path, use_cache: bool, fp_params: Any = None
             ) -> tuple[str | None, DecodedAudio | None, Failure | None, Any]:
     """(sha256, decoded audio or None if ``use_cache`` may serve it, failure, fingerprint
@@ -283,7 +311,9 @@ def embed_paths(
     fingerprint_params : FingerprintParams or None
         Also fingerprint every embedded track, from the same decode
         (:func:`decode_once`; a track whose vector is cached is decoded for its fingerprint
-        alone). A file that cannot be decoded is a failure as without fingerprints.
+        alone). A file that cannot be decoded is a failure as without fingerprints. The
+        decoding threads are then busy, and a torch model runs on the cores they leave
+        (:func:`torch_threads_beside`).
 
     Returns
     -------
@@ -359,7 +389,9 @@ def embed_paths(
 
     with ThreadPoolExecutor(max_workers=n_workers) as pool, tqdm(
             total=len(files), desc=f"embedding ({embedder.name})", unit="track",
-            disable=not show_progress) as bar:
+            disable=not show_progress) as bar, (
+            torch_threads_beside(n_workers) if fp_params is not None
+            else contextlib.nullcontext()):
         window = max(batch_size * 2, n_workers * 2)
         futures = {}
         nxt = 0

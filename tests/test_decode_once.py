@@ -3,7 +3,9 @@ recording equal those decoded separately (issue 17, part 3)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +13,9 @@ import pytest
 
 from musicrec.cli import main
 from musicrec.embedding.audio import load_audio, rewindow, to_mono
-from musicrec.embedding.batch import decode_once, embed_paths
+from musicrec.embedding.batch import decode_once, embed_paths, torch_threads_beside
 from musicrec.embedding.fingerprint import FingerprintIndex, FingerprintParams, fingerprint
+from musicrec.embedding.mfcc import MFCCEmbedder
 from musicrec.embedding.registry import get_embedder
 from musicrec.errors import ParameterError
 
@@ -202,3 +205,55 @@ def test_parallel_decoding_equals_the_serial_path_and_survives_damaged_files(
         for run in runs:
             np.testing.assert_array_equal(run.fingerprints[str(path)].hashes, alone.hashes)
             np.testing.assert_array_equal(run.fingerprints[str(path)].times, alone.times)
+
+
+@pytest.mark.parametrize(("cores", "before", "workers", "expected"),
+                         [(2, 2, 2, 1), (4, 3, 2, 2), (16, 4, 2, 4), (2, 1, 8, 1)])
+def test_torch_runs_on_the_cores_the_decoders_leave(
+        cores: int, before: int, workers: int, expected: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    try:
+        torch.set_num_threads(before)
+        with torch_threads_beside(workers) as inside:
+            assert inside == torch.get_num_threads() == expected
+        assert torch.get_num_threads() == before
+        # without torch imported there is nothing to set
+        monkeypatch.delitem(sys.modules, "torch")
+        with torch_threads_beside(workers) as inside:
+            assert inside is None
+    finally:
+        torch.set_num_threads(threads)
+
+
+class ThreadCountingMFCC(MFCCEmbedder):
+    """mfcc that records torch's threads at each model call."""
+
+    seen: list[int]
+
+    def _embed_windows(self, windows: list[np.ndarray]) -> np.ndarray:
+        import torch
+
+        self.seen.append(torch.get_num_threads())
+        return super()._embed_windows(windows)
+
+
+def test_embed_paths_runs_torch_beside_the_decoders_only_with_fingerprints(
+        recordings: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    embedder = ThreadCountingMFCC()
+    try:
+        torch.set_num_threads(2)
+        for params, expected in ((None, 2), (FingerprintParams(), 1)):
+            embedder.seen = []
+            result = embed_paths(recordings, embedder=embedder, use_cache=False,
+                                 n_workers=2, batch_size=1, show_progress=False,
+                                 fingerprint_params=params)
+            assert len(result.track_ids) == 2 and embedder.seen == [expected, expected]
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
