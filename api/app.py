@@ -25,6 +25,11 @@ Configuration keys (upper case, as Flask config):
 ``SUBSONIC_USERS``
     A users file (``user:password`` lines): mounts the Subsonic API under ``/rest/``
     (:mod:`musicrec.api.subsonic`); ``None`` (the default) leaves it off.
+``ANSWER_CACHE``
+    Known users' recommendations kept in memory per process, counted in results (default
+    0: none, every answer is computed live); see
+    :class:`~musicrec.recommender.facade.AnswerCache`. A kept answer is the live one
+    (the same model and arguments); a reloaded model starts with an empty cache.
 ``RELOAD_HOOK``
     A callable run after ``POST /v1/admin/reload`` validated the model directory, instead
     of swapping the model in this process (``musicrec serve`` uses it to send SIGHUP to
@@ -58,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "WATCH_INTERVAL": 1.0,
     "SUBSONIC_USERS": None,
     "JSON_SORT_KEYS": False,
+    "ANSWER_CACHE": 0,
 }
 
 
@@ -93,7 +99,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_BYTES"])
     app.json.sort_keys = False  # type: ignore[attr-defined]
     state = ModelState(audio_root=app.config["AUDIO_ROOT"],
-                       watch_interval=float(app.config["WATCH_INTERVAL"]))
+                       watch_interval=float(app.config["WATCH_INTERVAL"]),
+                       answer_cache=int(app.config["ANSWER_CACHE"]))
     app.extensions["musicrec"] = state
     if app.config["MODEL_DIR"] is not None:
         state.load(app.config["MODEL_DIR"])

@@ -49,8 +49,9 @@ class ModelState:
     """
 
     def __init__(self, *, audio_root: str | Path | None = None,
-                 watch_interval: float = 1.0) -> None:
+                 watch_interval: float = 1.0, answer_cache: int = 0) -> None:
         self._lock = threading.Lock()
+        self._answer_cache = answer_cache
         self._watch_interval = watch_interval
         self._current: LoadedModel | None = None
         self._audio_root = None if audio_root is None else Path(audio_root)
@@ -68,7 +69,7 @@ class ModelState:
         """
         model_dir = Path(model_dir)
         verify_model_dir(model_dir)
-        rec = Recommender(model_dir)
+        rec = Recommender(model_dir, answer_cache=self._answer_cache)
         rec.catalog.search("")  # builds the search text once, before the first request
         frame = rec.catalog.frame
         labels = dict(zip(frame["track_id"].tolist(),

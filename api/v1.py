@@ -56,6 +56,7 @@ def ready() -> LoadedModel:
 #: (id of a loaded model, script root) -> track id -> audio URL or None; one entry per
 #: model, dropped when the model is (see :func:`_audio_urls`).
 _AUDIO_URLS: dict[tuple[int, str], dict[str, str | None]] = {}
+_UNSEEN = object()
 
 
 def _audio_urls(loaded: LoadedModel) -> dict[str, str | None]:
@@ -69,12 +70,17 @@ def _audio_urls(loaded: LoadedModel) -> dict[str, str | None]:
     return cache
 
 
-def _audio_url(loaded: LoadedModel, track_id: str) -> str | None:
-    cache = _audio_urls(loaded)
-    if track_id not in cache:
-        cache[track_id] = (url_for("v1.track_audio", track_id=track_id)
-                           if audio_file(loaded, track_id) is not None else None)
-    return cache[track_id]
+def _audio_url(loaded: LoadedModel, track_id: str,
+               cache: dict[str, str | None] | None = None) -> str | None:
+    """The track's audio URL, or None; ``cache``: :func:`_audio_urls`, if the caller
+    already holds it (one lookup per response instead of one per result)."""
+    if cache is None:
+        cache = _audio_urls(loaded)
+    url = cache.get(track_id, _UNSEEN)
+    if url is _UNSEEN:
+        url = cache[track_id] = (url_for("v1.track_audio", track_id=track_id)
+                                 if audio_file(loaded, track_id) is not None else None)
+    return url  # type: ignore[return-value]
 
 
 def track_json(loaded: LoadedModel, track_id: str) -> m.TrackSummary:
@@ -84,12 +90,12 @@ def track_json(loaded: LoadedModel, track_id: str) -> m.TrackSummary:
 
 
 def recs_json(loaded: LoadedModel, recs: list[Recommendation]) -> list[m.Recommendation]:
-    labels, title_of = loaded.labels, loaded.title
+    labels, title_of, urls = loaded.labels, loaded.title, _audio_urls(loaded)
     out: list[m.Recommendation] = []
     for r in recs:
         title, artist = labels.get(r.track_id, (r.track_id, ""))
         out.append({"track_id": r.track_id, "title": title, "artist": artist,
-                    "audio_url": _audio_url(loaded, r.track_id), "score": r.score,
+                    "audio_url": _audio_url(loaded, r.track_id, urls), "score": r.score,
                     "kind": r.kind,  # type: ignore[typeddict-item]
                     "reason": r.describe(title_of), "because": r.because,
                     "because_title": None if r.because is None else title_of(r.because)})

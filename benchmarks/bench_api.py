@@ -8,7 +8,10 @@ run, on the same gunicorn settings: a bare Flask app whose one route returns ten
 precomputed items of the same shape, so the ratio says what musicrec's own work costs.
 Each round measures the reference and every endpoint; one JSON line per measurement, then
 a summary line per endpoint with its throughput as a share of the reference's in the same
-round.
+round. ``musicrec serve`` keeps known users' recommendations in its answer cache (its
+default ``--answer-cache``), so after the warm-up most of the 2,000 users' requests of the
+synthetic model are answered from it: a second server with ``--answer-cache 0`` measures
+the live path beside it (``user_recommendations@live``).
 
 ``--baseline DIR`` serves a second copy of musicrec from another source tree (for example
 ``git archive main | tar -x -C DIR``) beside this one, on the same model, and measures
@@ -213,6 +216,8 @@ def profile(master: int, out: Path, load: Any, seconds: int) -> None:
     busy = in_app = 0
     for line in out.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():  # a frame name read mid-update (--nonblocking) broke the line
+            continue
         frames = stack.split(";")
         if any(f.startswith(("accept ", "wait ", "select ")) for f in frames[-2:]):
             continue  # the worker waits for a connection
@@ -370,14 +375,18 @@ def main() -> None:
         tracks = rec.tracks.ids.tolist()
         users = [str(u) for u in rec.cf.users_.ids] if rec.cf is not None else []
         port, bare_port, baseline_port = free_port(), free_port(), free_port()
+        live_port = free_port()
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
         serve = [sys.executable, "-m", "musicrec", "serve", "--model", str(model),
                  "--workers", str(args.workers), "--port"]
         server = subprocess.Popen([*serve, str(port)], env=env)
+        # the same code without the answer cache: known users' recommendations computed
+        # live on every request (measured as user_recommendations@live)
+        live = subprocess.Popen([*serve, str(live_port), "--answer-cache", "0"], env=env)
         base = f"http://127.0.0.1:{port}"
         bare_base = f"http://127.0.0.1:{bare_port}"
         bare = baseline = None
-        codes = {"": (base, server)}
+        codes = {"": (base, server), "live": (f"http://127.0.0.1:{live_port}", live)}
         if args.baseline is not None:
             tree = link_tree(args.baseline, tmp / "baseline")
             baseline = subprocess.Popen([*serve, str(baseline_port)], cwd=tmp,
@@ -419,6 +428,8 @@ def main() -> None:
                 order = list(codes.items())[::1 if round_ % 2 == 0 else -1]
                 for endpoint, template, ids, body in endpoints:
                     for code, (url, process) in order:
+                        if code == "live" and endpoint != "user_recommendations":
+                            continue  # the cache serves only known users' recommendations
                         label = f"{endpoint}@{code}" if code else endpoint
                         result = measure(round_, label, url, process, template, ids, body)
                         cpu.setdefault(label, []).append(result["cpu_us_per_request"])
@@ -429,10 +440,17 @@ def main() -> None:
             if args.profile is not None:
                 args.profile.mkdir(parents=True, exist_ok=True)
                 for label, template, ids, body in endpoints:
-                    profile(server.pid, args.profile / f"{label}.txt",
-                            lambda t=template, i=ids, b=body: wrk(
-                                base + "/", t, i, args.seconds, args.connections, tmp, b),
-                            args.seconds)
+                    for code, (url, process) in codes.items():
+                        if code == "baseline" or (code == "live"
+                                                  and label != "user_recommendations"):
+                            continue
+                        name = f"{label}@{code}" if code else label
+                        profile(process.pid, args.profile / f"{name}.txt",
+                                lambda t=template, i=ids, b=body, u=url: wrk(
+                                    u + "/", t, i, args.seconds, args.connections, tmp, b),
+                                args.seconds)
+            if not args.rounds:  # --rounds 0 --profile: the profiles alone
+                return
             print(json.dumps({"summary": "bare_flask", "median_cpu_us_per_request":
                               float(np.median(cpu["bare_flask"]))}))
             for label, values in ratios.items():
@@ -451,7 +469,7 @@ def main() -> None:
                             np.median(cpu[label]) / np.median(cpu[other])), 3)}
                 print(json.dumps(line))
         finally:
-            for process in (server, baseline, bare):
+            for process in (server, live, baseline, bare):
                 if process is not None:
                     process.terminate()
                     process.wait(timeout=30)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,11 +71,57 @@ class TextSearch:
                 "parts": parts}
 
 
+class AnswerCache:
+    """A bounded least-recently-used map of answers (tuples of results), thread-safe.
+
+    It holds at most ``capacity`` results in all (an answer of ``n`` results counts
+    ``n``), so its memory is bounded whatever ``n`` the callers ask for; the least
+    recently used answers go first. An answer larger than the whole capacity is not kept.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ParameterError(f"capacity={capacity!r} must be a positive integer")
+        self.capacity = capacity
+        self.size = 0
+        self.hits = self.misses = 0
+        self._answers: OrderedDict[Any, tuple[Any, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def get(self, key: Any) -> tuple[Any, ...] | None:
+        with self._lock:
+            found = self._answers.get(key)
+            if found is None:
+                self.misses += 1
+                return None
+            self._answers.move_to_end(key)
+            self.hits += 1
+            return found
+
+    def put(self, key: Any, answer: tuple[Any, ...]) -> None:
+        cost = max(len(answer), 1)
+        if cost > self.capacity:
+            return
+        with self._lock:
+            old = self._answers.pop(key, None)
+            if old is not None:
+                self.size -= max(len(old), 1)
+            self._answers[key] = answer
+            self.size += cost
+            while self.size > self.capacity:
+                _, dropped = self._answers.popitem(last=False)
+                self.size -= max(len(dropped), 1)
+
+
 class Recommender:
     """Recommendations, similar tracks and query by example from one model directory."""
 
     def __init__(self, model_dir: str | Path, *, exact_below: int = EXACT_BELOW,
-                 candidates: int | None = None, similarity: str = "served") -> None:
+                 candidates: int | None = None, similarity: str = "served",
+                 answer_cache: int = 0) -> None:
         """Load a model directory.
 
         Parameters
@@ -92,14 +140,26 @@ class Recommender:
             validation where the directory has one (:mod:`~musicrec.recommender.similarity`),
             else the factor cosine; ``"factors"``, the factor cosine always (as models
             built without a chosen model answer).
+        answer_cache : int
+            Known users' answers (:meth:`recommend`) kept in memory, counted in results
+            (:class:`AnswerCache`, least recently used first out); 0 (the default): none,
+            every answer is computed live. An answer is a function of the loaded model
+            and the call's arguments only, so a kept one is the live one; a reloaded model
+            is a new :class:`Recommender` with an empty cache.
         """
         if similarity not in ("served", "factors"):
             raise ParameterError(f"similarity={similarity!r} must be 'served' or 'factors'")
         if candidates is not None and (isinstance(candidates, bool)
                                        or not isinstance(candidates, int) or candidates < 1):
             raise ParameterError(f"candidates={candidates!r} must be a positive integer")
+        if isinstance(answer_cache, bool) or not isinstance(answer_cache, int) \
+                or answer_cache < 0:
+            raise ParameterError(f"answer_cache={answer_cache!r} must be a whole number of "
+                                 "results (0: no cache)")
         self.model_dir = Path(model_dir)
         self.exact_below = exact_below
+        #: known users' answers (None: every answer is live)
+        self.answers = AnswerCache(answer_cache) if answer_cache else None
         self.candidates = candidates
         files = load_model_dir(self.model_dir)
         self.manifest = files.manifest
@@ -130,6 +190,13 @@ class Recommender:
                          strict=True))
         self.artist_of = np.array([by_id.get(t, "") for t in self.tracks], dtype=object)
         self._any_content = bool(self.has_content.any())
+        # constants of the request path, computed once per loaded model
+        self._ids: list[str] = [str(t) for t in self.tracks.ids]
+        self._every = np.arange(len(self.tracks), dtype=np.int64)
+        #: tracks explained by the closest played track by content (else by CF)
+        self._content_led = np.asarray(self.has_content) & (np.asarray(self.blend_weight) < 0.5)
+        #: tracks nobody played (the chosen model cannot score those it never saw)
+        self._cold = np.flatnonzero(np.asarray(self.evidence) <= 0)
         #: name -> (index, the model's track index of each index position, or None when
         #: the index holds every track in the model's order)
         self._indexes: dict[str, tuple[VectorIndex, np.ndarray | None]] = {
@@ -284,21 +351,23 @@ class Recommender:
                       ) -> list[Recommendation]:
         """Each result with its reason: the played track closest to it, by content where
         content leads its blend, else by CF."""
-        ids = self.tracks.ids
+        ids = self._ids
         if len(history) == 0 or not picked:
-            return [Recommendation(str(ids[i]), s, "popular") for i, s in picked]
+            return [Recommendation(ids[i], s, "popular") for i, s in picked]
         idx = np.fromiter((i for i, _ in picked), dtype=np.int64, count=len(picked))
-        content_led = self.has_content[idx] & (np.asarray(self.blend_weight[idx]) < 0.5)
+        content_led = self._content_led[idx]
         because = np.empty(len(idx), dtype=np.int64)
         for led, vectors in ((True, self._content), (False, self._unit_items)):
             sel = np.flatnonzero(content_led == led)
+            if len(sel) == len(idx):  # one kind for every result: no gather of the rows
+                because = history[np.argmax(vectors[history] @ vectors[idx].T, axis=0)]
+                break
             if len(sel):
                 sims = vectors[history] @ vectors[idx[sel]].T
                 because[sel] = history[np.argmax(sims, axis=0)]
-        kinds = np.where(content_led, "played-content", "cf")
-        return [Recommendation(str(ids[i]), s, str(kind), str(ids[b]))
-                for (i, s), kind, b in zip(picked, kinds.tolist(), because.tolist(),
-                                           strict=True)]
+        return [Recommendation(ids[i], s, "played-content" if led else "cf", ids[b])
+                for (i, s), led, b in zip(picked, content_led.tolist(), because.tolist(),
+                                          strict=True)]
 
     # -- public API ------------------------------------------------------------------------
     def recommend(
@@ -310,19 +379,35 @@ class Recommender:
         exclude: Sequence[str] = (),
         max_per_artist: int | None = None,
     ) -> list[Recommendation]:
-        """The ``n`` best tracks for a user in the training logs."""
+        """The ``n`` best tracks for a user in the training logs (kept in
+        :attr:`answers` when the facade has an answer cache)."""
         cf = self._require_cf("recommend for users")
         self._validate(n, max_per_artist)
         u = cf.users_.to_idx(user_id)
+        if self.answers is None:
+            return self._recommend(cf, u, n, exclude_played, exclude, max_per_artist)
+        key = (u, int(n), bool(exclude_played), tuple(exclude), max_per_artist)
+        found = self.answers.get(key)
+        if found is not None:
+            return list(found)
+        recs = self._recommend(cf, u, n, exclude_played, exclude, max_per_artist)
+        self.answers.put(key, tuple(recs))
+        return recs
+
+    def _recommend(self, cf: CFModel, u: int, n: int, exclude_played: bool,
+                   exclude: Sequence[str], max_per_artist: int | None
+                   ) -> list[Recommendation]:
+        """The answer for known user ``u``, computed live."""
         ui = cf.user_items_
-        history = ui.indices[ui.indptr[u] : ui.indptr[u + 1]].astype(np.int64)
-        plays = ui.data[ui.indptr[u] : ui.indptr[u + 1]]
-        skip = set(self.tracks.to_idx_many(exclude).tolist())
-        if exclude_played:
-            skip |= set(history.tolist())
+        lo, hi = ui.indptr[u], ui.indptr[u + 1]
+        history = ui.indices[lo:hi].astype(np.int64)
+        plays = ui.data[lo:hi]
+        skip = set(history.tolist()) if exclude_played else set()
+        if exclude:
+            skip |= set(self.tracks.to_idx_many(exclude).tolist())
         if self.served is not None:
             scores = self._served_scores(self.served.scores(u)[0], history, plays)
-            picked = self._pick(np.arange(len(scores)), scores, n, skip, max_per_artist)
+            picked = self._pick(self._every, scores, n, skip, max_per_artist)
             return self._explain_user(picked, history)
         return self._user_results(cf.user_factors_[u], history, plays, n=n, exclude=skip,
                                   max_per_artist=max_per_artist)
@@ -336,8 +421,7 @@ class Recommender:
         scores = np.full(len(self.tracks), -np.inf, dtype=np.float64)
         served = minmax_rows(served[None])[0]
         scores[: len(served)] = served
-        cold = np.flatnonzero(np.asarray(self.evidence) <= 0)
-        cold = cold[cold >= len(served)]
+        cold = self._cold[self._cold >= len(served)]
         weight = float(self.hybrid.content_weight)
         if len(cold) and self._any_content and weight > 0:
             profile = self.hybrid.user_profile(history, plays)
@@ -384,11 +468,9 @@ class Recommender:
             # through their neighbour matrix, ALS by fold-in)
             known = history < self.served.n_items_
             weights = np.ones(len(history), np.float32) if play_arr is None else play_arr
-            row = sp.csr_matrix((weights[known], (np.zeros(int(known.sum())),
-                                                  history[known])),
-                                shape=(1, self.served.n_items_), dtype=np.float32)
+            row = _plays_row(history[known], weights[known], self.served.n_items_)
             scores = self._served_scores(self.served.scores_new(row)[0], history, play_arr)
-            picked = self._pick(np.arange(len(scores)), scores, n, skip, max_per_artist)
+            picked = self._pick(self._every, scores, n, skip, max_per_artist)
             return self._explain_user(picked, history)
         vector = self.hybrid.fold_in(history, play_arr)
         return self._user_results(vector, history, play_arr, n=n, exclude=skip,
@@ -767,6 +849,20 @@ class Recommender:
         info.update({"has_content": bool(self.has_content[i]),
                      "listeners": int(self.evidence[i])})
         return info
+
+
+def _plays_row(tracks: np.ndarray, plays: np.ndarray, n_tracks: int) -> sp.csr_matrix:
+    """One listener's plays as a ``[1, n_tracks]`` float32 CSR row, indices sorted and a
+    track named twice summed (as scipy's COO conversion does); built directly when no
+    track repeats, which skips the COO conversion (a third of a new listener's scoring)."""
+    plays = np.asarray(plays, dtype=np.float32)
+    order = np.argsort(tracks, kind="stable")
+    ordered = tracks[order]
+    if len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any():
+        return sp.csr_matrix((plays, (np.zeros(len(plays)), tracks)), shape=(1, n_tracks),
+                             dtype=np.float32)
+    return sp.csr_matrix((plays[order], ordered, np.array([0, len(ordered)])),
+                         shape=(1, n_tracks))
 
 
 def _best_positive(row: np.ndarray, k: int) -> np.ndarray:

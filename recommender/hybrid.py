@@ -269,7 +269,8 @@ class HybridModel(RecommenderBase):
         if not self.has_content or len(track_idx) == 0:
             return np.zeros(self.content_.shape[1], dtype=np.float32)
         weights = np.ones(len(track_idx)) if plays is None else np.log1p(np.asarray(plays))
-        profile = (weights[:, None] * self.content_[track_idx]).sum(axis=0)
+        # a plain view of the (mmap'd) array: np.memmap's bookkeeping is most of the cost
+        profile = (weights[:, None] * np.asarray(self.content_)[track_idx]).sum(axis=0)
         norm = np.linalg.norm(profile)
         return (profile / norm if norm > 0 else profile).astype(np.float32)
 

@@ -260,7 +260,9 @@ class ServedModel(RecommenderBase):
             return parts[0]
         total = np.zeros(parts[0].shape, dtype=np.float32)
         for part, weight in zip(parts, self.weights_, strict=True):
-            total += np.float32(weight) * normalise_rows(part, self.normalisation_)
+            scaled = normalise_rows(part, self.normalisation_)  # a new array: scaled in place
+            scaled *= np.float32(weight)
+            total += scaled
         return total
 
     def _scores(self, rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:

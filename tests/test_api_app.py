@@ -160,6 +160,23 @@ def test_user_recommendations_match_the_facade(client: Any, model_dir: Path) -> 
     assert len({r["artist"] for r in capped}) == len(capped) == 10
 
 
+def test_the_answer_cache_answers_as_the_live_path(client: Any, model_dir: Path) -> None:
+    cached_app = create_app({"MODEL_DIR": model_dir, "ANSWER_CACHE": 1000})
+    cached = cached_app.test_client()
+    state = cached_app.extensions["musicrec"]
+    urls = [f"/v1/users/{u}/recommendations?{q}" for u in ("u1", "u3", "u8")
+            for q in ("n=10", "n=4&exclude_played=false", "n=10&max_per_artist=1")]
+    for _ in range(2):  # the second pass is answered from the cache, byte for byte
+        for url in urls:
+            assert cached.get(url).get_data() == client.get(url).get_data()
+    answers = state.current().recommender.answers
+    assert (answers.hits, answers.misses) == (len(urls), len(urls))
+    assert client.application.extensions["musicrec"].current().recommender.answers is None
+    state.load(model_dir)  # a reloaded model starts with an empty cache
+    assert len(state.current().recommender.answers) == 0
+    assert cached.get(urls[0]).get_data() == client.get(urls[0]).get_data()
+
+
 def test_listener_recommendations(client: Any, model_dir: Path) -> None:
     rec = Recommender(model_dir)
     want = rec.recommend_for_tracks(["t001", "t002"], n=5, plays=[3, 1])
@@ -823,3 +840,15 @@ def test_transport_errors_are_json(served: int, request_bytes: bytes, status: in
                                    message: str) -> None:
     assert _status_and_json(_raw(served, request_bytes)) == (
         status, {"error": code, "message": message})
+
+
+def test_serve_answer_cache_option() -> None:
+    from musicrec.cli import build_parser
+    from musicrec.commands.serve import ANSWER_CACHE
+
+    parse = build_parser().parse_args
+    assert parse(["serve", "--model", "m"]).answer_cache == ANSWER_CACHE == 100_000
+    assert parse(["serve", "--model", "m", "--answer-cache", "0"]).answer_cache == 0
+    with pytest.raises(SystemExit) as exc:
+        parse(["serve", "--model", "m", "--answer-cache", "-1"])
+    assert "argument --answer-cache: -1 must be at least 0" in str(exc.value.code)

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: Environment variable holding the admin token (read once, here); unset = endpoint off.
 ADMIN_TOKEN_ENV = "MUSICREC_ADMIN_TOKEN"
+#: Results of known users' recommendations each worker keeps (``--answer-cache``).
+ANSWER_CACHE = 100_000
 
 
 def _gunicorn_app(app: Any, config: dict[str, Any], options: dict[str, Any]) -> Any:
@@ -77,6 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "AUDIO_ROOT": args.audio_root,
         "RELOAD_HOOK": None if args.dev else (lambda: os.kill(master, signal.SIGHUP)),
         "SUBSONIC_USERS": args.subsonic_users if args.subsonic else None,
+        "ANSWER_CACHE": args.answer_cache,
     }
     app = create_app(config)  # a broken model stops here, before any socket is opened
     if args.dev:
@@ -104,7 +107,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from musicrec.cli import positive_float, positive_int
+    from musicrec.cli import non_negative_int, positive_float, positive_int
 
     p = sub.add_parser("serve", help="serve the API and the web page (gunicorn)",
                        description=__doc__.splitlines()[0] if __doc__ else None)
@@ -127,6 +130,12 @@ def register(sub: Any) -> None:
     p.add_argument("--audio-root", type=Path,
                    help="folder that relative catalogue audio_path values resolve against "
                         "(default: the folder of the catalogue the model was built from)")
+    p.add_argument("--answer-cache", type=non_negative_int, default=ANSWER_CACHE,
+                   metavar="RESULTS",
+                   help="known users' recommendations kept per worker, counted in results "
+                        f"(least recently used out; default {ANSWER_CACHE:,}, about 30 MB; "
+                        "0: every answer live). A kept answer is the live one; a reload "
+                        "empties it")
     p.add_argument("--subsonic", action="store_true",
                    help="also serve the (Open)Subsonic API under /rest/ for music apps")
     p.add_argument("--subsonic-users", type=Path, metavar="FILE",
