@@ -56,7 +56,6 @@ def ready() -> LoadedModel:
 #: (id of a loaded model, script root) -> track id -> audio URL or None; one entry per
 #: model, dropped when the model is (see :func:`_audio_urls`).
 _AUDIO_URLS: dict[tuple[int, str], dict[str, str | None]] = {}
-_UNSEEN = object()
 
 
 def _audio_urls(loaded: LoadedModel) -> dict[str, str | None]:
@@ -76,11 +75,10 @@ def _audio_url(loaded: LoadedModel, track_id: str,
     already holds it (one lookup per response instead of one per result)."""
     if cache is None:
         cache = _audio_urls(loaded)
-    url = cache.get(track_id, _UNSEEN)
-    if url is _UNSEEN:
-        url = cache[track_id] = (url_for("v1.track_audio", track_id=track_id)
-                                 if audio_file(loaded, track_id) is not None else None)
-    return url  # type: ignore[return-value]
+    if track_id not in cache:
+        cache[track_id] = (url_for("v1.track_audio", track_id=track_id)
+                           if audio_file(loaded, track_id) is not None else None)
+    return cache[track_id]
 
 
 def track_json(loaded: LoadedModel, track_id: str) -> m.TrackSummary:
