@@ -133,7 +133,7 @@ def register(sub: Any) -> None:
     p.add_argument("--answer-cache", type=non_negative_int, default=ANSWER_CACHE,
                    metavar="RESULTS",
                    help="known users' recommendations kept per worker, counted in results "
-                        f"(least recently used out; default {ANSWER_CACHE:,}, about 30 MB; "
+                        f"(least recently used out; default {ANSWER_CACHE:,}, about 20 MB; "
                         "0: every answer live). A kept answer is the live one; a reload "
                         "empties it")
     p.add_argument("--subsonic", action="store_true",
