@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -392,6 +393,12 @@ def _paired_gain(new: np.ndarray, old: np.ndarray) -> tuple[float, float]:
 
 def minmax_rows(scores: np.ndarray) -> np.ndarray:
     """Each row scaled to [0, 1] over its finite entries; -inf stays -inf."""
+    if scores.ndim == 2 and scores.shape[0] == 1 and scores.shape[1]:
+        # one listener (a request): the same arithmetic on scalars, in fewer numpy calls
+        lo, hi = scores.min(), scores.max()  # NaN and ±inf propagate here
+        if math.isfinite(lo) and math.isfinite(hi):
+            span = hi - lo
+            return (scores - lo) / (span if span > 0 else scores.dtype.type(1.0))
     if np.isfinite(scores).all():  # the usual case, in fewer passes
         lo = scores.min(axis=1, keepdims=True)
         span = scores.max(axis=1, keepdims=True) - lo

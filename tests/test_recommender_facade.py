@@ -209,3 +209,21 @@ def test_answer_cache_bounds() -> None:
     assert cache.size == 4 and cache.get("empty") == ()
     with pytest.raises(ParameterError, match="capacity=0"):
         AnswerCache(0)
+
+
+def test_minmax_of_one_row_is_the_matrix_path(rng: np.random.Generator) -> None:
+    """A request scales one row; it must match that row scaled among others, bit for bit."""
+    for dtype in (np.float32, np.float64):
+        for trial in range(50):
+            row = (rng.standard_normal(int(rng.integers(1, 40))) * 10.0 ** (trial % 5 - 2)
+                   ).astype(dtype)
+            if trial % 4 == 0:
+                row[:] = row[0]  # a constant row: no span
+            if trial % 6 == 1:
+                row[0] = -np.inf  # a track one model cannot score
+            other = np.linspace(-1, 1, len(row)).astype(dtype)
+            alone = minmax_rows(row[None])[0]
+            among = minmax_rows(np.vstack([other, row]))[1]
+            assert alone.dtype == among.dtype == dtype
+            assert alone.tobytes() == among.tobytes(), (row, alone, among)
+    assert minmax_rows(np.array([[np.nan, 1.0]])).tolist() == [[-np.inf, 0.0]]  # NaN: not finite
