@@ -194,6 +194,8 @@ class CFModel(RecommenderBase):
 
     def _loaded(self) -> None:
         self._unit: np.ndarray | None = None
+        self._gram: np.ndarray | None = None  # YᵀY in float64, for ALS's fold-in
+        self._bpr_norm: float | None = None  # the trained users' median norm, for BPR's
 
     # -- vectors ----------------------------------------------------------------------
     def fold_in(self, track_idx: np.ndarray, plays: np.ndarray | None = None) -> np.ndarray:
@@ -219,16 +221,24 @@ class CFModel(RecommenderBase):
         if self.algorithm == "bpr":
             return self._fold_in_bpr(items, weights.data)
         conf = self.alpha * weights.data.astype(np.float64)
-        y = np.asarray(self.item_factors_, dtype=np.float64)
-        yo = y[items]
-        a = y.T @ y + (yo.T * (conf - 1.0)) @ yo + self.regularization * np.eye(y.shape[1])
+        if getattr(self, "_gram", None) is None:  # the same for every listener: made once
+            y = np.asarray(self.item_factors_, dtype=np.float64)
+            self._gram = y.T @ y
+        gram = self._gram
+        assert gram is not None
+        yo = np.asarray(self.item_factors_[items], dtype=np.float64)
+        a = gram + (yo.T * (conf - 1.0)) @ yo + self.regularization * np.eye(gram.shape[0])
         b = yo.T @ conf
         return np.linalg.solve(a, b).astype(np.float32)
 
     def _fold_in_bpr(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
         factors = np.asarray(self.item_factors_[:, :-1], dtype=np.float64)
         mean = (weights[:, None] * factors[items]).sum(axis=0) / max(weights.sum(), 1e-12)
-        target = float(np.median(np.linalg.norm(self.user_factors_[:, :-1], axis=1)))
+        if getattr(self, "_bpr_norm", None) is None:
+            self._bpr_norm = float(np.median(np.linalg.norm(self.user_factors_[:, :-1],
+                                                            axis=1)))
+        target = self._bpr_norm
+        assert target is not None
         norm = float(np.linalg.norm(mean))
         vector = np.ones(self.item_factors_.shape[1], dtype=np.float64)
         vector[:-1] = mean * (target / norm if norm > 0 else 0.0)

@@ -114,6 +114,23 @@ def test_new_listener_without_retraining(
     assert recs[0].reason == f"listeners of {recs[0].because} also played this"
 
 
+@pytest.mark.parametrize("algorithm", ["als", "bpr"])
+def test_fold_in_kept_parts_follow_a_refit(algorithm: str) -> None:
+    """Fold-in keeps YᵀY (ALS) and the users' median norm (BPR) between listeners; a
+    second fit of the same object must not fold in against the first fit's."""
+    log, _ = checkerboard()
+    other, _ = checkerboard(n_users=30, n_items=24)
+    params = dict(CONFIGS[algorithm], random_state=3)
+    model = CFModel(**params).fit(log)  # type: ignore[arg-type]
+    first = model.fold_in(np.array([1, 3, 5]), np.array([2.0, 1.0, 4.0]))
+    np.testing.assert_array_equal(model.fold_in(np.array([1, 3, 5]), np.array([2, 1, 4])),
+                                  first)  # kept parts, same answer
+    model.fit(other)
+    fresh = CFModel(**params).fit(other)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(model.fold_in(np.array([1, 3, 5]), np.array([2, 1, 4])),
+                                  fresh.fold_in(np.array([1, 3, 5]), np.array([2, 1, 4])))
+
+
 def test_als_fold_in_matches_implicit_recalculate_user() -> None:
     from implicit.cpu.als import AlternatingLeastSquares
 
