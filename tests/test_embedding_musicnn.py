@@ -286,6 +286,27 @@ def test_parallel_forward_passes_give_the_same_vectors_and_tags() -> None:
         get_embedder("musicnn", workers=0)
 
 
+def test_batched_patches_give_the_vectors_and_tags_to_float_rounding() -> None:
+    """The default batches a track's 4 patches in one forward pass (cheaper); one at a
+    time, or a ragged last batch, gives the same vectors and tags up to float rounding,
+    so the cache entry (the id) does not depend on it."""
+    from musicrec.embedding.audio import decode_waveform
+
+    default = get_embedder("musicnn")
+    assert default.batch_size == 4
+    tracks = [decode_waveform(synthetic() * scale, source_rate=16000, sample_rate=16000,
+                              window_seconds=3.0, n_windows=4) for scale in (1.0, 0.3)]
+    vectors, tags = default.embed_decoded_tagged(tracks)
+    for batch_size in (1, 3):
+        other = get_embedder("musicnn", batch_size=batch_size)
+        assert other.id == default.id
+        got_vectors, got_tags = other.embed_decoded_tagged(tracks)
+        np.testing.assert_allclose(got_vectors, vectors, atol=1e-5)
+        np.testing.assert_allclose(got_tags, tags, atol=1e-5)
+    with pytest.raises(ParameterError, match="batch_size=0 must be at least 1"):
+        get_embedder("musicnn", batch_size=0)
+
+
 def test_combined_tagger_has_msd_vectors_and_both_tag_lists() -> None:
     from musicrec.embedding.audio import decode_waveform
 
