@@ -80,8 +80,10 @@ from musicrec.embedding.fingerprint import (
     FingerprintParams,
     find_duplicates,
     fingerprint,
+    join_hashes,
     load_audio,
     resample,
+    split_hashes,
 )
 
 log = logging.getLogger("bench_fingerprint")
@@ -359,9 +361,8 @@ def fingerprint_cost(args: argparse.Namespace, params: FingerprintParams) -> dic
 def synthetic_stream(fp: Fingerprint, *, seconds: float, params: FingerprintParams,
                      rng: np.random.Generator) -> Fingerprint:
     """A random window of ``fp`` pitch-shifted and time-stretched in hash space."""
-    fb, db = params.freq_bits, params.dt_bits
-    h = fp.hashes.astype(np.int64)
-    f1, f2, dt = h >> (fb + db), (h >> db) & (2**fb - 1), h & (2**db - 1)
+    fb = params.freq_bits
+    f1, f2, dt = split_hashes(fp.hashes, params)
     t = fp.times.astype(np.int64)
     # never the identity: a copy at shift 0 and stretch 1 would be a true duplicate
     stretch = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
@@ -373,7 +374,7 @@ def synthetic_stream(fp: Fingerprint, *, seconds: float, params: FingerprintPara
     start = int(rng.integers(0, max(1, t.max(initial=0) - n_frames)))
     ok = ((f1 >= 0) & (f1 < 2**fb) & (f2 >= 0) & (f2 < 2**fb) & (dt >= 1)
           & (dt <= params.max_dt) & (t >= start) & (t < start + n_frames))
-    hashes = ((f1[ok] << (fb + db)) | (f2[ok] << db) | dt[ok]).astype(np.uint32)
+    hashes = join_hashes(f1[ok], f2[ok], dt[ok], params)
     return Fingerprint(hashes=hashes, times=(t[ok] - start).astype(np.uint32),
                        duration_s=seconds)
 

@@ -85,6 +85,7 @@ from musicrec.embedding.fingerprint import (
     FingerprintParams,
     fingerprint,
     load_audio,
+    split_hashes,
     tolerant_hashes,
 )
 from musicrec.embedding.fingerprint_shards import ShardedFingerprintIndex, shard_of
@@ -442,7 +443,7 @@ def main() -> None:
                                  params=params, rng=rng)
         h = proto.hashes.astype(np.int64)
         t = proto.times
-        f1, f2 = h >> (fb + db), (h >> db) & (2**fb - 1)
+        f1, f2, _ = split_hashes(h, params)
         # shift s keeps a hash in range iff -lo <= s <= room (f1 + s, f2 + s in 0..2**fb-1)
         lo, room = np.minimum(f1, f2), 2**fb - 1 - np.maximum(f1, f2)
         use = shifts[: args.tracks - track]

@@ -302,6 +302,19 @@ class _Ranked(NamedTuple):
     track: int
     offset: int
 
+    def passes_ratio(self, min_ratio: float) -> bool:
+        """The ratio test: the best score is at least ``min_ratio * (second + 1)``, with
+        ``second`` the best score of any other track (0 when none)."""
+        return self.score >= min_ratio * (self.second + 1)
+
+    @property
+    def score(self) -> int:
+        return self.ranked[0][2]
+
+    @property
+    def second(self) -> int:
+        return self.ranked[1][2] if len(self.ranked) > 1 else 0
+
 
 @dataclass(frozen=True)
 class DuplicateGroup:
@@ -604,6 +617,24 @@ def find_peaks(y: np.ndarray, *, params: FingerprintParams) -> tuple[np.ndarray,
     return times[order].astype(np.int64), (freqs[order] + first).astype(np.int64)
 
 
+def split_hashes(hashes: np.ndarray, params: FingerprintParams
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fields of landmark hashes: ``(f1 - 1, f2 - 1, Δt)`` as int64 arrays (the
+    layout of :func:`hash_peaks`; :func:`join_hashes` is the inverse)."""
+    fb, db = params.freq_bits, params.dt_bits
+    h = np.asarray(hashes).astype(np.int64)
+    return h >> (fb + db), (h >> db) & (2**fb - 1), h & (2**db - 1)
+
+
+def join_hashes(f1: np.ndarray, f2: np.ndarray, dt: np.ndarray, params: FingerprintParams
+                ) -> np.ndarray:
+    """Landmark hashes (``uint32``) from their fields ``(f1 - 1, f2 - 1, Δt)``, each in
+    range (:func:`split_hashes` is the inverse)."""
+    fb, db = params.freq_bits, params.dt_bits
+    return ((np.asarray(f1, dtype=np.int64) << (fb + db)) | (np.asarray(f2, dtype=np.int64) << db)
+            | np.asarray(dt, dtype=np.int64)).astype(np.uint32)
+
+
 def hash_peaks(
     times: np.ndarray, freqs: np.ndarray, *, params: FingerprintParams
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -638,10 +669,7 @@ def hash_peaks(
         return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.uint32)
     a = np.concatenate(pairs_i)
     b = np.concatenate(pairs_j)
-    f_shift = params.freq_bits + params.dt_bits
-    hashes = (
-        ((freqs[a] - 1) << f_shift) | ((freqs[b] - 1) << params.dt_bits) | (times[b] - times[a])
-    ).astype(np.uint32)
+    hashes = join_hashes(freqs[a] - 1, freqs[b] - 1, times[b] - times[a], params)
     anchor = times[a].astype(np.uint32)
     order = np.argsort(anchor, kind="stable")
     return hashes[order], anchor[order]
@@ -666,16 +694,15 @@ def tolerant_hashes(
     kt, kf = params.query_dt_tolerance, params.query_df_tolerance
     if (kt == 0 and kf == 0) or hashes.size == 0:
         return hashes, times
-    fb, db = params.freq_bits, params.dt_bits
-    h = hashes.astype(np.int64)
-    f1, f2, dt = h >> (fb + db), (h >> db) & (2**fb - 1), h & (2**db - 1)
+    fb = params.freq_bits
+    f1, f2, dt = split_hashes(hashes, params)
     steps_t = np.arange(-kt, kt + 1)
     steps_f = np.arange(-kf, kf + 1)
     d1, d2, d3 = (a.ravel() for a in np.meshgrid(steps_f, steps_f, steps_t, indexing="ij"))
     v1, v2, v3 = f1[:, None] + d1, f2[:, None] + d2, dt[:, None] + d3
     ok = ((v1 >= 0) & (v1 < 2**fb) & (v2 >= 0) & (v2 < 2**fb) & (v3 >= 1)
           & (v3 <= params.max_dt))
-    variants = ((v1 << (fb + db)) | (v2 << db) | v3)[ok].astype(np.uint32)
+    variants = join_hashes(v1[ok], v2[ok], v3[ok], params)
     anchors = np.broadcast_to(times[:, None], ok.shape)[ok]
     return variants, np.ascontiguousarray(anchors, dtype=np.uint32)
 
@@ -737,10 +764,9 @@ def constellation(fp: Fingerprint, *, params: FingerprintParams) -> np.ndarray:
     The verification stage of :meth:`FingerprintIndex.identify` compares a clip's
     constellation with a candidate track's at the voted offset.
     """
-    fb, db = params.freq_bits, params.dt_bits
-    h = fp.hashes.astype(np.int64)
+    fb = params.freq_bits
     t = fp.times.astype(np.int64)
-    f1, f2, dt = h >> (fb + db), (h >> db) & (2**fb - 1), h & (2**db - 1)
+    f1, f2, dt = split_hashes(fp.hashes, params)
     return np.unique(np.concatenate([(t << fb) | f1, ((t + dt) << fb) | f2]))
 
 
@@ -778,6 +804,14 @@ def load_array(file: Path, *, mmap: bool) -> np.ndarray:
         return np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError) as error:
         raise ModelFormatError(f"{file}: unreadable ({error})") from None
+
+
+def concat_ranges(lo: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``lo[i], lo[i] + 1, ..., lo[i] + counts[i] - 1`` for every ``i``, concatenated
+    (``int64``, without a Python loop): the positions of several posting lists."""
+    counts = np.asarray(counts, dtype=np.int64)
+    return (np.arange(int(counts.sum()))
+            - np.repeat(np.cumsum(counts) - counts - np.asarray(lo, dtype=np.int64), counts))
 
 
 def _unpack(postings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1057,10 +1091,8 @@ class FingerprintIndex:
         total = int(counts.sum())
         if total == 0:
             return empty, empty, empty
-        # gather the postings of every query hash without a Python loop
         q = np.repeat(np.arange(hashes.size), counts)
-        pos = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) + lo[q]
-        track, db_time = _unpack(self.postings_[pos])
+        track, db_time = _unpack(self.postings_[concat_ranges(lo, counts)])
         return q, track, db_time
 
     def _votes(
@@ -1164,7 +1196,7 @@ class FingerprintIndex:
             times, freqs = find_peaks(y, params=query_params)
             h, t = hash_peaks(times, freqs, params=query_params)
             fp = Fingerprint(hashes=h, times=t, duration_s=y.size / self.params.sr)
-        f1 = fp.hashes.astype(np.int64) >> (self.params.freq_bits + self.params.dt_bits)
+        f1 = split_hashes(fp.hashes, self.params)[0]
         if np.unique(f1).size < MIN_ANCHOR_FREQS:
             # a tone or a held interval: its few landmarks repeat at every time step, so
             # they line up with any sustained note of the catalogue (a 5-s 440 Hz tone
@@ -1255,8 +1287,8 @@ class FingerprintIndex:
             log.debug("no candidate for a clip of %d hashes", len(found.query))
             return None
         track_id, offset_s, score = found.ranked[0]
-        second = found.ranked[1][2] if len(found.ranked) > 1 else 0
-        if score < min_votes or score < min_ratio * (second + 1):
+        second = found.second
+        if score < min_votes or not found.passes_ratio(min_ratio):
             log.debug("no match: best %s score %d, second %d", track_id, score, second)
             return None
         if min_peaks is None:  # no verification: the vote's own chance bound
@@ -1316,10 +1348,9 @@ class FingerprintIndex:
             found = self._ranked(clip, sr=sr)
             if not found.ranked:
                 continue
-            best = found.ranked[0][2]
-            second = found.ranked[1][2] if len(found.ranked) > 1 else 0
-            if best < self.min_ratio * (second + 1):
+            if not found.passes_ratio(self.min_ratio):
                 continue
+            best = found.score
             if verify:
                 if best >= self.min_votes:
                     peaks, chance = self._verify(found.query, found.track, found.offset)

@@ -36,7 +36,9 @@ from musicrec.embedding.fingerprint import (
     FingerprintIndex,
     FingerprintParams,
     PathLike,
+    concat_ranges,
     load_array,
+    split_hashes,
     write_directory,
 )
 from musicrec.errors import ModelFormatError, ParameterError
@@ -54,8 +56,7 @@ def shard_of(hashes: np.ndarray, params: FingerprintParams, n_shards: int) -> np
     """The shard owning each hash (``int64``, ``0 .. n_shards - 1``): a multiplicative hash
     of ``(f2 - f1, Δt)``, so pitch-shifted copies of a landmark share its shard."""
     fb, db = params.freq_bits, params.dt_bits
-    h = np.asarray(hashes, dtype=np.int64)
-    f1, f2, dt = h >> (fb + db), (h >> db) & (2**fb - 1), h & (2**db - 1)
+    f1, f2, dt = split_hashes(hashes, params)
     key = ((f2 - f1 + 2**fb) << db | dt).astype(np.uint64)
     mixed = (key * _MIX) & np.uint64(0xFFFFFFFF)
     # the high bits of the product are the mixed ones: scale the 32-bit value to 0..n-1
@@ -115,10 +116,8 @@ class ShardedFingerprintIndex(FingerprintIndex):
             shard.starts_ = np.zeros(mine.size + 1,
                                      dtype=np.uint32 if total < 2**32 else np.uint64)
             np.cumsum(counts, out=shard.starts_[1:])
-            # each kept list, copied whole: position k of list i is starts[i] + k
-            pos = np.arange(total) - np.repeat(np.cumsum(counts) - counts - starts[mine],
-                                               counts)
-            shard.postings_ = np.asarray(index.postings_)[pos]
+            # each kept list, copied whole
+            shard.postings_ = np.asarray(index.postings_)[concat_ranges(starts[mine], counts)]
             sharded.shards_.append(shard)
         return sharded
 

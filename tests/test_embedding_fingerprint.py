@@ -21,7 +21,9 @@ from musicrec.embedding.fingerprint import (
     find_peaks,
     fingerprint,
     hash_peaks,
+    join_hashes,
     load_audio,
+    split_hashes,
     tolerant_hashes,
 )
 from musicrec.errors import DataFormatError, ModelFormatError, ParameterError, UnknownTrackError
@@ -675,3 +677,16 @@ def test_bad_arrays_are_refused(index: FingerprintIndex) -> None:
         staged = FingerprintIndex()
         staged.add("x", np.zeros(SR, dtype=np.float32), sr=SR)
         staged.identify(np.zeros(2 * SR, dtype=np.float32), sr=SR)
+
+
+def test_hash_fields_split_and_join() -> None:
+    """A hash is ``(f1 - 1) << 15 | (f2 - 1) << 6 | Δt`` with the default 9 + 9 + 6 bits;
+    split_hashes and join_hashes are each other's inverse."""
+    params = FingerprintParams()
+    assert join_hashes(np.array([10]), np.array([12]), np.array([3]), params).tolist() == \
+        [10 * 2**15 + 12 * 2**6 + 3]
+    hashes = np.array([0, 328451, 2**24 - 1], dtype=np.uint32)
+    f1, f2, dt = split_hashes(hashes, params)
+    assert (f1.tolist(), f2.tolist(), dt.tolist()) == ([0, 10, 511], [0, 12, 511], [0, 3, 63])
+    np.testing.assert_array_equal(join_hashes(f1, f2, dt, params), hashes)
+
